@@ -1,0 +1,53 @@
+// Package discovery holds the contracts every service-discovery mechanism of
+// sdhub implements. They mirror Prometheus's own: a Config is one
+// `<name>_sd_configs` element, it builds a Discoverer, and a Discoverer sends
+// target groups until its context ends.
+package discovery
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Discoverer provides information about target groups.
+//
+// Run sends the full set of groups first, then either full or changed groups.
+// Every group carries a Source unique within the discoverer; a group with a
+// known Source and no targets means that group is gone. Run returns when ctx
+// is done, selects on ctx for every send, and never closes up.
+type Discoverer interface {
+	Run(ctx context.Context, up chan<- []*targetgroup.Group)
+}
+
+// Config is one service-discovery configuration: one element of a job's
+// `<Name()>_sd_configs` list. Configs must compare with reflect.DeepEqual
+// (no funcs, no pointers to fresh objects): the manager shares and keeps
+// providers whose configs are deeply equal.
+type Config interface {
+	// Name is the mechanism name, e.g. "consul"; its YAML key is Name()+"_sd_configs".
+	Name() string
+	// NewDiscoverer builds a discoverer for this config.
+	NewDiscoverer(Options) (Discoverer, error)
+}
+
+// Configs is the list of SD configs of one job.
+type Configs []Config
+
+// Options are what the manager hands a config when it builds a discoverer.
+type Options struct {
+	// Logger is never nil when the manager builds a discoverer; tests may leave it nil.
+	Logger *slog.Logger
+	// SetName is the job the provider was created for: the `config` label of refresh metrics.
+	SetName string
+	// Metrics is the mechanism's metric set, made once per process by its
+	// Mechanism.NewMetrics. A discoverer given nil uses unregistered metrics.
+	Metrics Metrics
+}
+
+// Metrics is a mechanism's metric set; each mechanism type-asserts its own.
+type Metrics interface {
+	// Unregister removes the set from the registerer it was registered with.
+	Unregister()
+}
