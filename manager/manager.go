@@ -1,0 +1,511 @@
+// Package manager runs the service-discovery providers of every configured
+// job and hands the complete target state of every job to one consumer.
+//
+// It follows Prometheus's discovery manager (discovery/manager.go): a
+// provider is one running discoverer, named "<mechanism>/<n>" with n counting
+// over the manager's lifetime; jobs whose configs are deeply equal share one
+// provider; a reload keeps providers whose config is unchanged running and
+// cancels the others. Unlike Prometheus it also says, per job, whether the
+// state is complete (every provider delivered its first full set and no
+// config failed to start), so that the writer can keep a job's last file
+// instead of replacing it with partial data.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/discovery"
+)
+
+// DefaultFlushInterval is how long the sender waits after the first change
+// before it hands the state on, so that a burst of changes becomes one
+// update. Prometheus's own sender waits 100 ms to 7.5 s and its scrape
+// manager applies new targets at most every 5 s; 500 ms adds at most a tenth
+// of that, and bounds the writer to two rounds of file writes (each one an
+// fsync of the file and of the directory) per second however busy the
+// discoverers are.
+const DefaultFlushInterval = 500 * time.Millisecond
+
+// errStopped is returned by ApplyConfig once Run has returned.
+var errStopped = errors.New("discovery manager is stopped")
+
+// Options configure a Manager.
+type Options struct {
+	// Logger receives the manager's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer registers the manager's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	// FlushInterval is the sender's coalescing interval; 0 means DefaultFlushInterval.
+	FlushInterval time.Duration
+	// Metrics holds each mechanism's metric set by mechanism name, as made by
+	// Mechanism.NewMetrics; a missing entry gives the discoverer nil metrics.
+	Metrics map[string]discovery.Metrics
+	// RefreshMetrics, if set, has a job's refresh series deleted when the job
+	// no longer uses that mechanism.
+	RefreshMetrics *discovery.RefreshMetrics
+}
+
+// Update is the complete state of every configured job, including jobs with
+// no targets and jobs whose providers have not delivered yet. It is never a
+// delta: a job missing from an Update is no longer configured.
+type Update map[string]JobTargets
+
+// JobTargets is the state of one job.
+type JobTargets struct {
+	// Groups are the groups of every provider of the job, never nil. The
+	// groups are shared with the manager and must not be modified.
+	Groups []*targetgroup.Group
+	// Complete is true when every provider of the job has delivered its first
+	// full set since it was started and none of the job's configs failed to
+	// instantiate. A consumer should not replace its last output of a job
+	// with an incomplete state.
+	Complete bool
+	// FailedConfigs is how many of the job's configs failed to instantiate at
+	// the last ApplyConfig.
+	FailedConfigs int
+}
+
+// ProviderStatus describes one provider, for a status page.
+type ProviderStatus struct {
+	Name      string   // "<mechanism>/<n>"
+	Mechanism string   // the config's Name()
+	Jobs      []string // the jobs it serves, sorted
+	Started   bool     // running: started and not cancelled
+	Delivered bool     // it has delivered its first full set
+}
+
+// provider is one running discoverer and the jobs it serves.
+type provider struct {
+	name      string
+	mechanism string
+	cfg       discovery.Config
+	d         discovery.Discoverer
+
+	cancel context.CancelFunc // nil until started
+	wg     sync.WaitGroup     // the discoverer's and the updater's goroutines
+
+	// Guarded by Manager.mu.
+	subs      map[string]struct{}
+	groups    map[string]*targetgroup.Group // by Source; shared by every sub
+	delivered bool
+	cancelled bool
+}
+
+// Manager maintains the providers of every job and sends the state of every
+// job on SyncCh.
+type Manager struct {
+	logger      *slog.Logger
+	flush       time.Duration
+	mechMetrics map[string]discovery.Metrics
+	refresh     *discovery.RefreshMetrics
+	metrics     *metrics
+	syncCh      chan Update
+	trigger     chan struct{} // buffer 1: a pending "state changed"
+
+	applyMu sync.Mutex // serialises ApplyConfig
+
+	mu           sync.Mutex
+	providers    []*provider
+	jobs         map[string]int // configured job -> number of configs that failed
+	lastProvider uint
+	running      bool
+	stopped      bool
+}
+
+// New makes a manager. Call Run to start sending; ApplyConfig may come before
+// or after Run starts, and starts providers at once.
+func New(o Options) (*Manager, error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	flush := o.FlushInterval
+	if flush < 0 {
+		return nil, fmt.Errorf("invalid flush interval %s (must be 0 for the default, or positive)", flush)
+	}
+	if flush == 0 {
+		flush = DefaultFlushInterval
+	}
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("registering discovery manager metrics: %w", err)
+	}
+	return &Manager{
+		logger:      logger,
+		flush:       flush,
+		mechMetrics: o.Metrics,
+		refresh:     o.RefreshMetrics,
+		metrics:     met,
+		syncCh:      make(chan Update),
+		trigger:     make(chan struct{}, 1),
+		jobs:        map[string]int{},
+	}, nil
+}
+
+// SyncCh is the channel the state of every job is sent on. It is unbuffered
+// and closed when Run returns.
+func (m *Manager) SyncCh() <-chan Update { return m.syncCh }
+
+// Run sends updates on SyncCh until ctx ends, then cancels every provider,
+// waits for them to return and closes SyncCh. It returns nil on a normal
+// shutdown; it may run only once.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.running || m.stopped {
+		m.mu.Unlock()
+		return errors.New("discovery manager already ran")
+	}
+	m.running = true
+	m.mu.Unlock()
+
+	m.send(ctx)
+	m.shutdown()
+	return nil
+}
+
+// send is the sender. After a trigger it waits for the flush interval, then
+// offers the state of every job. When the receiver is busy it keeps the
+// newest state and hands that over as soon as the receiver is ready; a newer
+// state replaces one that is still waiting, so the receiver never gets a
+// stale state after a newer one.
+func (m *Manager) send(ctx context.Context) {
+	var (
+		flush   <-chan time.Time
+		pending Update
+		out     chan<- Update // m.syncCh while pending is set, else nil
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.trigger:
+			if flush == nil {
+				flush = time.After(m.flush)
+			}
+		case <-flush:
+			flush = nil
+			u := m.state()
+			m.metrics.sentUpdates.Inc()
+			select {
+			case m.syncCh <- u:
+				pending, out = nil, nil
+				continue
+			default:
+			}
+			m.metrics.delayedUpdates.Inc()
+			m.logger.Debug("discovery receiver is busy, the newest state goes out when it is ready")
+			pending, out = u, m.syncCh
+		case out <- pending:
+			pending, out = nil, nil
+		}
+	}
+}
+
+// shutdown cancels every provider and waits for them, then closes SyncCh.
+func (m *Manager) shutdown() {
+	m.mu.Lock()
+	m.stopped = true
+	provs := slices.Clone(m.providers)
+	for _, p := range provs {
+		m.stop(p)
+	}
+	m.mu.Unlock()
+	for _, p := range provs {
+		p.wg.Wait()
+	}
+	close(m.syncCh)
+}
+
+// notify marks the state as changed; it never blocks.
+func (m *Manager) notify() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// ApplyConfig makes the running providers match cfg, a job's SD configs by
+// job name. Providers whose config is unchanged keep running (their
+// discoverer is not restarted) and serve the jobs that now use that config;
+// obsolete providers are cancelled and waited for; new ones are started. A
+// config whose discoverer cannot be built is logged and counted in
+// prometheus_sd_failed_configs, and leaves its job incomplete; the next
+// ApplyConfig tries it again. The only error is calling it after Run
+// returned.
+func (m *Manager) ApplyConfig(cfg map[string]discovery.Configs) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return errStopped
+	}
+	before := m.mechanismJobs()
+
+	jobs := make(map[string]int, len(cfg))
+	newSubs := map[*provider]map[string]struct{}{}
+	var fresh []*provider
+	failed := 0
+	// Sorted, so that provider numbers do not depend on map order.
+	for _, job := range sortedKeys(cfg) {
+		jobs[job] = 0
+		for _, c := range cfg[job] {
+			p, err := m.providerFor(c, job, fresh)
+			if err != nil {
+				m.logger.Error("cannot create service discovery", "err", err, "config", job)
+				jobs[job]++
+				failed++
+				continue
+			}
+			if p.cancel == nil && !slices.Contains(fresh, p) {
+				fresh = append(fresh, p)
+			}
+			if newSubs[p] == nil {
+				newSubs[p] = map[string]struct{}{}
+			}
+			newSubs[p][job] = struct{}{}
+		}
+	}
+	m.metrics.failedConfigs.Set(float64(failed))
+
+	var kept, obsolete []*provider
+	for _, p := range append(m.providers, fresh...) {
+		subs := newSubs[p]
+		if len(subs) == 0 {
+			m.stop(p)
+			obsolete = append(obsolete, p)
+			continue
+		}
+		p.subs = subs
+		kept = append(kept, p)
+	}
+	m.providers = kept
+
+	for job := range m.jobs {
+		if _, ok := jobs[job]; !ok {
+			m.metrics.deleteJob(job)
+		}
+	}
+	for job := range jobs {
+		if _, ok := m.jobs[job]; !ok {
+			m.metrics.discoveredTargets.WithLabelValues(job).Set(0)
+		}
+	}
+	m.jobs = jobs
+	if m.refresh != nil {
+		after := m.mechanismJobs()
+		for k := range before {
+			if _, ok := after[k]; !ok {
+				m.refresh.Delete(k.mechanism, k.job)
+			}
+		}
+	}
+	for _, p := range fresh {
+		m.start(p)
+	}
+	m.mu.Unlock()
+
+	// The consumer gets the new job set (removed jobs gone, new jobs present,
+	// shared providers' targets copied) without waiting for a discoverer.
+	m.notify()
+	for _, p := range obsolete {
+		p.wg.Wait()
+	}
+	return nil
+}
+
+// providerFor returns the running or fresh provider whose config deeply
+// equals c, or builds a new, not yet started one. Called with m.mu held.
+func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider) (*provider, error) {
+	if c == nil {
+		return nil, errors.New("nil service discovery config")
+	}
+	for _, p := range m.providers {
+		if reflect.DeepEqual(c, p.cfg) {
+			return p, nil
+		}
+	}
+	for _, p := range fresh {
+		if reflect.DeepEqual(c, p.cfg) {
+			return p, nil
+		}
+	}
+	mech := c.Name()
+	d, err := c.NewDiscoverer(discovery.Options{
+		Logger:  m.logger.With("discovery", mech, "config", job),
+		SetName: job,
+		Metrics: m.mechMetrics[mech],
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)
+	}
+	p := &provider{
+		name:      fmt.Sprintf("%s/%d", mech, m.lastProvider),
+		mechanism: mech,
+		cfg:       c,
+		d:         d,
+		groups:    map[string]*targetgroup.Group{},
+	}
+	m.lastProvider++
+	return p, nil
+}
+
+type mechanismJob struct{ mechanism, job string }
+
+// mechanismJobs lists which job uses which mechanism. Called with m.mu held.
+func (m *Manager) mechanismJobs() map[mechanismJob]struct{} {
+	out := map[mechanismJob]struct{}{}
+	for _, p := range m.providers {
+		for job := range p.subs {
+			out[mechanismJob{p.mechanism, job}] = struct{}{}
+		}
+	}
+	return out
+}
+
+// start runs the provider's discoverer and updater. Called with m.mu held.
+// The provider's context is its own: it ends when the provider is stopped,
+// by a reload that drops it or by Run's shutdown.
+func (m *Manager) start(p *provider) {
+	m.logger.Debug("starting provider", "provider", p.name, "jobs", sortedKeys(p.subs))
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	up := make(chan []*targetgroup.Group)
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		p.d.Run(ctx, up)
+		if ctx.Err() == nil {
+			m.logger.Warn("discoverer returned before it was cancelled, its targets are kept", "provider", p.name)
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		m.updater(ctx, p, up)
+	}()
+}
+
+// stop cancels a provider. Called with m.mu held; the caller waits on p.wg
+// after releasing it.
+func (m *Manager) stop(p *provider) {
+	p.cancelled = true
+	if p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// updater folds a provider's updates into its groups until the provider is
+// cancelled. A group with targets replaces the group with the same Source; a
+// group without targets deletes it. A discoverer that closes its channel
+// keeps its targets until the provider is cancelled.
+func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetgroup.Group) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case tgs, ok := <-up:
+			m.metrics.receivedUpdates.Inc()
+			if !ok {
+				m.logger.Debug("discoverer channel closed", "provider", p.name)
+				<-ctx.Done()
+				return
+			}
+			m.mu.Lock()
+			if p.cancelled {
+				m.mu.Unlock()
+				return
+			}
+			for _, tg := range tgs {
+				if tg == nil {
+					continue
+				}
+				if len(tg.Targets) > 0 {
+					p.groups[tg.Source] = tg
+				} else {
+					delete(p.groups, tg.Source)
+				}
+			}
+			if !p.delivered {
+				p.delivered = true
+				m.logger.Debug("provider delivered its first set", "provider", p.name)
+			}
+			m.mu.Unlock()
+			m.notify()
+		}
+	}
+}
+
+// state is the complete state of every configured job. It also sets the
+// per-job gauges, under the lock, so a removed job's series stay deleted.
+func (m *Manager) state() Update {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := make(Update, len(m.jobs))
+	for job, failed := range m.jobs {
+		u[job] = JobTargets{Groups: []*targetgroup.Group{}, Complete: failed == 0, FailedConfigs: failed}
+	}
+	for _, p := range m.providers {
+		sources := sortedKeys(p.groups)
+		for job := range p.subs {
+			jt, ok := u[job]
+			if !ok {
+				continue
+			}
+			for _, s := range sources {
+				jt.Groups = append(jt.Groups, p.groups[s])
+			}
+			if !p.delivered {
+				jt.Complete = false
+			}
+			u[job] = jt
+		}
+	}
+	now := float64(time.Now().UnixNano()) / 1e9
+	for job, jt := range u {
+		n := 0
+		for _, g := range jt.Groups {
+			n += len(g.Targets)
+		}
+		m.metrics.discoveredTargets.WithLabelValues(job).Set(float64(n))
+		m.metrics.lastUpdate.WithLabelValues(job).Set(now)
+	}
+	return u
+}
+
+// Providers describes the current providers in the order they were created.
+func (m *Manager) Providers() []ProviderStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ProviderStatus, 0, len(m.providers))
+	for _, p := range m.providers {
+		out = append(out, ProviderStatus{
+			Name:      p.name,
+			Mechanism: p.mechanism,
+			Jobs:      sortedKeys(p.subs),
+			Started:   p.cancel != nil && !p.cancelled,
+			Delivered: p.delivered,
+		})
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
