@@ -1,0 +1,218 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/discovery/file"
+	"github.com/sdhub/sdhub/discovery/static"
+)
+
+func TestLoadPrometheusYML(t *testing.T) {
+	cfg, err := LoadFile("testdata/prometheus.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []string
+	for _, sc := range cfg.ScrapeConfigs {
+		jobs = append(jobs, sc.JobName)
+	}
+	if want := []string{"node", "files", "mixed"}; !slices.Equal(jobs, want) {
+		t.Fatalf("jobs = %q, want %q", jobs, want)
+	}
+	wantWarnings := []string{
+		`job "kube": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)`,
+		`job "mixed": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)`,
+		`job "empty": no service discovery configs, skipped`,
+	}
+	if !slices.Equal(cfg.Warnings, wantWarnings) {
+		t.Fatalf("warnings = %q, want %q", cfg.Warnings, wantWarnings)
+	}
+
+	node := cfg.Jobs()["node"]
+	wantNode := discovery.Configs{static.SDConfig{
+		{Source: "0", Targets: []model.LabelSet{{"__address__": "127.0.0.1:9100"}, {"__address__": "127.0.0.2:9100"}}, Labels: model.LabelSet{"env": "prod"}},
+		{Source: "1", Targets: []model.LabelSet{{"__address__": "127.0.0.3:9100"}}, Labels: model.LabelSet{}},
+	}}
+	if !equalConfigs(node, wantNode) {
+		t.Fatalf("node configs = %#v, want %#v", node, wantNode)
+	}
+
+	files := cfg.Jobs()["files"]
+	if len(files) != 2 {
+		t.Fatalf("files has %d configs, want 2", len(files))
+	}
+	f0 := files[0].(*file.SDConfig)
+	if want := filepath.Join("testdata", "targets", "*.json"); f0.Files[0] != want {
+		t.Errorf("relative pattern resolved to %q, want %q (against the config's directory)", f0.Files[0], want)
+	}
+	if got := time_(f0.RefreshInterval); got != "1m" {
+		t.Errorf("refresh_interval = %s, want 1m", got)
+	}
+	f1 := files[1].(*file.SDConfig)
+	if f1.Files[0] != "/etc/prometheus/targets/*.yml" {
+		t.Errorf("absolute pattern changed to %q", f1.Files[0])
+	}
+	if got := time_(f1.RefreshInterval); got != "5m" {
+		t.Errorf("default refresh_interval = %s, want 5m", got)
+	}
+}
+
+func time_(d model.Duration) string { return d.String() }
+
+func equalConfigs(a, b discovery.Configs) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		sa, oka := a[i].(static.SDConfig)
+		sb, okb := b[i].(static.SDConfig)
+		if oka != okb {
+			return false
+		}
+		if !oka {
+			if !reflect.DeepEqual(a[i], b[i]) {
+				return false
+			}
+			continue
+		}
+		if len(sa) != len(sb) {
+			return false
+		}
+		for j := range sa {
+			ga, gb := sa[j], sb[j]
+			if ga.Source != gb.Source || !reflect.DeepEqual(ga.Targets, gb.Targets) || len(ga.Labels) != len(gb.Labels) {
+				return false
+			}
+			for k, v := range ga.Labels {
+				if gb.Labels[k] != v {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func TestScrapeConfigFiles(t *testing.T) {
+	cfg, err := LoadFile("testdata/scrape_config_files.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := cfg.Jobs()
+	if len(jobs) != 2 || jobs["main"] == nil || jobs["from-a"] == nil {
+		t.Fatalf("jobs = %v, want main and from-a", jobs)
+	}
+	got := jobs["from-a"][0].(*file.SDConfig).Files[0]
+	if want := filepath.Join("testdata", "scrape", "a", "*.json"); got != want {
+		t.Errorf("pattern of a scrape config file resolved to %q, want %q (against that file's directory)", got, want)
+	}
+}
+
+func TestEmptyConfig(t *testing.T) {
+	cfg, err := LoadFile("testdata/empty.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.ScrapeConfigs) != 0 {
+		t.Fatalf("got %d jobs from an empty file", len(cfg.ScrapeConfigs))
+	}
+}
+
+// TestBadConfigs checks the exact error of every testdata/*.bad.yml: file,
+// line and message.
+func TestBadConfigs(t *testing.T) {
+	want := map[string]string{
+		"unknown_top":        `testdata/unknown_top.bad.yml:3: unknown field "scrape_cofigs" in the top level`,
+		"unknown_scrape_key": `testdata/unknown_scrape_key.bad.yml:3: unknown field "scrape_intervl" in scrape config`,
+		"duplicate_job":      `testdata/duplicate_job.bad.yml:5: found multiple scrape configs with job name "x" (first at testdata/duplicate_job.bad.yml:2)`,
+		"job_slash":          `testdata/job_slash.bad.yml:2: job_name "../../etc/cron.d/x" contains a path separator; it must be usable as a file name`,
+		"job_empty":          `testdata/job_empty.bad.yml:2: job_name is empty`,
+		"job_dot":            `testdata/job_dot.bad.yml:2: job_name ".sdhub-manifest" starts with a dot; it must be usable as a file name`,
+		"job_control":        `testdata/job_control.bad.yml:2: job_name "a\tb" contains a control character; it must be usable as a file name`,
+		"job_case":           `testdata/job_case.bad.yml:5: job names "API" and "api" map to the same output file on a case-insensitive file system (first at testdata/job_case.bad.yml:2)`,
+		"null_static":        `testdata/null_static.bad.yml:5: empty or null section in static_configs`,
+		"null_file_sd":       `testdata/null_file_sd.bad.yml:4: empty or null section in file_sd_configs`,
+		"null_scrape":        `testdata/null_scrape.bad.yml:2: empty or null scrape config section`,
+		"static_url":         `testdata/static_url.bad.yml:4: "http://127.0.0.1:9090/metrics" is not a valid hostname`,
+		"static_unknown_key": `testdata/static_unknown_key.bad.yml:4: field target not found in static_configs`,
+		"syntax":             `testdata/syntax.bad.yml:4: mapping values are not allowed in this context`,
+		"not_mapping":        `testdata/not_mapping.bad.yml:1: the top level must be a mapping`,
+	}
+	files, err := filepath.Glob("testdata/*.bad.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".bad.yml")
+		t.Run(name, func(t *testing.T) {
+			exp, ok := want[name]
+			if !ok {
+				t.Fatalf("no expected error for %s", f)
+			}
+			delete(want, name)
+			_, err := LoadFile(f)
+			if err == nil {
+				t.Fatalf("%s loaded, want error %q", f, exp)
+			}
+			if err.Error() != exp {
+				t.Fatalf("error:\n got: %s\nwant: %s", err, exp)
+			}
+		})
+	}
+	for name := range want {
+		t.Errorf("expected error for %s but there is no testdata/%s.bad.yml", name, name)
+	}
+}
+
+// TestLoadKeepsSharedConfigsEqual checks that identical SD blocks in two
+// jobs decode to deeply equal configs: the manager shares one provider.
+func TestLoadKeepsSharedConfigsEqual(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "p.yml")
+	data := `scrape_configs:
+  - job_name: a
+    file_sd_configs: [{files: ["x/*.json"]}]
+  - job_name: b
+    file_sd_configs: [{files: ["x/*.json"]}]
+`
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.Jobs()
+	if !reflect.DeepEqual(j["a"][0], j["b"][0]) {
+		t.Fatalf("configs differ: %#v vs %#v", j["a"][0], j["b"][0])
+	}
+}
+
+func TestStaticGroupsKeepSources(t *testing.T) {
+	cfg, err := Load([]byte(`scrape_configs:
+  - job_name: s
+    static_configs:
+      - targets: [a:1]
+      - targets: [b:1]
+        labels: {x: y}
+`), "mem.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := cfg.Jobs()["s"][0].(static.SDConfig)
+	srcs := []string{}
+	for _, g := range sc {
+		srcs = append(srcs, g.Source)
+	}
+	if !slices.Equal(srcs, []string{"0", "1"}) {
+		t.Fatalf("sources = %q", srcs)
+	}
+}
