@@ -1,0 +1,267 @@
+package swarm
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// watchTiming are the delays of the watch loop.
+type watchTiming struct {
+	// quiet: after an event, wait this long for more before refreshing.
+	quiet time.Duration
+	// maxDelay: refresh at most this long after the first event of a burst.
+	maxDelay time.Duration
+	// settle: refresh once more this long after an event-driven refresh, to
+	// catch the task state changes that follow an event without one of
+	// their own (a task goes from starting to running with no event).
+	settle time.Duration
+	// backoffMin and backoffMax bound the wait before reopening a broken
+	// events stream; it doubles on each consecutive failure.
+	backoffMin, backoffMax time.Duration
+}
+
+var defaultWatchTiming = watchTiming{
+	quiet:      250 * time.Millisecond,
+	maxDelay:   time.Second,
+	settle:     2 * time.Second,
+	backoffMin: 500 * time.Millisecond,
+	backoffMax: 30 * time.Second,
+}
+
+// Run sends the full state at once, then again whenever it changes: after a
+// refresh every refresh_interval, and after a burst of Docker events. A
+// failed refresh sends nothing, so the last good targets stay. Run returns
+// when ctx is done and never closes up.
+func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
+	defer d.client.Close()
+	triggers := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.watchEvents(ctx, triggers)
+	}()
+	defer wg.Wait()
+
+	var last []*targetgroup.Group
+	if !d.update(ctx, up, &last) {
+		return
+	}
+	ticker := time.NewTicker(d.interval)
+	defer ticker.Stop()
+	deb := newDebouncer(d.watch.quiet, d.watch.maxDelay)
+	defer deb.stop()
+	var settle <-chan time.Time
+	for {
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			ok = d.update(ctx, up, &last)
+		case <-triggers:
+			deb.event()
+			continue
+		case <-deb.C():
+			deb.fired()
+			ok = d.update(ctx, up, &last)
+			settle = time.After(d.watch.settle)
+		case <-settle:
+			settle = nil
+			ok = d.update(ctx, up, &last)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// update refreshes and sends the result unless it failed or equals what
+// was sent last. It returns false when ctx ended during the send.
+func (d *Discovery) update(ctx context.Context, up chan<- []*targetgroup.Group, last *[]*targetgroup.Group) bool {
+	tgs, err := d.instrumentedRefresh(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.logger.Error("Unable to refresh target groups", "err", err)
+		}
+		return true
+	}
+	if *last != nil && reflect.DeepEqual(*last, tgs) {
+		return true
+	}
+	select {
+	case up <- tgs:
+		*last = tgs
+		d.logger.Debug("Sent targets", "targets", len(tgs[0].Targets))
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// instrumentedRefresh is refresh bounded by refresh_interval (Prometheus's
+// per-request timeout), with sorted targets and the refresh metrics. A
+// refresh cut short because ctx ended is not counted.
+func (d *Discovery) instrumentedRefresh(ctx context.Context) ([]*targetgroup.Group, error) {
+	rctx, cancel := context.WithTimeout(ctx, d.interval)
+	defer cancel()
+	start := time.Now()
+	tgs, err := d.refresh(rctx)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	d.refreshM.Observe(start, err)
+	if err != nil {
+		return nil, err
+	}
+	for _, tg := range tgs {
+		slices.SortFunc(tg.Targets, func(a, b model.LabelSet) int { return cmp.Compare(a.String(), b.String()) })
+	}
+	return tgs, nil
+}
+
+// errNoAnswer is the error of an events stream that did not open in time.
+var errNoAnswer = errors.New("docker events stream: no answer within refresh_interval")
+
+// eventTypes are the Docker event types that can change the role's targets.
+func (d *Discovery) eventTypes() []string {
+	switch d.role {
+	case "services":
+		return []string{"service", "network"}
+	case "nodes":
+		return []string{"node"}
+	default:
+		return []string{"service", "node", "network", "container"}
+	}
+}
+
+// watchEvents follows the engine's events stream and signals triggers on
+// every relevant event and on every (re)connection, since events may have
+// been missed while it was not connected. A broken stream is reopened after
+// a backoff that doubles up to backoffMax and restarts after a stream that
+// delivered events or lived longer than backoffMax.
+func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
+	bo := backoff{min: d.watch.backoffMin, max: d.watch.backoffMax}
+	for {
+		healthy, err := d.streamEvents(ctx, triggers)
+		if ctx.Err() != nil {
+			return
+		}
+		d.metrics.streamErrors.Inc()
+		if healthy {
+			bo.reset()
+		}
+		wait := bo.next()
+		d.logger.Warn("Docker events stream failed; polling continues, reconnecting", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// streamEvents reads one events stream until it breaks. Opening it is bounded
+// by refresh_interval. healthy reports whether the stream worked for a while.
+func (d *Discovery) streamEvents(ctx context.Context, triggers chan<- struct{}) (healthy bool, err error) {
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	args := filters.NewArgs()
+	for _, t := range d.eventTypes() {
+		args.Add("type", t)
+	}
+	connect := time.AfterFunc(d.interval, func() { cancel(errNoAnswer) })
+	msgs, errs := d.client.Events(ectx, events.ListOptions{Filters: args})
+	if !connect.Stop() {
+		<-errs
+		return false, context.Cause(ectx)
+	}
+	select {
+	case err := <-errs:
+		return false, err
+	default:
+	}
+	opened := time.Now()
+	signal(triggers)
+	for {
+		select {
+		case <-msgs:
+			healthy = true
+			d.metrics.events.Inc()
+			signal(triggers)
+		case err := <-errs:
+			return healthy || time.Since(opened) > d.watch.backoffMax, err
+		}
+	}
+}
+
+func signal(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// debouncer coalesces a burst of events into one refresh: it fires quiet
+// after the last event, but no later than maxDelay after the first.
+type debouncer struct {
+	quiet, maxDelay time.Duration
+	timer           *time.Timer
+	first           time.Time
+	armed           bool
+}
+
+func newDebouncer(quiet, maxDelay time.Duration) *debouncer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &debouncer{quiet: quiet, maxDelay: maxDelay, timer: t}
+}
+
+func (b *debouncer) event() {
+	now := time.Now()
+	if !b.armed {
+		b.first, b.armed = now, true
+	}
+	due := now.Add(b.quiet)
+	if limit := b.first.Add(b.maxDelay); due.After(limit) {
+		due = limit
+	}
+	b.timer.Reset(due.Sub(now))
+}
+
+// C is the channel that fires when a refresh is due; nil while unarmed.
+func (b *debouncer) C() <-chan time.Time {
+	if !b.armed {
+		return nil
+	}
+	return b.timer.C
+}
+
+func (b *debouncer) fired() { b.armed = false }
+func (b *debouncer) stop()  { b.timer.Stop() }
+
+// backoff is an exponential delay between min and max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
