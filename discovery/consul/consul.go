@@ -1,0 +1,194 @@
+// Package consul implements `consul_sd_configs` with Prometheus's keys,
+// defaults and `__meta_consul_*` labels, and a watch that holds a bounded
+// number of connections to the Consul agent however large the catalog is
+// (see docs/consul.md for the design).
+package consul
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+
+	"github.com/sdhub/sdhub/discovery"
+)
+
+// DefaultMaxConnections bounds the TCP connections one discoverer opens to
+// its Consul agent unless max_connections says otherwise. Consul's default
+// http_max_conns_per_client is 200.
+const DefaultMaxConnections = 16
+
+// DefaultSDConfig is the default Consul SD configuration: Prometheus's
+// defaults plus sdhub's connection bound.
+var DefaultSDConfig = SDConfig{
+	Server:           "localhost:8500",
+	TagSeparator:     ",",
+	Scheme:           "http",
+	AllowStale:       true,
+	RefreshInterval:  model.Duration(30 * time.Second),
+	MaxConnections:   DefaultMaxConnections,
+	HTTPClientConfig: config.DefaultHTTPClientConfig,
+}
+
+// SDConfig is one element of `consul_sd_configs`. Every key is Prometheus's
+// except max_connections, which is sdhub's own.
+type SDConfig struct {
+	Server       string        `yaml:"server,omitempty"`
+	PathPrefix   string        `yaml:"path_prefix,omitempty"`
+	Token        config.Secret `yaml:"token,omitempty"`
+	Datacenter   string        `yaml:"datacenter,omitempty"`
+	Namespace    string        `yaml:"namespace,omitempty"`
+	Partition    string        `yaml:"partition,omitempty"`
+	TagSeparator string        `yaml:"tag_separator,omitempty"`
+	Scheme       string        `yaml:"scheme,omitempty"`
+	// Username and Password are deprecated; decoding moves them into
+	// HTTPClientConfig.BasicAuth and clears them.
+	Username string        `yaml:"username,omitempty"`
+	Password config.Secret `yaml:"password,omitempty"`
+
+	// AllowStale lets any Consul server answer (`?stale`): much cheaper.
+	AllowStale bool `yaml:"allow_stale"`
+	// RefreshInterval is not a poll interval: it is the least time between
+	// two change-driven re-reads of one service (see docs/consul.md).
+	RefreshInterval model.Duration `yaml:"refresh_interval,omitempty"`
+
+	// Services to discover; all when empty.
+	Services []string `yaml:"services,omitempty"`
+	// ServiceTags: an instance must carry all of them.
+	ServiceTags []string `yaml:"tags,omitempty"`
+	// NodeMeta is a server-side node metadata filter.
+	NodeMeta map[string]string `yaml:"node_meta,omitempty"`
+	// Filter is a Catalog API filter expression.
+	Filter string `yaml:"filter,omitempty"`
+	// HealthFilter is a Health API filter expression.
+	HealthFilter string `yaml:"health_filter,omitempty"`
+
+	// MaxConnections bounds the TCP connections to the agent (sdhub only).
+	MaxConnections int `yaml:"max_connections,omitempty"`
+
+	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
+}
+
+// Interface guard.
+var _ discovery.Config = (*SDConfig)(nil)
+
+// Mechanism describes consul to the config loader and the manager.
+var Mechanism = discovery.Mechanism{
+	Name:      "consul",
+	NewConfig: func() discovery.Config { return &SDConfig{} },
+	NewMetrics: func(reg prometheus.Registerer, _ *discovery.RefreshMetrics) (discovery.Metrics, error) {
+		return NewMetrics(reg)
+	},
+}
+
+// Name returns "consul".
+func (*SDConfig) Name() string { return "consul" }
+
+// NewDiscoverer returns a Discovery for the config.
+func (c *SDConfig) NewDiscoverer(opts discovery.Options) (discovery.Discoverer, error) {
+	return NewDiscovery(c, opts)
+}
+
+// SetDirectory resolves relative TLS and credential file paths against dir.
+func (c *SDConfig) SetDirectory(dir string) {
+	c.HTTPClientConfig.SetDirectory(dir)
+}
+
+// UnmarshalYAML applies the defaults, decodes strictly, validates and moves
+// the deprecated username/password into basic_auth.
+func (c *SDConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultSDConfig
+	type plain SDConfig
+	if err := discovery.UnmarshalConfig(unmarshal, (*plain)(c), c.Validate); err != nil {
+		return err
+	}
+	if c.Username != "" || c.Password != "" {
+		c.HTTPClientConfig.BasicAuth = &config.BasicAuth{Username: c.Username, Password: c.Password}
+		c.Username, c.Password = "", ""
+	}
+	return nil
+}
+
+// Validate checks the config. Besides Prometheus's own checks it rejects
+// what Prometheus would only fail on at run time (a zero refresh_interval
+// panics Prometheus's ticker; an unknown scheme fails every request).
+// HTTPClientConfig.Validate normalises bearer_token into authorization.
+func (c *SDConfig) Validate() error {
+	if strings.TrimSpace(c.Server) == "" {
+		return discovery.Fieldf("server", "consul SD configuration requires a server address")
+	}
+	if _, err := parseServer(c.Server, c.Scheme, c.PathPrefix); err != nil {
+		return discovery.Fieldf("server", "%w", err)
+	}
+	if c.Scheme != "http" && c.Scheme != "https" {
+		return discovery.Fieldf("scheme", "invalid scheme %q for consul_sd_configs (one of: http, https)", c.Scheme)
+	}
+	if c.RefreshInterval <= 0 {
+		return discovery.Fieldf("refresh_interval", "invalid refresh_interval %q for consul_sd_configs (must be greater than 0)", c.RefreshInterval)
+	}
+	if c.MaxConnections < 2 {
+		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be at least 2)", c.MaxConnections)
+	}
+	if (c.Username != "" || c.Password != "") && c.HTTPClientConfig.BasicAuth != nil {
+		return discovery.Fieldf("username", "at most one of consul SD configuration username and password and basic auth can be configured")
+	}
+	if c.Token != "" && (c.HTTPClientConfig.Authorization != nil || c.HTTPClientConfig.BearerToken != "" ||
+		c.HTTPClientConfig.BearerTokenFile != "" || c.HTTPClientConfig.OAuth2 != nil) {
+		return discovery.Fieldf("token", "at most one of consul SD token, authorization, or oauth2 can be configured")
+	}
+	if err := c.HTTPClientConfig.Validate(); err != nil {
+		return fmt.Errorf("invalid HTTP client settings for consul_sd_configs: %w", err)
+	}
+	return nil
+}
+
+// endpoint is where and how to reach the agent, from server, scheme and
+// path_prefix, following the consul api client's rules: a server of the form
+// "https://host:port/prefix" sets the scheme and path prefix, and
+// "unix:///path" dials a Unix socket.
+type endpoint struct {
+	scheme, host, pathPrefix string
+	unixSocket               string
+}
+
+func parseServer(server, scheme, pathPrefix string) (endpoint, error) {
+	ep := endpoint{scheme: scheme, host: server, pathPrefix: pathPrefix}
+	proto, rest, ok := strings.Cut(server, "://")
+	if !ok {
+		return ep, nil
+	}
+	switch proto {
+	case "http":
+	case "https":
+		ep.scheme = "https"
+	case "unix":
+		ep.unixSocket, ep.host = rest, "localhost"
+		return ep, nil
+	default:
+		return ep, fmt.Errorf("unknown protocol %q in consul SD server %q (one of: http, https, unix)", proto, server)
+	}
+	ep.host = rest
+	if host, path, ok := strings.Cut(rest, "/"); ok {
+		ep.host, ep.pathPrefix = host, "/"+path
+	}
+	if ep.host == "" {
+		return ep, fmt.Errorf("missing host in consul SD server %q", server)
+	}
+	return ep, nil
+}
+
+// errInvalidMetrics is returned when a discoverer is handed another
+// mechanism's metrics.
+var errInvalidMetrics = errors.New("invalid metrics type for consul discovery")
+
+func discard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

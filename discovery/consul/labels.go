@@ -1,0 +1,84 @@
+package consul
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/util/strutil"
+)
+
+// The labels Prometheus's consul SD sets (reference section 4.2).
+const (
+	labelAddress        = model.MetaLabelPrefix + "consul_address"
+	labelNode           = model.MetaLabelPrefix + "consul_node"
+	labelNodeMeta       = model.MetaLabelPrefix + "consul_metadata_"
+	labelServiceMeta    = model.MetaLabelPrefix + "consul_service_metadata_"
+	labelTags           = model.MetaLabelPrefix + "consul_tags"
+	labelService        = model.MetaLabelPrefix + "consul_service"
+	labelHealth         = model.MetaLabelPrefix + "consul_health"
+	labelServiceAddress = model.MetaLabelPrefix + "consul_service_address"
+	labelServicePort    = model.MetaLabelPrefix + "consul_service_port"
+	labelDatacenter     = model.MetaLabelPrefix + "consul_dc"
+	labelNamespace      = model.MetaLabelPrefix + "consul_namespace"
+	labelPartition      = model.MetaLabelPrefix + "consul_partition"
+	labelTaggedAddress  = model.MetaLabelPrefix + "consul_tagged_address_"
+	labelServiceID      = model.MetaLabelPrefix + "consul_service_id"
+)
+
+// serviceGroup turns one service's health entries into its target group:
+// Source and group labels name the service and datacenter, and each
+// instance is a target with its own labels.
+func serviceGroup(name, dc, sep string, entries []*api.ServiceEntry) *targetgroup.Group {
+	g := &targetgroup.Group{
+		Source: name,
+		Labels: model.LabelSet{
+			labelService:    model.LabelValue(name),
+			labelDatacenter: model.LabelValue(dc),
+		},
+		Targets: make([]model.LabelSet, 0, len(entries)),
+	}
+	for _, e := range entries {
+		if e == nil || e.Node == nil || e.Service == nil {
+			continue
+		}
+		g.Targets = append(g.Targets, instanceLabels(e, sep))
+	}
+	return g
+}
+
+// instanceLabels are one instance's labels. The address is the service
+// address when set, else the node's; tags are joined with the separator and
+// wrapped in it so a regex need not care where a tag sits.
+func instanceLabels(e *api.ServiceEntry, sep string) model.LabelSet {
+	host := e.Service.Address
+	if host == "" {
+		host = e.Node.Address
+	}
+	port := strconv.Itoa(e.Service.Port)
+	ls := model.LabelSet{
+		model.AddressLabel:  model.LabelValue(net.JoinHostPort(host, port)),
+		labelAddress:        model.LabelValue(e.Node.Address),
+		labelNode:           model.LabelValue(e.Node.Node),
+		labelNamespace:      model.LabelValue(e.Service.Namespace),
+		labelPartition:      model.LabelValue(e.Service.Partition),
+		labelTags:           model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep),
+		labelServiceAddress: model.LabelValue(e.Service.Address),
+		labelServicePort:    model.LabelValue(port),
+		labelServiceID:      model.LabelValue(e.Service.ID),
+		labelHealth:         model.LabelValue(e.Checks.AggregatedStatus()),
+	}
+	for k, v := range e.Node.Meta {
+		ls[model.LabelName(labelNodeMeta+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
+	}
+	for k, v := range e.Service.Meta {
+		ls[model.LabelName(labelServiceMeta+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
+	}
+	for k, v := range e.Node.TaggedAddresses {
+		ls[model.LabelName(labelTaggedAddress+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
+	}
+	return ls
+}

@@ -1,0 +1,265 @@
+// Package consulagent starts a real Consul agent for tests and the
+// benchmark: a single-server datacenter on loopback, on free ports, with
+// its data in a temporary directory, so it can be stopped and restarted on
+// the same ports with the same catalog.
+package consulagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sdhub/sdhub/internal/testenv"
+)
+
+// Version is the Consul version scripts/deps/consul.sh installs.
+const Version = "1.20.6"
+
+// Binary finds the consul binary: $SDHUB_CONSUL_BIN, else consul on PATH,
+// else the cache path scripts/deps/consul.sh writes. ok is false, with the
+// reason, when none exists.
+func Binary() (path string, ok bool, why string) {
+	if p := os.Getenv("SDHUB_CONSUL_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", false, fmt.Sprintf("SDHUB_CONSUL_BIN=%q: %v", p, err)
+		}
+		return p, true, ""
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p, true, ""
+	}
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", false, "no SDHUB_CONSUL_BIN, no consul on PATH, no home directory"
+		}
+		cache = filepath.Join(home, ".cache")
+	}
+	p := filepath.Join(cache, "sdhub", "bin", "consul-"+Version)
+	if _, err := os.Stat(p); err != nil {
+		return "", false, "no SDHUB_CONSUL_BIN, no consul on PATH, and " + p + " is missing (run scripts/deps/consul.sh)"
+	}
+	return p, true, ""
+}
+
+// Options tune the agent.
+type Options struct {
+	// MaxConnsPerClient sets limits.http_max_conns_per_client; 0 keeps
+	// Consul's default (200).
+	MaxConnsPerClient int
+	// Log receives the agent's output; nil discards it.
+	Log io.Writer
+}
+
+// Agent is a running (or stopped) Consul agent.
+type Agent struct {
+	bin, dir string
+	opts     Options
+	ports    [4]int // http, serf lan, serf wan, server rpc
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts an agent in a new temporary directory and waits until it
+// is the leader with its own node in the catalog.
+func Start(ctx context.Context, bin string, opts Options) (*Agent, error) {
+	dir, err := os.MkdirTemp("", "sdhub-consul-")
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{bin: bin, dir: dir, opts: opts}
+	for i := range a.ports {
+		if a.ports[i], err = freePort(); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if err := a.start(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// StartT starts an agent for a test, skipping or failing (see
+// internal/testenv) when there is no consul binary. It is stopped and its
+// directory removed when the test ends.
+func StartT(t testing.TB, opts Options) *Agent {
+	t.Helper()
+	bin, ok, why := Binary()
+	testenv.Require(t, "consul", ok, why)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a, err := Start(ctx, bin, opts)
+	if err != nil {
+		t.Fatalf("starting consul: %v", err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// Addr is the agent's HTTP address, host:port.
+func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports[0])) }
+
+// HTTPPort is the agent's HTTP port.
+func (a *Agent) HTTPPort() int { return a.ports[0] }
+
+// PID is the agent process id, 0 when stopped.
+func (a *Agent) PID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
+func (a *Agent) start(ctx context.Context) error {
+	hcl := fmt.Sprintf(`performance { raft_multiplier = 1 }
+ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+`, a.ports[0], a.ports[1], a.ports[2], a.ports[3])
+	if a.opts.MaxConnsPerClient > 0 {
+		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", a.opts.MaxConnsPerClient)
+	}
+	cmd := exec.Command(a.bin, "agent", "-server", "-bootstrap-expect=1", "-node=sdhub-test",
+		"-bind=127.0.0.1", "-client=127.0.0.1", "-data-dir="+filepath.Join(a.dir, "data"),
+		"-log-level=warn", "-disable-host-node-id", "-hcl", hcl)
+	out := a.opts.Log
+	if out == nil {
+		out = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", a.bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	a.mu.Lock()
+	a.cmd, a.done = cmd, done
+	a.mu.Unlock()
+	return a.waitReady(ctx, done)
+}
+
+// waitReady polls until there is a leader and the agent's node is in the
+// catalog, so that registrations succeed.
+func (a *Agent) waitReady(ctx context.Context, done <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-done:
+			return errors.New("consul agent exited during start-up")
+		case <-ctx.Done():
+			return fmt.Errorf("consul agent not ready: %w (last: %v)", ctx.Err(), last)
+		case <-tick.C:
+		}
+		leader, err := a.get(ctx, "/v1/status/leader")
+		if err != nil || strings.Trim(leader, "\"\n ") == "" {
+			last = fmt.Errorf("leader %q: %v", leader, err)
+			continue
+		}
+		nodes, err := a.get(ctx, "/v1/catalog/nodes")
+		if err != nil || !strings.Contains(nodes, `"sdhub-test"`) {
+			last = fmt.Errorf("nodes %q: %v", nodes, err)
+			continue
+		}
+		return nil
+	}
+}
+
+func (a *Agent) get(ctx context.Context, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr()+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(b), err
+}
+
+// Stop stops the agent (SIGTERM, then SIGKILL after 10 s) and keeps its
+// data and ports for Restart.
+func (a *Agent) Stop() {
+	a.mu.Lock()
+	cmd, done := a.cmd, a.done
+	a.cmd = nil
+	a.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Restart starts a stopped agent again on the same ports with the same data.
+func (a *Agent) Restart(ctx context.Context) error {
+	a.Stop()
+	return a.start(ctx)
+}
+
+// Close stops the agent and removes its directory.
+func (a *Agent) Close() {
+	a.Stop()
+	_ = os.RemoveAll(a.dir)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (a *Agent) put(ctx context.Context, path, body string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+a.Addr()+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT %s: status %d: %s", path, resp.StatusCode, b)
+	}
+	return nil
+}
