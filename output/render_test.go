@@ -1,0 +1,272 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// consulLike returns n targets shaped like consul_sd's: one group per
+// service with group labels, per-target __meta labels.
+func consulLike(n int) []*targetgroup.Group {
+	const perService = 50
+	var groups []*targetgroup.Group
+	for i := 0; i < n; i++ {
+		svc := i / perService
+		if i%perService == 0 {
+			groups = append(groups, &targetgroup.Group{
+				Source: fmt.Sprintf("svc-%d", svc),
+				Labels: model.LabelSet{
+					"__meta_consul_service": model.LabelValue(fmt.Sprintf("svc-%d", svc)),
+					"__meta_consul_dc":      "dc1",
+				},
+			})
+		}
+		g := groups[len(groups)-1]
+		node := fmt.Sprintf("node-%d", i%97)
+		addr := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		g.Targets = append(g.Targets, model.LabelSet{
+			"__address__":                          model.LabelValue(addr + ":8080"),
+			"__meta_consul_address":                model.LabelValue(addr),
+			"__meta_consul_node":                   model.LabelValue(node),
+			"__meta_consul_namespace":              "",
+			"__meta_consul_partition":              "",
+			"__meta_consul_tags":                   ",prod,http,",
+			"__meta_consul_service_address":        model.LabelValue(addr),
+			"__meta_consul_service_port":           "8080",
+			"__meta_consul_service_id":             model.LabelValue(fmt.Sprintf("svc-%d-%d", svc, i)),
+			"__meta_consul_health":                 "passing",
+			"__meta_consul_metadata_rack":          model.LabelValue(fmt.Sprintf("r%d", i%7)),
+			"__meta_consul_service_metadata_owner": "team-a",
+			"__meta_consul_tagged_address_lan":     model.LabelValue(addr),
+		})
+	}
+	return groups
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		groups []*targetgroup.Group
+	}{
+		{"consul", consulLike(5)},
+		{"merged", []*targetgroup.Group{
+			{Source: "b", Labels: model.LabelSet{"env": "prod", "zone": "a"}, Targets: []model.LabelSet{
+				{"__address__": "b:2"}, {"__address__": "a:1"}, {"__address__": "a:1"},
+				{"__address__": "c:3", "zone": "b"},
+			}},
+			{Source: "a", Labels: model.LabelSet{"env": "prod", "zone": "a"}, Targets: []model.LabelSet{
+				{"__address__": "d:4"},
+			}},
+			{Source: "c", Targets: []model.LabelSet{{"__address__": "e:5"}, {"other": "x"}}},
+			{Source: "empty"},
+			nil,
+		}},
+		{"empty", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Render(tc.groups)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.name+".golden.json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Render differs from %s (run go test -update after checking):\n%s", path, got)
+			}
+		})
+	}
+}
+
+// naive is a plain, slow rendering of groups, used as the reference: the
+// same structure encoded by encoding/json.
+func naive(t *testing.T, groups []*targetgroup.Group) []byte {
+	type out struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	byKey := map[string]*out{}
+	for _, g := range groups {
+		if g == nil {
+			continue
+		}
+		for _, tg := range g.Targets {
+			merged := map[string]string{}
+			for n, v := range g.Labels {
+				merged[string(n)] = string(v)
+			}
+			for n, v := range tg {
+				merged[string(n)] = string(v)
+			}
+			addr := merged["__address__"]
+			delete(merged, "__address__")
+			k, _ := json.Marshal(merged)
+			o := byKey[string(k)]
+			if o == nil {
+				o = &out{Labels: merged}
+				byKey[string(k)] = o
+			}
+			if !slices.Contains(o.Targets, addr) {
+				o.Targets = append(o.Targets, addr)
+			}
+		}
+	}
+	all := []*out{}
+	keys := map[*out]string{}
+	for k, o := range byKey {
+		slices.Sort(o.Targets)
+		all = append(all, o)
+		keys[o] = k
+	}
+	// The same order as Render: first target, then the label set.
+	slices.SortFunc(all, func(a, b *out) int {
+		if c := strings.Compare(a.Targets[0], b.Targets[0]); c != 0 {
+			return c
+		}
+		return strings.Compare(canon(a.Labels), canon(b.Labels))
+	})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(all); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func canon(m map[string]string) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(n + "\xff" + m[n] + "\xff")
+	}
+	return b.String()
+}
+
+func TestRenderMatchesReference(t *testing.T) {
+	odd := []string{
+		"", "plain", `quote"back\slash`, "nl\ncr\rtab\tbs\bff\f", "\x00\x01\x1f\x7f", "<html>&amp;",
+		"\u2028\u2029", "héllo 世界 🙂", "bad\xffutf8\xc3", "\xed\xa0\x80",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 200 {
+		var groups []*targetgroup.Group
+		for g := range rng.IntN(4) {
+			grp := &targetgroup.Group{Source: fmt.Sprint(g), Labels: model.LabelSet{}}
+			for range rng.IntN(3) {
+				grp.Labels[model.LabelName(fmt.Sprintf("l%d", rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
+			}
+			for range rng.IntN(5) {
+				tg := model.LabelSet{"__address__": model.LabelValue(odd[rng.IntN(len(odd))])}
+				for range rng.IntN(3) {
+					tg[model.LabelName(fmt.Sprintf("l%d", rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
+				}
+				grp.Targets = append(grp.Targets, tg)
+			}
+			groups = append(groups, grp)
+		}
+		got, err := Render(groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := naive(t, groups); !bytes.Equal(got, want) {
+			t.Fatalf("case %d: Render =\n%s\nwant (encoding/json)\n%s", i, got, want)
+		}
+		// Prometheus's own parser accepts it.
+		var parsed []*targetgroup.Group
+		if err := json.Unmarshal(got, &parsed); err != nil {
+			t.Fatalf("case %d: Prometheus cannot parse the output: %v\n%s", i, err, got)
+		}
+		// The bytes do not depend on the order of groups and targets.
+		slices.Reverse(groups)
+		for _, g := range groups {
+			slices.Reverse(g.Targets)
+		}
+		again, err := Render(groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, again) {
+			t.Fatalf("case %d: output depends on input order:\n%s\nvs\n%s", i, got, again)
+		}
+	}
+}
+
+func TestRenderRejectsInvalidLabelName(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels model.LabelSet
+		want   string
+	}{
+		{"empty", model.LabelSet{"": "x"}, `invalid label name "" in target "a:1" of group "g"`},
+		{"not utf8", model.LabelSet{"a\xff": "x"}, `invalid label name "a\xff" in target "a:1" of group "g"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := model.LabelSet{"__address__": "a:1"}
+			for n, v := range tc.labels {
+				tg[n] = v
+			}
+			_, err := Render([]*targetgroup.Group{{Source: "g", Targets: []model.LabelSet{tg}}})
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Render error = %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderAddsNothing(t *testing.T) {
+	got, err := Render([]*targetgroup.Group{{
+		Source:  "g",
+		Targets: []model.LabelSet{{"__address__": "a:1"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[\n  {\n    \"targets\": [\n      \"a:1\"\n    ],\n    \"labels\": {}\n  }\n]\n"
+	if string(got) != want {
+		t.Errorf("Render = %q, want %q", got, want)
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	for _, n := range []int{10_000, 50_000, 100_000} {
+		groups := consulLike(n)
+		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				out, err := Render(groups)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(out)
+			}
+			b.ReportMetric(float64(size), "bytes/file")
+		})
+	}
+}
