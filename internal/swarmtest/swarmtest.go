@@ -49,6 +49,8 @@ type Engine struct {
 	Host string
 	// Prefix starts the name of everything this Engine creates.
 	Prefix string
+	// NodeID is the ID of the engine's own swarm node.
+	NodeID string
 
 	mu       sync.Mutex
 	services []string
@@ -91,7 +93,7 @@ func New(t testing.TB) *Engine {
 	if err := buildImage(); err != nil {
 		t.Fatalf("build test image: %v", err)
 	}
-	e := &Engine{Client: cli, Host: host, Prefix: "sdhubtest-" + randHex(4) + "-"}
+	e := &Engine{Client: cli, Host: host, Prefix: "sdhubtest-" + randHex(4) + "-", NodeID: info.Swarm.NodeID}
 	t.Cleanup(func() { e.cleanup(t) })
 	return e
 }
@@ -150,6 +152,10 @@ func (e *Engine) Docker(t testing.TB, args ...string) string {
 	}
 	return out
 }
+
+// Try runs the docker CLI like Docker but returns the error, for cleanups
+// and commands that may fail.
+func (e *Engine) Try(args ...string) (string, error) { return e.docker(args...) }
 
 func (e *Engine) docker(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
