@@ -4,7 +4,9 @@
 // Files change only when their bytes change, and atomically. A job whose
 // state is incomplete is not written, so its previous file stays. A job that
 // leaves the config has its file deleted, but only if sdhub wrote it: the
-// files it wrote are listed in the directory's manifest (ManifestName).
+// files it wrote are listed in the directory's manifest (ManifestName). A
+// file already at a configured job's path when that job is first written is
+// replaced, and listed from then on.
 package output
 
 import (
@@ -81,10 +83,16 @@ type Writer struct {
 	logger  *slog.Logger
 	metrics *metrics
 
-	mu       sync.Mutex
+	mu       sync.Mutex          // serialises Apply; guards the fields below
 	manifest map[string]struct{} // file names in dir that sdhub wrote
 	jobs     map[string]*jobState
 	applied  bool // at least one update applied
+
+	// What Ready and Jobs report, published at the end of each Apply, so
+	// that a readiness probe never waits for a large file to be written.
+	statusMu sync.Mutex
+	status   []JobStatus
+	isReady  bool
 }
 
 // New makes a writer for dir: it creates dir if needed, removes the temp
@@ -220,13 +228,38 @@ func (w *Writer) Apply(u manager.Update) error {
 		errs = append(errs, err)
 	}
 	w.applied = true
+	w.publish()
 	w.metrics.waiting.Set(float64(waiting))
-	if w.ready() {
+	return errors.Join(errs...)
+}
+
+// publish makes the state of the jobs what Ready and Jobs report. Called
+// with w.mu held.
+func (w *Writer) publish() {
+	ready := w.applied
+	status := make([]JobStatus, 0, len(w.jobs))
+	for _, job := range sortedJobs(w.jobs) {
+		st := w.jobs[job]
+		ready = ready && st.upToDate
+		status = append(status, JobStatus{
+			Job:           job,
+			Path:          st.path,
+			Targets:       st.targets,
+			LastWrite:     st.lastWrite,
+			LastError:     st.lastErr,
+			Waiting:       st.waiting,
+			FailedConfigs: st.failed,
+			UpToDate:      st.upToDate,
+		})
+	}
+	w.statusMu.Lock()
+	w.status, w.isReady = status, ready
+	w.statusMu.Unlock()
+	if ready {
 		w.metrics.ready.Set(1)
 	} else {
 		w.metrics.ready.Set(0)
 	}
-	return errors.Join(errs...)
 }
 
 // writeJob writes the job's file if its bytes differ from what is on disk.
@@ -308,44 +341,19 @@ func (w *Writer) removeObsolete(wanted map[string]struct{}) error {
 
 // Ready reports whether an update was applied and every job in the last one
 // has its file written, or found identical on disk, since this process
-// started.
+// started. It does not wait for an Apply in progress.
 func (w *Writer) Ready() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.ready()
+	w.statusMu.Lock()
+	defer w.statusMu.Unlock()
+	return w.isReady
 }
 
-func (w *Writer) ready() bool {
-	if !w.applied {
-		return false
-	}
-	for _, st := range w.jobs {
-		if !st.upToDate {
-			return false
-		}
-	}
-	return true
-}
-
-// Jobs describes every job of the last update, sorted by job name.
+// Jobs describes every job of the last applied update, sorted by job name.
+// It does not wait for an Apply in progress.
 func (w *Writer) Jobs() []JobStatus {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make([]JobStatus, 0, len(w.jobs))
-	for _, job := range sortedJobs(w.jobs) {
-		st := w.jobs[job]
-		out = append(out, JobStatus{
-			Job:           job,
-			Path:          st.path,
-			Targets:       st.targets,
-			LastWrite:     st.lastWrite,
-			LastError:     st.lastErr,
-			Waiting:       st.waiting,
-			FailedConfigs: st.failed,
-			UpToDate:      st.upToDate,
-		})
-	}
-	return out
+	w.statusMu.Lock()
+	defer w.statusMu.Unlock()
+	return slices.Clone(w.status)
 }
 
 func sortedJobs[V any](m map[string]V) []string {
