@@ -3,7 +3,11 @@ package swarm
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/sdhub/sdhub/discovery"
 )
 
 func TestMain(m *testing.M) {
@@ -14,3 +18,9 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
+
+func discoveryOptions() discovery.Options {
+	return discovery.Options{SetName: "test"}
+}
+
+func testutilCount(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"sync"
@@ -180,6 +181,16 @@ func (d *Discovery) streamEvents(ctx context.Context, triggers chan<- struct{}) 
 	for _, t := range d.eventTypes() {
 		args.Add("type", t)
 	}
+	// Negotiate the API version here, not lazily inside Events: the Docker
+	// client reads its version there without the lock that guards the lazy
+	// negotiation a concurrent refresh may be doing.
+	pctx, pcancel := context.WithTimeout(ctx, d.interval)
+	ping, err := d.client.Ping(pctx)
+	pcancel()
+	if err != nil {
+		return false, fmt.Errorf("docker events stream: %w", err)
+	}
+	d.client.NegotiateAPIVersionPing(ping)
 	connect := time.AfterFunc(d.interval, func() { cancel(errNoAnswer) })
 	msgs, errs := d.client.Events(ectx, events.ListOptions{Filters: args})
 	if !connect.Stop() {
