@@ -5,10 +5,8 @@ package static
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -34,23 +32,6 @@ func FromGroups(groups []*targetgroup.Group) SDConfig {
 		c[i] = g
 	}
 	return c
-}
-
-// CheckTargets rejects a target address containing "/" (a URL pasted as a
-// target), with Prometheus's error text. Prometheus runs this check only
-// for jobs without relabel_configs, which could still rewrite __address__.
-func (c SDConfig) CheckTargets() error {
-	for _, g := range c {
-		if g == nil {
-			continue
-		}
-		for _, t := range g.Targets {
-			if a := t[model.AddressLabel]; strings.Contains(string(a), "/") {
-				return fmt.Errorf("%q is not a valid hostname", a)
-			}
-		}
-	}
-	return nil
 }
 
 // Name returns "static".

@@ -115,25 +115,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestCheckTargets(t *testing.T) {
-	for _, tc := range []struct {
-		name, addr, err string
-	}{
-		{"host and port", "a.example:9100", ""},
-		{"ipv6", "[2001:db8::1]:9100", ""},
-		{"url", "http://a.example:9100/metrics", `"http://a.example:9100/metrics" is not a valid hostname`},
-		{"path", "a.example:9100/metrics", `"a.example:9100/metrics" is not a valid hostname`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := FromGroups([]*targetgroup.Group{{Targets: []model.LabelSet{addr("ok:1")}}, {Targets: []model.LabelSet{addr(tc.addr)}}})
-			err := c.CheckTargets()
-			if tc.err == "" && err != nil || tc.err != "" && (err == nil || err.Error() != tc.err) {
-				t.Fatalf("CheckTargets() = %v, want %q", err, tc.err)
-			}
-		})
-	}
-}
-
 func TestRun(t *testing.T) {
 	c := FromGroups([]*targetgroup.Group{
 		{Targets: []model.LabelSet{addr("a:1")}, Labels: model.LabelSet{"env": "prod"}},
