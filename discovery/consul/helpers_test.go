@@ -1,0 +1,223 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/consulagent"
+)
+
+// writer registers catalog entries on a real agent. It is the consul api
+// client with an explicit address, used only to write test fixtures.
+type writer struct {
+	t *testing.T
+	c *api.Client
+}
+
+func newWriter(t *testing.T, a *consulagent.Agent) *writer {
+	t.Helper()
+	c, err := api.NewClient(&api.Config{Address: a.Addr(), Scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &writer{t: t, c: c}
+}
+
+// node describes an external node of the fixture catalog.
+type node struct {
+	name, addr string
+	meta       map[string]string
+	tagged     map[string]string
+}
+
+// instance is one service instance on a node, with its checks' statuses.
+type instance struct {
+	node               node
+	id, name, addr     string
+	port               int
+	tags               []string
+	meta               map[string]string
+	checks             map[string]string // check id -> status
+}
+
+func (w *writer) register(in instance) {
+	w.t.Helper()
+	reg := &api.CatalogRegistration{
+		Node: in.node.name, Address: in.node.addr, NodeMeta: in.node.meta, TaggedAddresses: in.node.tagged,
+		Service: &api.AgentService{ID: in.id, Service: in.name, Address: in.addr, Port: in.port, Tags: in.tags, Meta: in.meta},
+	}
+	for _, id := range slices.Sorted(maps.Keys(in.checks)) {
+		c := &api.HealthCheck{Node: in.node.name, CheckID: id, Name: id, Status: in.checks[id]}
+		if !strings.HasPrefix(id, "node:") {
+			c.ServiceID = in.id
+		} else {
+			c.CheckID = strings.TrimPrefix(id, "node:")
+		}
+		reg.Checks = append(reg.Checks, c)
+	}
+	if _, err := w.c.Catalog().Register(reg, nil); err != nil {
+		w.t.Fatalf("registering %s: %v", in.id, err)
+	}
+}
+
+func (w *writer) deregister(nodeName, serviceID string) {
+	w.t.Helper()
+	if _, err := w.c.Catalog().Deregister(&api.CatalogDeregistration{Node: nodeName, ServiceID: serviceID}, nil); err != nil {
+		w.t.Fatalf("deregistering %s: %v", serviceID, err)
+	}
+}
+
+// flatten turns groups into sorted "target label sets" strings: group
+// labels merged under target labels, one line per target. Groups without
+// targets vanish, as they do in Prometheus's manager.
+func flatten(groups map[string]*targetgroup.Group) []string {
+	var out []string
+	for _, g := range groups {
+		if g == nil {
+			continue
+		}
+		for _, t := range g.Targets {
+			ls := g.Labels.Merge(t)
+			out = append(out, ls.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func groupMap(groups []*targetgroup.Group) map[string]*targetgroup.Group {
+	m := map[string]*targetgroup.Group{}
+	for _, g := range groups {
+		m[g.Source] = g
+	}
+	return m
+}
+
+// collector runs a discoverer and keeps its groups by Source, as the
+// manager does.
+type collector struct {
+	mu     sync.Mutex
+	groups map[string]*targetgroup.Group
+	msgs   int
+	first  []*targetgroup.Group
+	notify chan struct{}
+	done   chan struct{}
+}
+
+func collect(ctx context.Context, d discovery.Discoverer) *collector {
+	c := &collector{groups: map[string]*targetgroup.Group{}, notify: make(chan struct{}, 1), done: make(chan struct{})}
+	up := make(chan []*targetgroup.Group)
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		d.Run(ctx, up)
+	}()
+	go func() {
+		defer func() { <-runDone; close(c.done) }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case tgs := <-up:
+				c.mu.Lock()
+				if c.msgs == 0 {
+					c.first = tgs
+				}
+				c.msgs++
+				for _, g := range tgs {
+					if g == nil {
+						continue
+					}
+					if len(g.Targets) == 0 {
+						delete(c.groups, g.Source)
+					} else {
+						c.groups[g.Source] = g
+					}
+				}
+				c.mu.Unlock()
+				select {
+				case c.notify <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return c
+}
+
+func (c *collector) firstFlat() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return flatten(groupMap(c.first))
+}
+
+func (c *collector) flat() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return flatten(c.groups)
+}
+
+// waitFor waits until cond holds for the flattened state, at most limit.
+func (c *collector) waitFor(t *testing.T, limit time.Duration, what string, cond func([]string) bool) []string {
+	t.Helper()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for {
+		got := c.flat()
+		if cond(got) {
+			return got
+		}
+		select {
+		case <-c.notify:
+		case <-deadline.C:
+			t.Fatalf("%s: not reached within %v; state:\n%s", what, limit, strings.Join(got, "\n"))
+		}
+	}
+}
+
+func hasTarget(substr ...string) func([]string) bool {
+	return func(flat []string) bool {
+	next:
+		for _, f := range flat {
+			for _, s := range substr {
+				if !strings.Contains(f, s) {
+					continue next
+				}
+			}
+			return true
+		}
+		return false
+	}
+}
+
+func not(f func([]string) bool) func([]string) bool { return func(s []string) bool { return !f(s) } }
+
+func label(name, value string) string { return fmt.Sprintf("%s=%q", name, value) }
+
+func addr(a string) string { return label(string(model.AddressLabel), a) }
+
+// newTestDiscovery builds sdhub's discoverer for a config against a.
+func newTestDiscovery(t *testing.T, yml string) *Discovery {
+	t.Helper()
+	c, err := decodeConfig(t, []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDiscovery(c, discovery.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
