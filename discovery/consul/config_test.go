@@ -47,7 +47,7 @@ func TestConfigFiles(t *testing.T) {
 			ServiceTags: []string{"prod", "v2"}, NodeMeta: map[string]string{"rack": "r1"},
 			Filter: `ServiceName != "consul"`, HealthFilter: `Service.Tags contains "prod"`, MaxConnections: 8,
 			HTTPClientConfig: config.HTTPClientConfig{
-				TLSConfig: config.TLSConfig{CAFile: "ca.pem", InsecureSkipVerify: true},
+				TLSConfig:   config.TLSConfig{CAFile: "ca.pem", InsecureSkipVerify: true},
 				ProxyConfig: config.ProxyConfig{ProxyURL: config.URL{URL: mustURL(t, "http://proxy.example:3128")}},
 			},
 		},

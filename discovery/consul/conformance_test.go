@@ -32,7 +32,7 @@ func fixture(w *writer) {
 		{node: n3, id: "web-3", name: "web", port: 8081, tags: []string{"canary"},
 			checks: map[string]string{"web-3-http": "critical", "web-3-disk": "passing"}},
 		{node: n1, id: "db-1", name: "db", addr: "10.2.0.1", port: 5432, tags: []string{"prod"},
-			meta: map[string]string{"role": "primary"},
+			meta:   map[string]string{"role": "primary"},
 			checks: map[string]string{"db-1-tcp": "passing", "_service_maintenance:db-1": "critical"}},
 		{node: n2, id: "db-2", name: "db", port: 5432, tags: []string{"prod", "replica"},
 			checks: map[string]string{"node:serfHealth": "critical"}},

@@ -44,12 +44,12 @@ type node struct {
 
 // instance is one service instance on a node, with its checks' statuses.
 type instance struct {
-	node               node
-	id, name, addr     string
-	port               int
-	tags               []string
-	meta               map[string]string
-	checks             map[string]string // check id -> status
+	node           node
+	id, name, addr string
+	port           int
+	tags           []string
+	meta           map[string]string
+	checks         map[string]string // check id -> status
 }
 
 func (w *writer) register(in instance) {
