@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -214,6 +215,36 @@ func TestChanges(t *testing.T) {
 	} {
 		if got := flat(changes(step.in, sent)); !slices.Equal(got, step.want) {
 			t.Fatalf("%s: got %q, want %q", step.name, got, step.want)
+		}
+	}
+}
+
+// BenchmarkRefresh reads 100 JSON files of 10 groups of 5 targets each.
+func BenchmarkRefresh(b *testing.B) {
+	dir := b.TempDir()
+	var sb strings.Builder
+	sb.WriteString("[")
+	for g := range 10 {
+		if g > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString(`{"targets": ["h1:9100", "h2:9100", "h3:9100", "h4:9100", "h5:9100"], "labels": {"env": "prod", "zone": "z1", "team": "infra"}}`)
+	}
+	sb.WriteString("]")
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(dir, "f"+strconv.Itoa(i)+".json"), []byte(sb.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m, _ := NewMetrics(nil)
+	d, err := NewDiscovery(&SDConfig{Files: []string{filepath.Join(dir, "*.json")}, RefreshInterval: DefaultSDConfig.RefreshInterval}, discovery.Options{Metrics: m})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		groups, err := d.refresh(b.Context())
+		if err != nil || len(groups) != 1000 {
+			b.Fatalf("%d groups, err %v", len(groups), err)
 		}
 	}
 }

@@ -145,8 +145,10 @@ func TestRunWatch(t *testing.T) {
 
 	t.Run("atomic replace sends the changed group, after one refresh", func(t *testing.T) {
 		before := r.scans()
+		start := time.Now()
 		writeFile(t, a, `[{"targets": ["a0:1"], "labels": {"env": "prod"}}, {"targets": ["a1:2"]}]`)
 		msg := r.next()
+		t.Logf("write to message: %v", time.Since(start))
 		if got, want := flat(msg), []string{group(a, 1, "a1:2")}; !slices.Equal(got, want) {
 			t.Fatalf("message %q, want %q", got, want)
 		}
