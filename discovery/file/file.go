@@ -243,16 +243,17 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			schedule()
 		case <-debounce.C:
 			burstStart = time.Time{}
+			d.watch(watcher)
 			if !d.update(ctx, up, sent, false) {
 				return
 			}
-			d.watch(watcher)
 		case <-ticker.C:
+			// A directory that did not exist at the last attempt may
+			// exist now; watch it before reading it.
+			d.watch(watcher)
 			if !d.update(ctx, up, sent, false) {
 				return
 			}
-			// A directory that did not exist at the last attempt may exist now.
-			d.watch(watcher)
 		}
 	}
 }

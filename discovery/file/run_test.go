@@ -1,11 +1,14 @@
 package file
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,8 +38,20 @@ type runner struct {
 
 func startRun(t *testing.T, interval time.Duration, patterns ...string) *runner {
 	t.Helper()
+	return startRunLogged(t, nil, interval, patterns...)
+}
+
+func startRunLogged(t *testing.T, logger *slog.Logger, interval time.Duration, patterns ...string) *runner {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	d, m := newTestDiscovery(t, reg, interval, patterns...)
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDiscovery(&SDConfig{Files: patterns, RefreshInterval: model.Duration(interval)}, discovery.Options{Metrics: m, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	r := &runner{t: t, d: d, m: m, reg: reg, up: make(chan []*targetgroup.Group), state: map[string]*targetgroup.Group{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -239,7 +254,8 @@ func TestRunResync(t *testing.T) {
 func TestRunMissingDirectory(t *testing.T) {
 	sub := filepath.Join(t.TempDir(), "sub")
 	f := filepath.Join(sub, "x.json")
-	r := startRun(t, 100*time.Millisecond, filepath.Join(sub, "*.json"))
+	var logs syncBuffer
+	r := startRunLogged(t, slog.New(slog.NewTextHandler(&logs, nil)), 100*time.Millisecond, filepath.Join(sub, "*.json"))
 	if msg := r.next(); len(msg) != 0 {
 		t.Fatalf("first message %q, want none", flat(msg))
 	}
@@ -254,6 +270,28 @@ func TestRunMissingDirectory(t *testing.T) {
 	if n := testutil.ToFloat64(r.m.watcherErrors); n != 1 {
 		t.Fatalf("watcher errors = %v, want still 1", n)
 	}
+	// The watch is added before the read that found the file.
+	if got := logs.String(); strings.Count(got, "msg=\"cannot watch directory") != 1 || !strings.Contains(got, `msg="watching directory again" dir=`+sub) {
+		t.Fatalf("logs:\n%s", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestRunCancel(t *testing.T) {
