@@ -70,7 +70,7 @@ func TestConformance(t *testing.T) {
 	roles := []string{"services", "tasks", "nodes"}
 	for _, role := range roles {
 		t.Run(role, func(t *testing.T) {
-			got := compare(t, e, role)
+			got := compare(t, e, role, scenarioFilters(e, role))
 			checkCoverage(t, e, role, got, false)
 		})
 	}
@@ -80,24 +80,41 @@ func TestConformance(t *testing.T) {
 	e.WaitRunning(t, "web", 0, 90*time.Second)
 	for _, role := range []string{"tasks", "nodes"} {
 		t.Run("drained/"+role, func(t *testing.T) {
-			got := compare(t, e, role)
+			got := compare(t, e, role, scenarioFilters(e, role))
 			checkCoverage(t, e, role, got, true)
 		})
 	}
 	e.Docker(t, "node", "update", "--availability", "active", e.NodeID)
 }
 
+// scenarioFilters limits the services and tasks roles to the scenario's own
+// services, so other tests using the same engine do not disturb the
+// comparison; it also checks that both apply filters to the main list only.
+func scenarioFilters(e *swarmtest.Engine, role string) []Filter {
+	switch role {
+	case "services":
+		return []Filter{{Name: "label", Values: []string{swarmtest.LabelRun + "=" + e.Prefix}}}
+	case "tasks":
+		f := Filter{Name: "service"}
+		for _, s := range []string{"web", "hostport", "udponly", "noports", "dnsrr", "exited"} {
+			f.Values = append(f.Values, e.Name(s))
+		}
+		return []Filter{f}
+	}
+	return nil
+}
+
 // compare takes stable snapshots of both discoverers for role and requires
 // them to be equal; it returns sdhub's flattened targets.
-func compare(t *testing.T, e *swarmtest.Engine, role string) []string {
+func compare(t *testing.T, e *swarmtest.Engine, role string, filters []Filter) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d := newTestDiscovery(t, e.Host, role)
+	d := newTestDiscovery(t, e.Host, role, filters)
 	var last string
 	for attempt := 0; attempt < 10; attempt++ {
 		before := flatten(t, mustRefresh(t, ctx, d))
-		theirs := flatten(t, prometheusRefresh(t, ctx, e.Host, role))
+		theirs := flatten(t, prometheusRefresh(t, ctx, e.Host, role, filters))
 		after := flatten(t, mustRefresh(t, ctx, d))
 		if !slices.Equal(before, after) {
 			last = "swarm changed during the comparison"
@@ -113,10 +130,13 @@ func compare(t *testing.T, e *swarmtest.Engine, role string) []string {
 	return nil
 }
 
-func newTestDiscovery(t *testing.T, host, role string) *Discovery {
+func newTestDiscovery(t *testing.T, host, role string, filters []Filter) *Discovery {
 	t.Helper()
 	c := DefaultSDConfig
 	c.Host, c.Role = host, role
+	if filters != nil {
+		c.Filters = filters
+	}
 	d, err := NewDiscovery(&c, discovery.Options{SetName: "conformance"})
 	if err != nil {
 		t.Fatal(err)
@@ -136,10 +156,13 @@ func mustRefresh(t *testing.T, ctx context.Context, d *Discovery) []*targetgroup
 
 // prometheusRefresh runs Prometheus's discoverer until its first send,
 // with its metrics on a private registry.
-func prometheusRefresh(t *testing.T, ctx context.Context, host, role string) []*targetgroup.Group {
+func prometheusRefresh(t *testing.T, ctx context.Context, host, role string, filters []Filter) []*targetgroup.Group {
 	t.Helper()
 	cfg := moby.DefaultDockerSwarmSDConfig
 	cfg.Host, cfg.Role = host, role
+	for _, f := range filters {
+		cfg.Filters = append(cfg.Filters, moby.Filter{Name: f.Name, Values: f.Values})
+	}
 	rm := promdiscovery.NewRefreshMetrics(prometheus.NewRegistry())
 	metrics := cfg.NewDiscovererMetrics(prometheus.NewRegistry(), rm)
 	d, err := cfg.NewDiscoverer(promdiscovery.DiscovererOptions{

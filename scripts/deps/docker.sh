@@ -8,7 +8,17 @@
 # `docker swarm init --advertise-addr 127.0.0.1` when the engine is not yet a
 # swarm manager. Idempotent: on a machine that is already set up it only checks.
 # Every step it takes is printed.
+#
+# With --clean it then removes what crashed test runs left behind: services
+# and networks labelled sdhub.test.run (tests remove their own when they end).
 set -euo pipefail
+
+clean=false
+case "${1:-}" in
+--clean) clean=true ;;
+"") ;;
+*) echo "usage: $0 [--clean]" >&2; exit 2 ;;
+esac
 
 say() { echo "docker.sh: $*"; }
 die() { echo "docker.sh: $*" >&2; exit 1; }
@@ -64,3 +74,23 @@ case "$swarm" in
 	say "swarm manager ready"
 	;;
 esac
+
+if $clean; then
+	services="$(docker service ls -q --filter label=sdhub.test.run)"
+	if [[ -n "$services" ]]; then
+		say "removing leftover test services: $(echo $services)"
+		docker service rm $services >/dev/null
+	fi
+	networks="$(docker network ls -q --filter label=sdhub.test.run)"
+	if [[ -n "$networks" ]]; then
+		say "removing leftover test networks: $(echo $networks)"
+		for n in $networks; do
+			# A network stays busy until the removed services' containers stop.
+			for _ in $(seq 30); do
+				docker network rm "$n" >/dev/null 2>&1 && break
+				docker network inspect "$n" >/dev/null 2>&1 || break
+				sleep 1
+			done
+		done
+	fi
+fi
