@@ -43,7 +43,14 @@ func UnmarshalConfig(unmarshal func(any) error, plain any, validate func() error
 		return err
 	}
 	if err := unmarshal(plain); err != nil {
-		return err
+		var te *yaml.TypeError
+		var le *LineError
+		if errors.As(err, &te) || errors.As(err, &le) {
+			return err // already placed at its line
+		}
+		// An error from a field's own UnmarshalYAML (a bad duration, say)
+		// carries no line: place it at the block.
+		return &LineError{Line: node.n.Line, Err: err}
 	}
 	if validate == nil {
 		return nil

@@ -66,3 +66,33 @@ func TestUnmarshalConfig(t *testing.T) {
 		})
 	}
 }
+
+type durConf struct {
+	D badScalar `yaml:"d"`
+}
+
+// badScalar fails to decode the way model.Duration does: with a plain error.
+type badScalar struct{}
+
+func (*badScalar) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return err
+	}
+	return errors.New(`not a valid duration string: "` + s + `"`)
+}
+
+func (c *durConf) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain durConf
+	return UnmarshalConfig(unmarshal, (*plain)(c), nil)
+}
+
+func TestUnmarshalConfigPlacesFieldErrors(t *testing.T) {
+	var out struct {
+		C []*durConf `yaml:"c"`
+	}
+	err := yaml.Unmarshal([]byte("c:\n\n  - d: 5\n"), &out)
+	if err == nil || err.Error() != `line 3: not a valid duration string: "5"` {
+		t.Fatalf("error = %v", err)
+	}
+}
