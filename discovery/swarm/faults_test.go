@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/sdhub/sdhub/discovery"
 )
 
 // fakeEngine is a Docker engine API for the faults a real engine does not
@@ -21,7 +23,7 @@ type fakeEngine struct {
 	mu     sync.Mutex
 	mode   string // good, error, hang, notmanager
 	addr   string // the node address served in good mode
-	events string // events mode: hold (keep open) or break (one event, then close)
+	events string // events mode: hold (keep open), break (one event, then close), error, hang (no headers)
 
 	eventsRequests atomic.Int32
 	nodesRequests  atomic.Int32
@@ -48,6 +50,14 @@ func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/events":
 		f.eventsRequests.Add(1)
+		switch events {
+		case "error":
+			http.Error(w, `{"message":"events broken"}`, http.StatusInternalServerError)
+			return
+		case "hang":
+			<-r.Context().Done()
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
@@ -80,12 +90,17 @@ func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newFakeDiscovery(t *testing.T, f *fakeEngine, interval time.Duration) *Discovery {
 	t.Helper()
+	return newFakeDiscoveryOpts(t, f, interval, discoveryOptions())
+}
+
+func newFakeDiscoveryOpts(t *testing.T, f *fakeEngine, interval time.Duration, opts discovery.Options) *Discovery {
+	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	c := DefaultSDConfig
 	c.Host, c.Role = srv.URL, "nodes"
 	c.RefreshInterval = model.Duration(interval)
-	d, err := NewDiscovery(&c, discoveryOptions())
+	d, err := NewDiscovery(&c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,33 +200,32 @@ func TestEventsReconnect(t *testing.T) {
 }
 
 // TestEventsStreamDownPollingContinues: with no events stream at all (the
-// engine errors on /events), the periodic refresh still follows changes.
+// engine errors on /events, or never answers it), the periodic refresh
+// still follows changes and the stream keeps being retried.
 func TestEventsStreamDownPollingContinues(t *testing.T) {
-	f := &fakeEngine{events: "hold"}
-	f.set("good", "10.0.0.1")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/events") {
-			f.eventsRequests.Add(1)
-			http.Error(w, `{"message":"events broken"}`, http.StatusInternalServerError)
-			return
-		}
-		f.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	c := DefaultSDConfig
-	c.Host, c.Role = srv.URL, "nodes"
-	c.RefreshInterval = model.Duration(100 * time.Millisecond)
-	d, err := NewDiscovery(&c, discoveryOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startRun(t, d)
-	r.waitFor(t, 10*time.Second, "first state", func([]string) bool { return true })
-	f.set("good", "10.0.0.3")
-	r.waitFor(t, 10*time.Second, "polled state", func(flat []string) bool {
-		return countWith(flat, `__address__="10.0.0.3:80"`) == 1
-	})
-	if testutilCount(d.metrics.streamErrors) < 1 {
-		t.Errorf("stream errors not counted")
+	for _, mode := range []string{"error", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			f := &fakeEngine{events: mode}
+			f.set("good", "10.0.0.1")
+			d := newFakeDiscovery(t, f, 100*time.Millisecond)
+			d.watch.backoffMin, d.watch.backoffMax = 10*time.Millisecond, 20*time.Millisecond
+			r := startRun(t, d)
+			r.waitFor(t, 10*time.Second, "first state", func([]string) bool { return true })
+			f.set("good", "10.0.0.3")
+			r.waitFor(t, 10*time.Second, "polled state", func(flat []string) bool {
+				return countWith(flat, `__address__="10.0.0.3:80"`) == 1
+			})
+			deadline := time.Now().Add(10 * time.Second)
+			for f.eventsRequests.Load() < 2 || testutilCount(d.metrics.streamErrors) < 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("events requests %d, stream errors %v: want retries",
+						f.eventsRequests.Load(), testutilCount(d.metrics.streamErrors))
+				}
+				select {
+				case <-r.up:
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		})
 	}
 }
