@@ -88,7 +88,7 @@ func TestConfigBad(t *testing.T) {
 		"role_invalid.bad.yml":    `line 4: invalid role "taks" for dockerswarm_sd_configs (one of: services, tasks, nodes)`,
 		"port_range.bad.yml":      `line 4: invalid port 70000 for dockerswarm_sd_configs (0-65535)`,
 		"refresh_zero.bad.yml":    `line 4: invalid refresh_interval "0s" for dockerswarm_sd_configs (must be greater than 0)`,
-		"refresh_syntax.bad.yml":  `not a valid duration string: "soon"`,
+		"refresh_syntax.bad.yml":  `line 2: not a valid duration string: "soon"`,
 		"filter_name.bad.yml":     `line 4: filter 0 of dockerswarm_sd_configs has no name`,
 		"unknown_key.bad.yml":     "yaml: unmarshal errors:\n  line 4: field rol not found in type swarm.plain",
 		"http_auth.bad.yml":       `line 2: invalid HTTP client settings for dockerswarm_sd_configs: at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured`,
