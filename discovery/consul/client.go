@@ -173,6 +173,7 @@ func (c *client) close() { c.http.CloseIdleConnections() }
 type connGate struct {
 	slots  chan struct{}
 	open   atomic.Int64
+	peak   atomic.Int64 // most connections open at once
 	gauge  prometheus.Gauge
 	dialer net.Dialer
 	unix   string
@@ -201,7 +202,9 @@ func (g *connGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		<-g.slots
 		return nil, err
 	}
-	g.open.Add(1)
+	if n := g.open.Add(1); n > g.peak.Load() {
+		g.peak.Store(n) // only grows; a lost race under-counts by one at most briefly
+	}
 	g.gauge.Inc()
 	return &gatedConn{Conn: conn, gate: g}, nil
 }

@@ -68,7 +68,7 @@ func TestConfigFiles(t *testing.T) {
 		"bad-max-connections.bad.yml":     "line 1: invalid max_connections 1 for consul_sd_configs (must be at least 2)",
 		"unknown-key.bad.yml":             "yaml: unmarshal errors:\n  line 2: field service not found in type consul.plain",
 		"bad-http-config.bad.yml":         "line 1: invalid HTTP client settings for consul_sd_configs: at most one of bearer_token & bearer_token_file must be configured",
-		"bad-duration.bad.yml":            `not a valid duration string: "soon"`,
+		"bad-duration.bad.yml":            `line 1: not a valid duration string: "soon"`,
 	}
 	files, err := filepath.Glob("testdata/*.yml")
 	if err != nil {

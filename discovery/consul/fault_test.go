@@ -1,0 +1,305 @@
+package consul
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
+
+// fakeConsul answers the endpoints sdhub uses, for the faults a real agent
+// will not produce on demand. Blocking queries block until the index moves
+// or the request ends.
+type fakeConsul struct {
+	mu      sync.Mutex
+	index   uint64
+	health  string // web's status
+	changed chan struct{}
+	fault   func(path string) (status int, body string, hang bool)
+	reqs    []seenRequest
+}
+
+type seenRequest struct {
+	path, token string
+	query       url.Values
+}
+
+func newFake(t *testing.T) (*fakeConsul, string) {
+	f := &fakeConsul{index: 10, health: "passing", changed: make(chan struct{})}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, strings.TrimPrefix(srv.URL, "http://")
+}
+
+func recordingServer(t *testing.T) (string, func() []seenRequest) {
+	f, addr := newFake(t)
+	return addr, func() []seenRequest {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return append([]seenRequest(nil), f.reqs...)
+	}
+}
+
+func (f *fakeConsul) setFault(fn func(string) (int, string, bool)) {
+	f.mu.Lock()
+	f.fault = fn
+	f.mu.Unlock()
+}
+
+// setHealth changes web's check status and bumps the index.
+func (f *fakeConsul) setHealth(s string) {
+	f.mu.Lock()
+	f.health = s
+	f.index++
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, seenRequest{path: r.URL.Path, token: r.Header.Get("X-Consul-Token"), query: r.URL.Query()})
+	fault := f.fault
+	f.mu.Unlock()
+	if fault != nil {
+		if status, body, hang := fault(r.URL.Path); hang {
+			<-r.Context().Done()
+			return
+		} else if status != 0 {
+			w.Header().Set("X-Consul-Index", "10")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+			return
+		}
+	}
+	if r.URL.Path == "/v1/agent/self" {
+		_, _ = w.Write([]byte(`{"Config":{"Datacenter":"dc1"}}`))
+		return
+	}
+	if idx, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64); err == nil {
+		f.mu.Lock()
+		cur, ch := f.index, f.changed
+		f.mu.Unlock()
+		if idx >= cur {
+			select {
+			case <-ch:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
+	f.mu.Lock()
+	idx, health := f.index, f.health
+	f.mu.Unlock()
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(idx, 10))
+	var body any
+	switch r.URL.Path {
+	case "/v1/catalog/services":
+		body = map[string][]string{"web": {"a"}}
+	case "/v1/catalog/nodes":
+		body = []map[string]any{{"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5}}
+	case "/v1/health/state/any":
+		body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
+	case "/v1/health/service/web":
+		body = []map[string]any{{
+			"Node":    map[string]any{"Node": "n1", "Address": "10.0.0.1"},
+			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": 80, "Tags": []string{"a"}},
+			"Checks":  []map[string]any{{"Node": "n1", "CheckID": "web-1", "Status": health}},
+		}}
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func fastDiscovery(t *testing.T, server string) *Discovery {
+	d := newTestDiscovery(t, "server: "+server+"\nrefresh_interval: 100ms\n")
+	d.readTimeout = 300 * time.Millisecond
+	d.wait = time.Second
+	d.backoffMin, d.backoffMax = 20*time.Millisecond, 100*time.Millisecond
+	return d
+}
+
+// TestRefreshFaults: each fault makes the one-shot refresh fail with a
+// clear error rather than return a partial state.
+func TestRefreshFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		status     int
+		body       string
+		hang       bool
+		want       string
+	}{
+		{name: "429 on a service", path: "/v1/health/service/web", status: 429, body: "Your IP is issuing too many concurrent connections, please rate limit your calls",
+			want: `reading service "web": unexpected response code 429 (Your IP is issuing too many concurrent connections, please rate limit your calls)`},
+		{name: "500 on the catalog", path: "/v1/catalog/services", status: 500, body: "rpc error",
+			want: "reading service list: unexpected response code 500 (rpc error)"},
+		{name: "garbage service body", path: "/v1/health/service/web", status: 200, body: "<html>proxy</html>",
+			want: `reading service "web": decoding /v1/health/service/web response: invalid character '<' looking for beginning of value`},
+		{name: "garbage checks body", path: "/v1/health/state/any", status: 200, body: `{"truncated":`,
+			want: "reading health checks: decoding /v1/health/state/any response: unexpected EOF"},
+		{name: "hang", path: "/v1/health/service/web", hang: true,
+			want: `reading service "web": Get "http://SERVER/v1/health/service/web?stale=": context deadline exceeded`},
+		{name: "agent self 403", path: "/v1/agent/self", status: 403, body: "Permission denied",
+			want: "retrieving datacenter name: unexpected response code 403 (Permission denied)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, server := newFake(t)
+			f.setFault(func(p string) (int, string, bool) {
+				if p == tc.path {
+					return tc.status, tc.body, tc.hang
+				}
+				return 0, "", false
+			})
+			d := fastDiscovery(t, server)
+			_, err := d.refresh(context.Background())
+			want := strings.ReplaceAll(tc.want, "SERVER", server)
+			if err == nil || err.Error() != want {
+				t.Fatalf("error = %v\nwant    %s", err, want)
+			}
+			if testutilCounter(d.metrics.rpcFailures) == 0 {
+				t.Fatal("no rpc failure counted")
+			}
+		})
+	}
+}
+
+// TestRunStaleOverIncomplete: Run sends nothing until every service was
+// read; once running, failing reads keep the last targets; recovery then
+// propagates the change.
+func TestRunStaleOverIncomplete(t *testing.T) {
+	for _, fault := range []struct {
+		name   string
+		status int
+		body   string
+		hang   bool
+	}{
+		{name: "429", status: 429, body: "too many concurrent connections"},
+		{name: "500", status: 500, body: "boom"},
+		{name: "garbage", status: 200, body: "garbage"},
+		{name: "hang", hang: true},
+	} {
+		t.Run(fault.name, func(t *testing.T) {
+			f, server := newFake(t)
+			var mu sync.Mutex
+			failing := true
+			f.setFault(func(p string) (int, string, bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				if failing && p == "/v1/health/service/web" {
+					return fault.status, fault.body, fault.hang
+				}
+				return 0, "", false
+			})
+			setFailing := func(v bool) { mu.Lock(); failing = v; mu.Unlock() }
+
+			d := fastDiscovery(t, server)
+			ctx, cancel := context.WithCancel(context.Background())
+			col := collect(ctx, d)
+			defer func() { cancel(); <-col.done }()
+
+			// Start-up with a failing service: nothing is sent.
+			waitCounter(t, d.metrics.rpcFailures, 2)
+			if got := col.firstFlat(); col.flat() != nil || got != nil {
+				t.Fatalf("a partial state was sent: %v", got)
+			}
+			setFailing(false)
+			col.waitFor(t, 5*time.Second, "complete state", hasTarget(label(labelHealth, "passing")))
+
+			// A change whose re-read fails: the old target stays.
+			setFailing(true)
+			before := testutilCounter(d.metrics.rpcFailures)
+			f.setHealth("critical")
+			waitCounter(t, d.metrics.rpcFailures, before+2)
+			if got := col.flat(); len(got) != 1 || !hasTarget(label(labelHealth, "passing"))(got) {
+				t.Fatalf("targets changed while reads failed: %v", got)
+			}
+			setFailing(false)
+			col.waitFor(t, 5*time.Second, "change after recovery", hasTarget(label(labelHealth, "critical")))
+		})
+	}
+}
+
+func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutilCounter(c) < atLeast {
+		if time.Now().After(deadline) {
+			t.Fatalf("counter at %v, want at least %v", testutilCounter(c), atLeast)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBackoff: errors back off exponentially with jitter up to the cap,
+// and every wait ends with its context.
+func TestBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &Discovery{backoffMin: 100 * time.Millisecond, backoffMax: 2 * time.Second, detectFloor: 0, metrics: mustMetrics(t), logger: discard(nil)}
+		ctx, cancel := context.WithCancel(context.Background())
+		var calls []time.Time
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			d.detect(ctx, nil, evCatalog, 1, func(context.Context, uint64) (event, uint64, error) {
+				calls = append(calls, time.Now())
+				if len(calls) == 12 {
+					cancel()
+				}
+				return event{}, 0, errors.New("down")
+			})
+		}()
+		<-done
+		if len(calls) != 12 {
+			t.Fatalf("%d calls", len(calls))
+		}
+		for i := 1; i < len(calls); i++ {
+			gap := calls[i].Sub(calls[i-1])
+			base := min(100*time.Millisecond<<(i-1), 2*time.Second)
+			if gap < base/2 || gap > base {
+				t.Errorf("wait %d = %v, want in [%v, %v]", i, gap, base/2, base)
+			}
+		}
+	})
+}
+
+// TestBackoffCancellable: a long backoff ends as soon as ctx does.
+func TestBackoffCancellable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &Discovery{backoffMin: time.Hour, backoffMax: time.Hour}
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		go func() {
+			time.Sleep(time.Second)
+			cancel()
+		}()
+		if d.backoff(ctx, 3) {
+			t.Fatal("backoff reported success after cancel")
+		}
+		if waited := time.Since(start); waited != time.Second {
+			t.Fatalf("waited %v, want 1s", waited)
+		}
+	})
+}
+
+func mustMetrics(t *testing.T) *Metrics {
+	m, err := NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -1,0 +1,231 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sdhub/sdhub/internal/consulagent"
+)
+
+var (
+	nodeA = node{name: "node-a", addr: "10.9.0.1"}
+	nodeB = node{name: "node-b", addr: "10.9.0.2"}
+)
+
+func web(id string, n node, port int, status string) instance {
+	return instance{node: n, id: id, name: "web", port: port, checks: map[string]string{id + "-http": status}}
+}
+
+// noAgent leaves the agent's own "consul" service out of a test's targets.
+const noAgent = "filter: 'ServiceName != \"consul\"'\n"
+
+// TestWatchLifecycle follows one discoverer through registration, health
+// changes, deregistration and removal of a whole service. The same service
+// changes several times, so refresh_interval is short here.
+func TestWatchLifecycle(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{})
+	w := newWriter(t, a)
+	w.register(web("web-1", nodeA, 80, "passing"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, newTestDiscovery(t, "server: "+a.Addr()+"\nrefresh_interval: 500ms\n"+noAgent))
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 10*time.Second, "initial", hasTarget(addr("10.9.0.1:80"), label(labelHealth, "passing")))
+
+	steps := []struct {
+		name   string
+		change func()
+		cond   func([]string) bool
+	}{
+		{"register an instance", func() { w.register(web("web-2", nodeB, 81, "passing")) },
+			hasTarget(addr("10.9.0.2:81"), label(labelServiceID, "web-2"))},
+		{"health change", func() { w.register(web("web-1", nodeA, 80, "critical")) },
+			hasTarget(addr("10.9.0.1:80"), label(labelHealth, "critical"))},
+		{"new service", func() {
+			w.register(instance{node: nodeA, id: "db-1", name: "db", port: 5432, tags: []string{"x"}})
+		}, hasTarget(addr("10.9.0.1:5432"), label(labelTags, ",x,"))},
+		{"deregister an instance", func() { w.deregister("node-b", "web-2") }, not(hasTarget(addr("10.9.0.2:81")))},
+		{"node metadata change", func() {
+			n := nodeA
+			n.meta = map[string]string{"zone": "z1"}
+			w.register(instance{node: n, id: "db-1", name: "db", port: 5432, tags: []string{"x"}})
+		}, hasTarget(addr("10.9.0.1:80"), label(labelNodeMeta+"zone", "z1"))},
+		{"remove a service", func() { w.deregister("node-a", "db-1") }, not(hasTarget(label(labelService, "db")))},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			start := time.Now()
+			s.change()
+			col.waitFor(t, 5*time.Second, s.name, s.cond)
+			t.Logf("%s seen after %v", s.name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+	if got := col.flat(); len(got) != 1 || !hasTarget(addr("10.9.0.1:80"))(got) {
+		t.Fatalf("final state %v, want web-1 only", got)
+	}
+}
+
+// TestFirstChangeNotDelayed: with Prometheus's default refresh_interval
+// (30s), a change made right after start-up is seen at once, not after the
+// interval as with Prometheus's own watchers.
+func TestFirstChangeNotDelayed(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{})
+	w := newWriter(t, a)
+	w.register(web("web-1", nodeA, 80, "passing"))
+	w.register(instance{node: nodeB, id: "db-1", name: "db", port: 5432, checks: map[string]string{"db-1-tcp": "passing"}})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, newTestDiscovery(t, "server: "+a.Addr()+"\n"+noAgent))
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 10*time.Second, "initial", func(s []string) bool { return len(s) == 2 })
+
+	for _, step := range []struct {
+		name   string
+		change func()
+		cond   func([]string) bool
+	}{
+		{"health change", func() { w.register(web("web-1", nodeA, 80, "critical")) }, hasTarget(addr("10.9.0.1:80"), label(labelHealth, "critical"))},
+		{"new instance", func() {
+			w.register(instance{node: nodeA, id: "db-2", name: "db", port: 5433, checks: map[string]string{"db-2-tcp": "passing"}})
+		}, hasTarget(addr("10.9.0.1:5433"))},
+	} {
+		start := time.Now()
+		step.change()
+		col.waitFor(t, 5*time.Second, step.name, step.cond)
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s seen after %v, want under 1s", step.name, took)
+		}
+	}
+}
+
+// TestRefreshIntervalIsAFloor: a flapping service is re-read at most once
+// per refresh_interval, while its first change is seen at once.
+func TestRefreshIntervalIsAFloor(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{})
+	w := newWriter(t, a)
+	w.register(web("web-1", nodeA, 80, "passing"))
+
+	const floor = 2 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, newTestDiscovery(t, fmt.Sprintf("server: %s\nrefresh_interval: %v\n%s", a.Addr(), floor, noAgent)))
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 10*time.Second, "initial", hasTarget(label(labelHealth, "passing")))
+
+	start := time.Now()
+	w.register(web("web-1", nodeA, 80, "critical"))
+	col.waitFor(t, 5*time.Second, "first change", hasTarget(label(labelHealth, "critical")))
+	first := time.Since(start)
+	if first > time.Second {
+		t.Errorf("first change took %v, want it at once", first)
+	}
+	w.register(web("web-1", nodeA, 80, "warning"))
+	col.waitFor(t, 10*time.Second, "second change", hasTarget(label(labelHealth, "warning")))
+	if second := time.Since(start); second < floor-100*time.Millisecond {
+		t.Errorf("second change seen %v after the first re-read, want no sooner than refresh_interval %v", second, floor)
+	}
+}
+
+// TestAgentRestart stops Consul in the middle of a watch: the targets stay
+// while it is down, and changes flow again once it is back.
+func TestAgentRestart(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{})
+	w := newWriter(t, a)
+	w.register(web("web-1", nodeA, 80, "passing"))
+	w.register(web("web-2", nodeB, 81, "passing"))
+
+	d := newTestDiscovery(t, "server: "+a.Addr()+"\nrefresh_interval: 1s\n"+noAgent)
+	d.backoffMax = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	before := col.waitFor(t, 10*time.Second, "initial", func(s []string) bool { return len(s) == 2 })
+
+	a.Stop()
+	// While the agent is down every query fails; wait for failures to be
+	// counted, then check nothing was dropped.
+	deadline := time.Now().Add(10 * time.Second)
+	for testutilCounter(d.metrics.rpcFailures) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failures counted while consul was down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := col.flat(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("targets changed while consul was down:\n%v\nwant\n%v", got, before)
+	}
+
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer rcancel()
+	if err := a.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	w = newWriter(t, a)
+	w.register(web("web-3", nodeB, 82, "passing"))
+	col.waitFor(t, 15*time.Second, "change after restart", hasTarget(addr("10.9.0.2:82")))
+	w.register(web("web-1", nodeA, 80, "critical"))
+	col.waitFor(t, 15*time.Second, "health change after restart", hasTarget(addr("10.9.0.1:80"), label(labelHealth, "critical")))
+	if got := col.flat(); len(got) != 3 {
+		t.Fatalf("after restart %d targets, want 3: %v", len(got), got)
+	}
+}
+
+// TestEnvironmentIgnored: the consul api library would send
+// CONSUL_HTTP_TOKEN; sdhub must not. An agent with ACLs would reject the
+// token, so check the request itself.
+func TestEnvironmentIgnored(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_TOKEN", "from-env")
+	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:1")
+	t.Setenv("CONSUL_NAMESPACE", "from-env")
+	srv, seen := recordingServer(t)
+	d := newTestDiscovery(t, "server: "+srv+"\n")
+	if _, err := d.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range seen() {
+		if r.token != "" || r.query.Has("ns") {
+			t.Fatalf("request %s carried environment settings: token %q, query %q", r.path, r.token, r.query.Encode())
+		}
+	}
+	if len(seen()) == 0 {
+		t.Fatal("no requests seen")
+	}
+
+	d = newTestDiscovery(t, "server: "+srv+"\ntoken: from-file\n")
+	if _, err := d.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rs := seen()
+	if last := rs[len(rs)-1]; last.token != "from-file" {
+		t.Fatalf("token = %q, want the configured one", last.token)
+	}
+}
+
+// TestBoundedConnections: with more services than Consul lets one client
+// hold connections (the agent here allows 30), the watch discovers every
+// target and propagates a change while never opening more than
+// max_connections.
+func TestBoundedConnections(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: 30})
+	w := newWriter(t, a)
+	const services = 150
+	for i := range services {
+		w.register(instance{node: nodeA, id: fmt.Sprintf("svc-%d-1", i), name: fmt.Sprintf("svc-%d", i), port: 1000 + i,
+			checks: map[string]string{fmt.Sprintf("svc-%d-1-tcp", i): "passing"}})
+	}
+	d := newTestDiscovery(t, "server: "+a.Addr()+"\nmax_connections: 6\n"+noAgent)
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 20*time.Second, "complete", func(s []string) bool { return len(s) == services })
+
+	w.register(instance{node: nodeA, id: "svc-77-1", name: "svc-77", port: 1077, checks: map[string]string{"svc-77-1-tcp": "critical"}})
+	col.waitFor(t, 5*time.Second, "change", hasTarget(addr("10.9.0.1:1077"), label(labelHealth, "critical")))
+	if peak := d.client.gate.peak.Load(); peak > 6 || peak < 3 {
+		t.Fatalf("peak connections %d, want 3..6", peak)
+	}
+	if f := testutilCounter(d.metrics.rpcFailures); f != 0 {
+		t.Fatalf("%v rpc failures", f)
+	}
+}
