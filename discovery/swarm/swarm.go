@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -146,6 +147,9 @@ type Discovery struct {
 	refreshM *discovery.Refresh
 	metrics  *Metrics
 	watch    watchTiming
+
+	negotiation sync.Mutex // guards negotiated; held while negotiating
+	negotiated  bool
 }
 
 // NewDiscovery builds a Discovery; it does not contact the engine.
@@ -216,6 +220,9 @@ func newClient(c *SDConfig) (*client.Client, error) {
 // refresh lists the role's objects once and returns one group holding
 // every target, Source "DockerSwarm", as Prometheus does.
 func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
+	if err := d.negotiate(ctx); err != nil {
+		return nil, fmt.Errorf("error while negotiating the Docker API version: %w", err)
+	}
 	var (
 		tg  *targetgroup.Group
 		err error

@@ -172,6 +172,25 @@ func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
 	}
 }
 
+// negotiate settles the Docker API version once, before any other call.
+// The Docker client's own lazy negotiation is not safe when the events
+// stream and a refresh start at the same time: it writes the version that
+// concurrent calls read without its lock. After this, nothing writes it.
+func (d *Discovery) negotiate(ctx context.Context) error {
+	d.negotiation.Lock()
+	defer d.negotiation.Unlock()
+	if d.negotiated {
+		return nil
+	}
+	ping, err := d.client.Ping(ctx)
+	if err != nil {
+		return err
+	}
+	d.client.NegotiateAPIVersionPing(ping)
+	d.negotiated = true
+	return nil
+}
+
 // streamEvents reads one events stream until it breaks. Opening it is bounded
 // by refresh_interval. healthy reports whether the stream worked for a while.
 func (d *Discovery) streamEvents(ctx context.Context, triggers chan<- struct{}) (healthy bool, err error) {
@@ -181,16 +200,12 @@ func (d *Discovery) streamEvents(ctx context.Context, triggers chan<- struct{}) 
 	for _, t := range d.eventTypes() {
 		args.Add("type", t)
 	}
-	// Negotiate the API version here, not lazily inside Events: the Docker
-	// client reads its version there without the lock that guards the lazy
-	// negotiation a concurrent refresh may be doing.
 	pctx, pcancel := context.WithTimeout(ctx, d.interval)
-	ping, err := d.client.Ping(pctx)
+	err = d.negotiate(pctx)
 	pcancel()
 	if err != nil {
 		return false, fmt.Errorf("docker events stream: %w", err)
 	}
-	d.client.NegotiateAPIVersionPing(ping)
 	connect := time.AfterFunc(d.interval, func() { cancel(errNoAnswer) })
 	msgs, errs := d.client.Events(ectx, events.ListOptions{Filters: args})
 	if !connect.Stop() {
