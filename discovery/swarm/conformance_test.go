@@ -46,6 +46,7 @@ func scenario(t *testing.T, e *swarmtest.Engine) {
 		"--network", e.Name("front"), "--label", "kind=dnsrr"})
 	e.CreateService(t, "exited", []string{"--replicas", "1", "--restart-condition", "none",
 		"--network", e.Name("front")}, "-exit", "0")
+	e.CreateService(t, "updating", []string{"--replicas", "2", "--update-delay", "1h", "--update-parallelism", "1", "--network", e.Name("front")})
 
 	within := 90 * time.Second
 	e.WaitRunning(t, "web", 2, within)
@@ -54,10 +55,29 @@ func scenario(t *testing.T, e *swarmtest.Engine) {
 	e.WaitRunning(t, "noports", 1, within)
 	e.WaitRunning(t, "dnsrr", 1, within)
 	e.WaitTaskState(t, "exited", swarm.TaskStateComplete, 1, within)
+	e.WaitRunning(t, "updating", 2, within)
+	// One task is replaced, then the update waits an hour: it stays "updating".
+	e.Update(t, "updating", "--env-add", "V=2")
+	waitUpdating(t, e, "updating", within)
 	// An update replaces the task: the old one stays, desired state shutdown.
 	e.Update(t, "noports", "--force")
 	e.WaitTaskState(t, "noports", swarm.TaskStateShutdown, 1, within)
 	e.WaitRunning(t, "noports", 1, within)
+}
+
+func waitUpdating(t *testing.T, e *swarmtest.Engine, short string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		state, err := e.Try("service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", e.Name(short))
+		if err == nil && state == string(swarm.UpdateStateUpdating) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s: update state %q (err %v), want updating", e.Name(short), state, err)
+		}
+		time.Sleep(100 * time.Millisecond) // bounded poll of the engine
+	}
 }
 
 // TestConformance runs Prometheus's own dockerswarm discoverer and sdhub's
@@ -96,7 +116,7 @@ func scenarioFilters(e *swarmtest.Engine, role string) []Filter {
 		return []Filter{{Name: "label", Values: []string{swarmtest.LabelRun + "=" + e.Prefix}}}
 	case "tasks":
 		f := Filter{Name: "service"}
-		for _, s := range []string{"web", "hostport", "udponly", "noports", "dnsrr", "exited"} {
+		for _, s := range []string{"web", "hostport", "udponly", "noports", "dnsrr", "exited", "updating"} {
 			f.Values = append(f.Values, e.Name(s))
 		}
 		return []Filter{f}
@@ -258,7 +278,7 @@ func checkCoverage(t *testing.T, e *swarmtest.Engine, role string, flat []string
 			"several networks":      count(flat, svc("web")) >= 3,
 			"no udp port targets":   !has(svc("udponly"), `endpoint_port_publish_mode`),
 			"image label":           has(`service_task_container_image="sdhub-swarmtest:latest"`),
-			"updating status label": true, // set only while an update runs; not asserted
+			"updating status label": has(svc("updating"), `service_updating_status="updating"`),
 		}
 	case role == "tasks" && !drained:
 		want = map[string]bool{
