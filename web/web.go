@@ -1,20 +1,27 @@
 // Package web serves sdhub's HTTP endpoints: /metrics, the health and
-// readiness probes, and the lifecycle endpoint /-/reload, as Prometheus names
-// them.
+// readiness probes and the lifecycle endpoint /-/reload, as Prometheus names
+// them; the http_sd endpoint /api/v1/sd/{job} for Prometheus servers that
+// read sdhub over the network; and the status page at /.
 package web
 
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sdhub/sdhub/config"
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
 )
 
 // Options configure the handler.
 type Options struct {
 	Logger *slog.Logger
-	// Gatherer serves /metrics.
+	// Gatherer serves /metrics. The status page reads the refresh failures
+	// of the discoverers from it.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether every job has had its first full write.
 	Ready func() bool
@@ -22,6 +29,24 @@ type Options struct {
 	Reload func() error
 	// EnableLifecycle allows /-/reload.
 	EnableLifecycle bool
+
+	// Targets holds every job's targets, fed from the discovery manager. It
+	// serves /api/v1/sd/{job} and the status page's target lists; nil
+	// leaves both out.
+	Targets *Targets
+	// Jobs describes every job's output file (output.Writer.Jobs).
+	Jobs func() []output.JobStatus
+	// Providers describes the discovery providers (manager.Manager.Providers).
+	Providers func() []manager.ProviderStatus
+	// Config returns the running configuration, shown with its secrets
+	// redacted.
+	Config func() *config.Config
+	// Now is the status page's clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type handler struct {
+	o Options
 }
 
 // NewHandler returns the HTTP handler for o.
@@ -29,43 +54,58 @@ func NewHandler(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &handler{o: o}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("sdhub is Healthy.\n"))
-	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if o.Ready != nil && !o.Ready() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("sdhub is not ready: waiting for every job's first full set of targets.\n"))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("sdhub is Ready.\n"))
-	})
-	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			http.Error(w, "This endpoint requires a POST or PUT request.", http.StatusMethodNotAllowed)
-			return
-		}
-		if !o.EnableLifecycle {
-			http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
-			return
-		}
-		if err := o.Reload(); err != nil {
-			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	mux.HandleFunc("/-/healthy", h.healthy)
+	mux.HandleFunc("/-/ready", h.ready)
+	mux.HandleFunc("/-/reload", h.reload)
+	if o.Targets != nil {
+		mux.HandleFunc("GET "+SDPath, h.serveSD)
+	}
+	mux.HandleFunc("GET /{$}", h.status)
+	mux.HandleFunc("GET /job/{job}", h.jobPage)
 	return mux
+}
+
+func (h *handler) healthy(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("sdhub is Healthy.\n"))
+}
+
+func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if h.o.Ready != nil && !h.o.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("sdhub is not ready: waiting for every job's first full set of targets.\n"))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("sdhub is Ready.\n"))
+}
+
+func (h *handler) reload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		http.Error(w, "This endpoint requires a POST or PUT request.", http.StatusMethodNotAllowed)
+		return
+	}
+	if !h.o.EnableLifecycle || h.o.Reload == nil {
+		http.Error(w, "Lifecycle API is not enabled.", http.StatusForbidden)
+		return
+	}
+	if err := h.o.Reload(); err != nil {
+		http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

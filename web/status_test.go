@@ -1,0 +1,194 @@
+package web
+
+import (
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sdhub/sdhub/config"
+	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/discovery/consul"
+	"github.com/sdhub/sdhub/discovery/static"
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The secrets of the test config: none may appear on a page.
+var secrets = []string{"consul-acl-token-s3cr3t", "basic-auth-pa55word", "oauth2-client-s3cr3t", "proxy-pa55"}
+
+const consulYAML = `
+- server: consul.example:8500
+  token: consul-acl-token-s3cr3t
+  services: [web]
+  basic_auth: {username: prom, password: basic-auth-pa55word}
+  proxy_url: http://proxyuser:proxy-pa55@proxy.example:3128
+- server: consul2.example:8500
+  oauth2:
+    client_id: sdhub
+    client_secret: oauth2-client-s3cr3t
+    token_url: https://auth.example/token
+`
+
+// knownState is a fixed state of a hub: three jobs, one waiting, one with
+// a write error, providers shared and not.
+func knownState(t *testing.T) Options {
+	t.Helper()
+	var consuls []*consul.SDConfig
+	if err := yaml.Unmarshal([]byte(consulYAML), &consuls); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	cfg := &config.Config{
+		Filename: "/etc/sdhub/sdhub.yml",
+		ScrapeConfigs: []*config.ScrapeConfig{
+			{JobName: "node", ServiceDiscoveryConfigs: discovery.Configs{static.FromGroups([]*targetgroup.Group{
+				group("", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100"),
+			})}},
+			{JobName: "web", ServiceDiscoveryConfigs: discovery.Configs{consuls[0], consuls[1]}},
+			{JobName: "api <beta>", ServiceDiscoveryConfigs: discovery.Configs{consuls[0]}},
+		},
+		Warnings: []string{`job "kube": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)`},
+	}
+	store := NewTargets()
+	store.now = func() time.Time { return now.Add(-90 * time.Second) }
+	store.Apply(manager.Update{
+		"node":       {Groups: []*targetgroup.Group{group("0", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100")}, Complete: true},
+		"web":        {Groups: []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")}, Complete: true},
+		"api <beta>": {Groups: []*targetgroup.Group{}},
+	})
+	reg := prometheus.NewRegistry()
+	refresh, err := discovery.NewRefreshMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
+	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
+	return Options{
+		Gatherer:        reg,
+		Ready:           func() bool { return false },
+		EnableLifecycle: true,
+		Targets:         store,
+		Now:             func() time.Time { return now },
+		Config:          func() *config.Config { return cfg },
+		Jobs: func() []output.JobStatus {
+			return []output.JobStatus{
+				{Job: "api <beta>", Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json", Targets: 0, Waiting: true},
+				{Job: "node", Path: "/var/lib/sdhub/node.json", Targets: 2, LastWrite: now.Add(-80 * time.Second), UpToDate: true},
+				{Job: "web", Path: "/var/lib/sdhub/web.json", Targets: 1, LastWrite: now.Add(-2 * time.Hour),
+					LastError: errors.New("open /var/lib/sdhub/.web.json.tmp-1: no space left on device")},
+			}
+		},
+		Providers: func() []manager.ProviderStatus {
+			return []manager.ProviderStatus{
+				{Name: "static/0", Mechanism: "static", Jobs: []string{"node"}, Started: true, Delivered: true},
+				{Name: "consul/1", Mechanism: "consul", Jobs: []string{"api <beta>", "web"}, Started: true, Delivered: true},
+				{Name: "consul/2", Mechanism: "consul", Jobs: []string{"web"}, Started: true},
+			}
+		},
+	}
+}
+
+// golden compares got with testdata/name, rewritten with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the rendered page (go test -update rewrites it); got:\n%s", path, got)
+	}
+}
+
+func TestStatusPage(t *testing.T) {
+	h := NewHandler(knownState(t))
+	for _, c := range []struct {
+		path, golden string
+		code         int
+		contains     []string
+	}{
+		{"/", "status.golden.html", http.StatusOK, []string{
+			`<a href="/job/api%20%3Cbeta%3E">api &lt;beta&gt;</a>`,
+			"<code>consul/2</code>: running, waiting for its first full set",
+			"refresh failures, consul: 2",
+			"no space left on device",
+			"1m30s ago", "1m20s ago",
+			"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
+			"kubernetes_sd_configs left to Prometheus",
+		}},
+		{"/job/node", "job-node.golden.html", http.StatusOK, []string{
+			"<code>10.0.0.1:9100</code>", `<code>env="prod"</code>`, `href="/api/v1/sd/node"`,
+		}},
+		{"/job/api%20%3Cbeta%3E", "job-waiting.golden.html", http.StatusOK, []string{"waiting for the first full set"}},
+		{"/job/nope", "job-unknown.golden.html", http.StatusNotFound, []string{"sdhub serves no job named “nope”"}},
+	} {
+		t.Run(c.golden, func(t *testing.T) {
+			code, ct, body := do(t, h, http.MethodGet, c.path)
+			if code != c.code || ct != "text/html; charset=utf-8" {
+				t.Fatalf("GET %s = %d %q, want %d text/html", c.path, code, ct, c.code)
+			}
+			for _, s := range c.contains {
+				if !strings.Contains(body, s) {
+					t.Errorf("GET %s lacks %q", c.path, s)
+				}
+			}
+			for _, s := range secrets {
+				if strings.Contains(body, s) {
+					t.Errorf("GET %s shows the secret %q", c.path, s)
+				}
+			}
+			for _, s := range []string{"<script", "src=", "<link", "url(", "@import"} {
+				if strings.Contains(body, s) {
+					t.Errorf("GET %s has a script or an external asset: %q", c.path, s)
+				}
+			}
+			golden(t, c.golden, body)
+		})
+	}
+}
+
+// TestRedactByKey checks the second layer: secret-looking keys are redacted
+// even when their type is a plain string.
+func TestRedactByKey(t *testing.T) {
+	var n yaml.Node
+	if err := n.Encode(map[string]any{
+		"password": "p1", "auth_token": "p2", "credentials": "p3", "client_secret": "p4", "api_key": "p5",
+		"password_file": "/etc/pass", "server": "consul:8500", "key_file": "/etc/key.pem",
+		"headers": map[string]any{"secrets": []string{"p6"}}, "empty_token": "",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	redactNode(&n, false)
+	out, err := yaml.Marshal(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
+		if strings.Contains(string(out), s) {
+			t.Errorf("%q not redacted:\n%s", s, out)
+		}
+	}
+	for _, s := range []string{"/etc/pass", "consul:8500", "/etc/key.pem", `empty_token: ""`} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("%q redacted, it is not a secret:\n%s", s, out)
+		}
+	}
+}
