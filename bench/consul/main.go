@@ -71,7 +71,11 @@ func run(cfg benchConfig) error {
 		return fmt.Errorf("no consul binary: %s", why)
 	}
 	ctx := context.Background()
-	agent, err := consulagent.Start(ctx, bin, consulagent.Options{MaxConnsPerClient: cfg.agentLimit})
+	// Consul limits connections per client IP; every process here is on
+	// this host, so Prometheus's side connects over [::1] and sdhub's (and
+	// the catalog writer) over 127.0.0.1, each a client of its own, as two
+	// hosts would be.
+	agent, err := consulagent.Start(ctx, bin, consulagent.Options{MaxConnsPerClient: cfg.agentLimit, IPv6: true})
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,11 @@ func run(cfg benchConfig) error {
 	var children []*child
 	t0 := time.Now()
 	for _, s := range cfg.sides {
-		c, err := startChild(s, agent.Addr(), agent.HTTPPort(), t0)
+		addr := agent.Addr()
+		if s == "prometheus" {
+			addr = agent.Addr6()
+		}
+		c, err := startChild(s, addr, agent.HTTPPort(), t0)
 		if err != nil {
 			return err
 		}

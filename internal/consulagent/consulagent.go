@@ -62,6 +62,10 @@ type Options struct {
 	MaxConnsPerClient int
 	// Log receives the agent's output; nil discards it.
 	Log io.Writer
+	// IPv6 makes the HTTP API listen on [::1] too (see Addr6). Consul
+	// limits connections per client IP, so processes that connect over
+	// 127.0.0.1 and [::1] count as two clients.
+	IPv6 bool
 }
 
 // Agent is a running (or stopped) Consul agent.
@@ -116,6 +120,9 @@ func StartT(t testing.TB, opts Options) *Agent {
 // Addr is the agent's HTTP address, host:port.
 func (a *Agent) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports[0])) }
 
+// Addr6 is the agent's HTTP address on [::1], with Options.IPv6.
+func (a *Agent) Addr6() string { return net.JoinHostPort("::1", strconv.Itoa(a.ports[0])) }
+
 // HTTPPort is the agent's HTTP port.
 func (a *Agent) HTTPPort() int { return a.ports[0] }
 
@@ -136,8 +143,12 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, dns = -1, grpc = -
 	if a.opts.MaxConnsPerClient > 0 {
 		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", a.opts.MaxConnsPerClient)
 	}
+	client := "127.0.0.1"
+	if a.opts.IPv6 {
+		client += " ::1"
+	}
 	cmd := exec.Command(a.bin, "agent", "-server", "-bootstrap-expect=1", "-node=sdhub-test",
-		"-bind=127.0.0.1", "-client=127.0.0.1", "-data-dir="+filepath.Join(a.dir, "data"),
+		"-bind=127.0.0.1", "-client="+client, "-data-dir="+filepath.Join(a.dir, "data"),
 		"-log-level=warn", "-disable-host-node-id", "-hcl", hcl)
 	out := a.opts.Log
 	if out == nil {
