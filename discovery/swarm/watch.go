@@ -218,10 +218,12 @@ func (d *Discovery) streamEvents(ctx context.Context, triggers chan<- struct{}) 
 	default:
 	}
 	opened := time.Now()
+	d.logger.Debug("Docker events stream open", "types", d.eventTypes())
 	signal(triggers)
 	for {
 		select {
-		case <-msgs:
+		case msg := <-msgs:
+			d.logger.Debug("Docker event", "type", msg.Type, "action", msg.Action, "id", msg.Actor.ID)
 			healthy = true
 			d.metrics.events.Inc()
 			signal(triggers)
