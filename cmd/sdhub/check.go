@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/sdhub/sdhub/config"
+)
+
+// checkConfig validates config files with the loader the server uses and
+// reports as `promtool check config` does: exit 0 when every file is valid,
+// 1 otherwise.
+func checkConfig(files []string, stdout, stderr io.Writer) int {
+	code := exitOK
+	for _, f := range files {
+		fmt.Fprintf(stdout, "Checking %s\n", f)
+		cfg, err := config.LoadFile(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "  FAILED: %s\n", indent(err.Error()))
+			code = exitError
+			continue
+		}
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stderr, "  WARNING: %s\n", w)
+		}
+		jobs := make([]string, 0, len(cfg.ScrapeConfigs))
+		for _, sc := range cfg.ScrapeConfigs {
+			jobs = append(jobs, sc.JobName)
+		}
+		fmt.Fprintf(stdout, " SUCCESS: %s is valid sdhub config file syntax; %d %s served: %s\n",
+			f, len(jobs), plural(len(jobs), "job", "jobs"), strings.Join(jobs, ", "))
+	}
+	return code
+}
+
+// indent keeps the lines of a multi-line error under the FAILED line.
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n          ") }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+const configV1 = `global:
+  scrape_interval: 15s
+scrape_configs:
+  - job_name: static
+    static_configs:
+      - targets: ["127.0.0.1:9100"]
+        labels: {env: prod}
+  - job_name: files
+    file_sd_configs:
+      - files: ["in/*.json"]
+  - job_name: kube
+    kubernetes_sd_configs: [{role: pod}]
+`
+
+// configV2 removes job static, adds job extra, keeps files unchanged.
+const configV2 = `scrape_configs:
+  - job_name: files
+    file_sd_configs:
+      - files: ["in/*.json"]
+  - job_name: extra
+    static_configs:
+      - targets: ["127.0.0.2:9100"]
+`
+
+const inputV1 = `[{"targets": ["127.0.0.1:8080", "127.0.0.1:8081"], "labels": {"app": "web"}}]`
+
+// hubDir makes a config dir with config and one file_sd input.
+func hubDir(t *testing.T, config string) (cfgFile, outDir, inDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	inDir = filepath.Join(dir, "in")
+	outDir = filepath.Join(dir, "out")
+	if err := os.Mkdir(inDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(inDir, "a.json"), inputV1)
+	cfgFile = filepath.Join(dir, "sdhub.yml")
+	writeFile(t, cfgFile, config)
+	return cfgFile, outDir, inDir
+}
+
+func TestServeAndReload(t *testing.T) {
+	cfgFile, outDir, inDir := hubDir(t, configV1)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir, "--web.enable-lifecycle")
+	staticOut := filepath.Join(outDir, "static.json")
+	filesOut := filepath.Join(outDir, "files.json")
+	inPath := filepath.Join(inDir, "a.json")
+
+	eventually(t, "static.json", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
+	eventually(t, "files.json", outputIs(t, filesOut,
+		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+	if _, ok := readOutput(t, filepath.Join(outDir, "kube.json")); ok {
+		t.Fatal("kube.json written for a job sdhub leaves to Prometheus")
+	}
+	if !strings.Contains(p.log(), `job \"kube\": kubernetes_sd_configs left to Prometheus`) {
+		t.Errorf("no warning about job kube in the log")
+	}
+	eventually(t, "/-/ready", func() bool { code, _ := p.get(t, "/-/ready"); return code == http.StatusOK })
+	if code, _ := p.get(t, "/-/healthy"); code != http.StatusOK {
+		t.Errorf("/-/healthy = %d", code)
+	}
+
+	// A change of a file_sd input reaches the output.
+	writeFile(t, inPath, `[{"targets": ["127.0.0.1:8082"], "labels": {"app": "api"}}]`)
+	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_filepath="+inPath+",app=api"))
+
+	// A file sdhub did not write is never touched.
+	foreign := filepath.Join(outDir, "foreign.json")
+	writeFile(t, foreign, "[]\n")
+
+	// SIGHUP: job static goes (its file with it), job extra comes.
+	writeFile(t, cfgFile, configV2)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "extra.json", outputIs(t, filepath.Join(outDir, "extra.json"), "127.0.0.2:9100 "))
+	eventually(t, "static.json removed", func() bool { _, ok := readOutput(t, staticOut); return !ok })
+	if data, err := os.ReadFile(foreign); err != nil || string(data) != "[]\n" {
+		t.Fatalf("foreign file changed: %q, %v", data, err)
+	}
+	if got := p.metric(t, "sdhub_config_last_reload_successful"); got != "1" {
+		t.Errorf("sdhub_config_last_reload_successful = %q, want 1", got)
+	}
+
+	// A bad config over /-/reload: 500 with the error and its line, nothing lost.
+	before, _ := os.ReadFile(filesOut)
+	writeFile(t, cfgFile, configV2+"  - job_name: files\n    static_configs: [{targets: [\"x:1\"]}]\n")
+	code, body := httpDo(t, http.MethodPost, "http://"+p.addr+"/-/reload")
+	if code != http.StatusInternalServerError || !strings.Contains(body, cfgFile+":8: found multiple scrape configs with job name \"files\"") {
+		t.Fatalf("bad reload answered %d %q", code, body)
+	}
+	if got := p.metric(t, "sdhub_config_last_reload_successful"); got != "0" {
+		t.Errorf("sdhub_config_last_reload_successful = %q after a failed reload, want 0", got)
+	}
+	after, _ := os.ReadFile(filesOut)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("files.json changed by a failed reload:\n%s\n%s", before, after)
+	}
+	// The running config still works: an input change still propagates.
+	writeFile(t, inPath, inputV1)
+	eventually(t, "files.json after a failed reload", outputIs(t, filesOut,
+		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+
+	// A good config over /-/reload.
+	writeFile(t, cfgFile, configV1)
+	if code, body := httpDo(t, http.MethodPost, "http://"+p.addr+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("reload answered %d %q", code, body)
+	}
+	eventually(t, "static.json back", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
+	eventually(t, "extra.json removed", func() bool { _, ok := readOutput(t, filepath.Join(outDir, "extra.json")); return !ok })
+
+	if code := p.stop(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+func TestReloadEndpointNeedsLifecycle(t *testing.T) {
+	cfgFile, outDir, _ := hubDir(t, configV1)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	if code, _ := httpDo(t, http.MethodPost, "http://"+p.addr+"/-/reload"); code != http.StatusForbidden {
+		t.Fatalf("/-/reload without --web.enable-lifecycle answered %d, want 403", code)
+	}
+}
+
+func TestAutoReload(t *testing.T) {
+	cfgFile, outDir, _ := hubDir(t, configV1)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir, "--config.auto-reload")
+	eventually(t, "static.json", outputIs(t, filepath.Join(outDir, "static.json"), "127.0.0.1:9100 env=prod"))
+	writeFile(t, cfgFile, configV2)
+	eventually(t, "extra.json after the config file changed", outputIs(t, filepath.Join(outDir, "extra.json"), "127.0.0.2:9100 "))
+	eventually(t, "static.json removed", func() bool { _, ok := readOutput(t, filepath.Join(outDir, "static.json")); return !ok })
+	if !strings.Contains(p.log(), "Config file changed, reloading") {
+		t.Errorf("no reload logged")
+	}
+}
+
+func TestBadConfigAtStart(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "bad.yml")
+	writeFile(t, cfgFile, "scrape_configs:\n  - job_name: x\n    static_configs: [{targets: [a:1]}]\n    bogus: 1\n")
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"--config.file=" + cfgFile, "--output.dir=" + filepath.Join(dir, "out"), "--web.listen-address=127.0.0.1:0"}, &stdout, &stderr)
+	if code != exitBadConfig {
+		t.Fatalf("exit code %d, want %d", code, exitBadConfig)
+	}
+	if want := cfgFile + `:4: unknown field \"bogus\" in scrape config`; !strings.Contains(stderr.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	writeFile(t, good, configV1)
+	writeFile(t, bad, "scrape_configs:\n  - job_name: x\n    file_sd_configs:\n      -\n")
+
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"check", "config", good}, &stdout, &stderr); code != 0 {
+		t.Fatalf("check config good: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	wantOut := "Checking " + good + "\n SUCCESS: " + good + " is valid sdhub config file syntax; 2 jobs served: static, files\n"
+	if stdout.String() != wantOut {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), wantOut)
+	}
+	if want := "  WARNING: job \"kube\": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)\n"; stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if code := runMain([]string{"check", "config", good, bad}, &stdout, &stderr); code != 1 {
+		t.Fatalf("check config good bad: exit %d, want 1", code)
+	}
+	if want := "  FAILED: " + bad + ":4: empty or null section in file_sd_configs\n"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "Checking "+bad+"\n") {
+		t.Errorf("stdout lacks the bad file:\n%s", stdout.String())
+	}
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need and runs every test:
+#   - Consul (built from the Go module proxy once, then cached),
+#   - the Docker engine in swarm mode (Debian's docker.io),
+#   - Prometheus and promtool (Debian's prometheus package),
+# then gofmt, go vet and every Go test with the race detector. Integration
+# tests fail, rather than skip, when a component is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+step "dependencies"
+export SDHUB_REQUIRE_INTEGRATION=1
+SDHUB_CONSUL_BIN="$(scripts/deps/consul.sh)"
+export SDHUB_CONSUL_BIN
+scripts/deps/docker.sh
+SDHUB_PROMETHEUS_BIN="$(scripts/deps/prometheus.sh)"
+export SDHUB_PROMETHEUS_BIN
+echo "consul: $SDHUB_CONSUL_BIN"
+echo "prometheus: $SDHUB_PROMETHEUS_BIN"
+
+step "gofmt and go vet"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+
+step "go test -race ./..."
+go test -race -count=1 -timeout 25m ./...
