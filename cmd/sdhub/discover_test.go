@@ -119,4 +119,3 @@ func TestDiscoverFailures(t *testing.T) {
 		t.Errorf("the discoverer's error is not in the log:\n%s", log.String())
 	}
 }
-
