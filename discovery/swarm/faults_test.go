@@ -27,6 +27,8 @@ type fakeEngine struct {
 
 	eventsRequests atomic.Int32
 	nodesRequests  atomic.Int32
+	// push, when set, sends an event on the open stream per value received.
+	push chan struct{}
 }
 
 func (f *fakeEngine) set(mode, addr string) {
@@ -65,8 +67,15 @@ func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, `{"Type":"node","Action":"update","Actor":{"ID":"n1"},"time":1}`)
 			return
 		}
-		<-r.Context().Done()
-		return
+		for {
+			select {
+			case <-f.push:
+				fmt.Fprintln(w, `{"Type":"node","Action":"update","Actor":{"ID":"n1"},"time":1}`)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
 	case "/nodes":
 		f.nodesRequests.Add(1)
 	default:
@@ -227,5 +236,36 @@ func TestEventsStreamDownPollingContinues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSettleRefreshes: after an event-driven refresh, follow-up refreshes
+// pick up changes that come without an event of their own.
+func TestSettleRefreshes(t *testing.T) {
+	f := &fakeEngine{events: "hold", push: make(chan struct{})}
+	f.set("good", "10.0.0.1")
+	d := newFakeDiscovery(t, f, time.Hour)
+	d.watch.quiet, d.watch.maxDelay = 10*time.Millisecond, 50*time.Millisecond
+	d.watch.settle = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
+	r := startRun(t, d)
+	r.waitFor(t, 10*time.Second, "first state", func([]string) bool { return true })
+
+	// The event-driven refresh sees 10.0.0.2; the change to 10.0.0.3 comes
+	// with no event and must arrive through a settle refresh.
+	f.set("good", "10.0.0.2")
+	select {
+	case f.push <- struct{}{}:
+	case <-time.After(10 * time.Second):
+		t.Fatal("events stream not open")
+	}
+	r.waitFor(t, 10*time.Second, "event-driven state", func(flat []string) bool {
+		return countWith(flat, `__address__="10.0.0.2:80"`) == 1
+	})
+	f.set("good", "10.0.0.3")
+	took := r.waitFor(t, 10*time.Second, "settled state", func(flat []string) bool {
+		return countWith(flat, `__address__="10.0.0.3:80"`) == 1
+	})
+	if took > 5*time.Second {
+		t.Errorf("settled state after %v; settle refreshes are at 100ms and 300ms", took)
 	}
 }

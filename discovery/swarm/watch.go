@@ -22,10 +22,11 @@ type watchTiming struct {
 	quiet time.Duration
 	// maxDelay: refresh at most this long after the first event of a burst.
 	maxDelay time.Duration
-	// settle: refresh once more this long after an event-driven refresh, to
-	// catch the task state changes that follow an event without one of
-	// their own (a task goes from starting to running with no event).
-	settle time.Duration
+	// settle: refresh again at these delays after an event-driven refresh,
+	// to catch the changes that follow an event without one of their own: a
+	// task on another node goes from preparing to running, an update moves
+	// on, with no event on this manager's stream.
+	settle []time.Duration
 	// backoffMin and backoffMax bound the wait before reopening a broken
 	// events stream; it doubles on each consecutive failure.
 	backoffMin, backoffMax time.Duration
@@ -34,7 +35,7 @@ type watchTiming struct {
 var defaultWatchTiming = watchTiming{
 	quiet:      250 * time.Millisecond,
 	maxDelay:   time.Second,
-	settle:     2 * time.Second,
+	settle:     []time.Duration{2 * time.Second, 5 * time.Second, 15 * time.Second},
 	backoffMin: 500 * time.Millisecond,
 	backoffMax: 30 * time.Second,
 }
@@ -62,7 +63,13 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	defer ticker.Stop()
 	deb := newDebouncer(d.watch.quiet, d.watch.maxDelay)
 	defer deb.stop()
-	var settle <-chan time.Time
+	// settle fires the follow-up refreshes of the last event-driven one;
+	// next is the index of the delay after the one pending.
+	var (
+		settle    <-chan time.Time
+		next      int
+		lastEvent time.Time
+	)
 	for {
 		var ok bool
 		select {
@@ -76,9 +83,16 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case <-deb.C():
 			deb.fired()
 			ok = d.update(ctx, up, &last)
-			settle = time.After(d.watch.settle)
+			lastEvent, next, settle = time.Now(), 0, nil
+			if len(d.watch.settle) > 0 {
+				settle, next = time.After(d.watch.settle[0]), 1
+			}
 		case <-settle:
 			settle = nil
+			if next < len(d.watch.settle) {
+				settle = time.After(time.Until(lastEvent.Add(d.watch.settle[next])))
+				next++
+			}
 			ok = d.update(ctx, up, &last)
 		}
 		if !ok {
