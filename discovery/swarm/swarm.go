@@ -98,10 +98,11 @@ func (c *SDConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	return discovery.UnmarshalConfig(unmarshal, (*plain)(c), c.Validate)
 }
 
-// Validate checks the config as Prometheus does, plus the checks that
-// Prometheus only makes when it starts the discoverer (the host's scheme)
-// or never makes (a refresh_interval that would stop the ticker, a port
-// outside 0-65535).
+// Validate checks the config as Prometheus does (host present and a URL,
+// role, HTTP client settings), plus what Prometheus only finds when the
+// discoverer starts (a host scheme the Docker client rejects) or never
+// (refresh_interval 0, which panics its ticker; a port outside 0-65535; a
+// filter without a name, which the engine rejects on every refresh).
 func (c *SDConfig) Validate() error {
 	if c.Host == "" {
 		return discovery.Fieldf("host", "host missing for %s", key)
