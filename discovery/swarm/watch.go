@@ -35,7 +35,7 @@ type watchTiming struct {
 var defaultWatchTiming = watchTiming{
 	quiet:      250 * time.Millisecond,
 	maxDelay:   time.Second,
-	settle:     []time.Duration{2 * time.Second, 5 * time.Second, 15 * time.Second},
+	settle:     []time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second},
 	backoffMin: 500 * time.Millisecond,
 	backoffMax: 30 * time.Second,
 }
