@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sdhub/sdhub/internal/testenv"
+)
+
+// chromiumBin finds Debian's chromium: SDHUB_CHROMIUM_BIN, else PATH.
+func chromiumBin(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SDHUB_CHROMIUM_BIN"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("chromium")
+	testenv.Require(t, "chromium", err == nil, "not on PATH and SDHUB_CHROMIUM_BIN unset (scripts/deps/chromium.sh installs it)")
+	return p
+}
+
+// chromium runs a headless Chromium with a fresh profile on args, as root
+// in a container needs it, and returns its stdout.
+func chromium(t *testing.T, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	base := []string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(),
+	}
+	cmd := exec.CommandContext(ctx, chromiumBin(t), append(base, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.Bytes()
+}
+
+// TestStatusPageInBrowser renders the status page and a job's page in a
+// real headless browser: the DOM holds the jobs and targets and no script,
+// and the screenshot is a page, not a blank. (Chromium's headless
+// --dump-dom and --screenshot need scripting on, so it stays on; the pages
+// have no script to run.)
+func TestStatusPageInBrowser(t *testing.T) {
+	chromiumBin(t)
+	cfgFile, outDir, _ := hubDir(t, configV1)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	eventually(t, "sdhub ready", func() bool { code, _ := p.get(t, "/-/ready"); return code == 200 })
+
+	dom := string(chromium(t, "--dump-dom", "http://"+p.addr+"/"))
+	for _, s := range []string{`<a href="/job/static">static</a>`, `<a href="/job/files">files</a>`, "<h2>Running configuration</h2>", "job_name: files", "Ready"} {
+		if !strings.Contains(dom, s) {
+			t.Errorf("the browser's DOM of / lacks %q:\n%s", s, dom)
+		}
+	}
+	if strings.Contains(dom, "<script") {
+		t.Errorf("the status page has a script")
+	}
+	dom = string(chromium(t, "--dump-dom", "http://"+p.addr+"/job/files"))
+	for _, s := range []string{"<code>127.0.0.1:8080</code>", "<code>127.0.0.1:8081</code>", `app="web"`} {
+		if !strings.Contains(dom, s) {
+			t.Errorf("the browser's DOM of /job/files lacks %q:\n%s", s, dom)
+		}
+	}
+
+	shot := filepath.Join(t.TempDir(), "status.png")
+	chromium(t, "--window-size=1280,900", "--screenshot="+shot, "http://"+p.addr+"/")
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 900 {
+		t.Errorf("screenshot is %dx%d, want 1280x900", b.Dx(), b.Dy())
+	}
+	// A rendered page has text (dark pixels) on a light background.
+	dark, total := 0, 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 2 {
+		for x := b.Min.X; x < b.Max.X; x += 2 {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if (r+g+bl)/3 < 0x6000 {
+				dark++
+			}
+			total++
+		}
+	}
+	if frac := float64(dark) / float64(total); frac < 0.002 || frac > 0.5 {
+		t.Errorf("screenshot has %.4f dark pixels: not a rendered page", frac)
+	}
+	t.Logf("screenshot %s: %.2f%% dark pixels", shot, 100*float64(dark)/float64(total))
+}
