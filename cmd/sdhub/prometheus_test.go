@@ -130,7 +130,11 @@ func describe(ts []promTarget, labels func(promTarget) map[string]string, skip .
 			kv = append(kv, k+"="+v)
 		}
 		slices.Sort(kv)
-		out = append(out, fmt.Sprintf("%s %s %s", tg.ScrapePool, ls["__address__"], strings.Join(kv, ",")))
+		pool := tg.ScrapePool
+		if pool == "" {
+			pool = ls["job"] // Prometheus 2.42 names no pool for dropped targets
+		}
+		out = append(out, fmt.Sprintf("%s %s %s", pool, ls["__address__"], strings.Join(kv, ",")))
 	}
 	slices.Sort(out)
 	return out
@@ -200,10 +204,16 @@ scrape_configs:
 	// A change in the source reaches Prometheus through sdhub; the target
 	// the consumer's relabelling drops shows as dropped.
 	writeFile(t, inPath, `[{"targets": ["127.0.0.1:8083"], "labels": {"app": "web"}}, {"targets": ["127.0.0.1:8084"], "labels": {"app": "api"}}]`)
+	var a, d []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last active targets: %q\nlast dropped targets: %q", a, d)
+		}
+	}()
 	eventually(t, "prometheus to follow the change", func() bool {
 		active, dropped := promTargets(t, addr)
-		a := describe(active, discovered, skip...)
-		d := describe(dropped, discovered, skip...)
+		a = describe(active, discovered, skip...)
+		d = describe(dropped, discovered, skip...)
 		return slices.Contains(a, "web 127.0.0.1:8083 __meta_filepath="+webOut+",app=web,job=web") &&
 			!slices.ContainsFunc(a, func(s string) bool { return strings.HasPrefix(s, "web 127.0.0.1:8080 ") }) &&
 			slices.Contains(d, "web 127.0.0.1:8084 __meta_filepath="+webOut+",app=api,job=web")
