@@ -50,6 +50,7 @@ type flags struct {
 	outputDir       string
 	listenAddress   string
 	enableLifecycle bool
+	webConfigFile   string
 	autoReload      bool
 	flushInterval   time.Duration
 	log             promslog.Config
@@ -71,12 +72,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
 	app.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
 	app.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
+	app.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
+		Default("").StringVar(&f.webConfigFile)
 	promslogflag.AddFlags(app, &f.log)
 
 	runCmd := app.Command("run", "Run the hub (the default command).").Default()
 	checkCmd := app.Command("check", "Check the resources for validity.")
 	checkConfigCmd := checkCmd.Command("config", "Check if the config files are valid or not.")
 	checkFiles := checkConfigCmd.Arg("config-files", "The config files to check.").Required().Strings()
+	discoverCmd := newDiscoverCommand(app)
+	generateCmd := newGenerateCommand(app)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -86,6 +91,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case checkConfigCmd.FullCommand():
 		return checkConfig(*checkFiles, stdout, stderr)
+	case discoverCmd.cmd.FullCommand():
+		return discoverCmd.run(f, stdout, stderr)
+	case generateCmd.cmd.FullCommand():
+		return generateCmd.run(f, stdout, stderr)
 	case runCmd.FullCommand():
 		return serve(f, promslog.New(&f.log))
 	}
@@ -106,6 +115,10 @@ func serve(f flags, logger *slog.Logger) int {
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("Job left to Prometheus", "file", f.configFile, "reason", w)
+	}
+	if err := checkWebConfig(f.webConfigFile); err != nil {
+		logger.Error("Error loading web config", "file", f.webConfigFile, "err", err)
+		return exitBadConfig
 	}
 
 	refresh, err := discovery.NewRefreshMetrics(reg)
@@ -156,6 +169,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot listen", "address", f.listenAddress, "err", err)
 		return exitError
 	}
+	targets := web.NewTargets() // the targets of the http_sd endpoint and the status page
 	srv := &http.Server{
 		Handler: web.NewHandler(web.Options{
 			Logger:          logger.With("component", "web"),
@@ -163,6 +177,10 @@ func serve(f flags, logger *slog.Logger) int {
 			Ready:           writer.Ready,
 			Reload:          rl.reload,
 			EnableLifecycle: f.enableLifecycle,
+			Targets:         targets,
+			Jobs:            writer.Jobs,
+			Providers:       mgr.Providers,
+			Config:          func() *config.Config { return cfg }, // the config loaded at start: see the report
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
@@ -178,8 +196,11 @@ func serve(f flags, logger *slog.Logger) int {
 		g.Add(func() error { return mgr.Run(ctx) }, func(error) { cancel() })
 	}
 	{
+		// The manager's updates go through targets to the writer.
+		toWriter := make(chan manager.Update)
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return writer.Run(ctx, mgr.SyncCh()) }, func(error) { cancel() })
+		g.Add(func() error { return targets.Run(ctx, mgr.SyncCh(), toWriter) }, func(error) { cancel() })
+		g.Add(func() error { return writer.Run(ctx, toWriter) }, func(error) { cancel() })
 	}
 	if f.autoReload {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -188,7 +209,7 @@ func serve(f flags, logger *slog.Logger) int {
 	{
 		g.Add(func() error {
 			logger.Info("Listening", "address", listener.Addr().String())
-			if err := srv.Serve(listener); !errors.Is(err, http.ErrServerClosed) {
+			if err := serveHTTP(srv, listener, f.webConfigFile, logger.With("component", "web")); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("web server: %w", err)
 			}
 			return nil
