@@ -180,7 +180,7 @@ func serve(f flags, logger *slog.Logger) int {
 			Targets:         targets,
 			Jobs:            writer.Jobs,
 			Providers:       mgr.Providers,
-			Config:          func() *config.Config { return cfg }, // the config loaded at start: see the report
+			Config:          func() *config.Config { return cfg }, // loaded at start: the reloader does not expose its config yet
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
