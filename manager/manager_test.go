@@ -127,6 +127,7 @@ type env struct {
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func newEnv(t *testing.T, o Options) *env {
@@ -146,12 +147,14 @@ func newEnv(t *testing.T, o Options) *env {
 }
 
 func (e *env) stop() {
-	e.cancel()
-	for range e.m.SyncCh() {
-	}
-	if err := <-e.done; err != nil {
-		e.t.Errorf("Run: %v", err)
-	}
+	e.once.Do(func() {
+		e.cancel()
+		for range e.m.SyncCh() {
+		}
+		if err := <-e.done; err != nil {
+			e.t.Errorf("Run: %v", err)
+		}
+	})
 }
 
 func (e *env) cfg(id string) testConfig { return testConfig{ID: id, h: e.h} }
@@ -488,4 +491,61 @@ func TestNewRejectsNegativeFlush(t *testing.T) {
 	if err == nil || err.Error() != "invalid flush interval -1s (must be 0 for the default, or positive)" {
 		t.Errorf("New = %v", err)
 	}
+}
+
+// TestReloadsWhileDiscoverersSend shakes the locking under -race: reloads
+// that add, share and drop providers while discoverers send and the
+// receiver reads. The last update must match the last config.
+func TestReloadsWhileDiscoverersSend(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Options{FlushInterval: time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for _, id := range []string{"x", "y", "z"} {
+			wg.Go(func() {
+				// Bounded, and paced in fake time, so the bubble's clock can move.
+				for i := range 200 {
+					select {
+					case e.h.feed(id) <- []*targetgroup.Group{group("s", fmt.Sprintf("%s:%d", id, i))}:
+					case <-ctx.Done():
+						return
+					}
+					time.Sleep(time.Millisecond / 10)
+				}
+			})
+		}
+		var last Update
+		recvDone := make(chan struct{})
+		go func() {
+			defer close(recvDone)
+			for u := range e.m.SyncCh() {
+				last = u
+			}
+		}()
+		configs := []map[string]discovery.Configs{
+			{"a": {e.cfg("x")}, "b": {e.cfg("x"), e.cfg("y")}},
+			{"b": {e.cfg("y")}, "c": {e.cfg("z")}},
+			{"a": {e.cfg("z")}, "b": {e.cfg("x")}, "c": {e.cfg("x")}},
+		}
+		for i := range 30 {
+			e.apply(configs[i%len(configs)])
+			time.Sleep(time.Millisecond / 2)
+		}
+		cancel()
+		wg.Wait()
+		time.Sleep(10 * time.Millisecond) // fake time: the last flush goes out
+		e.cancel() // Run closes SyncCh: the receiver ends with the last update
+		<-recvDone
+		if fmt.Sprint(sortedKeys(last)) != "[a b c]" {
+			t.Errorf("last update has jobs %v, want [a b c]", sortedKeys(last))
+		}
+		for _, job := range []string{"a", "b", "c"} {
+			if !last[job].Complete || len(last[job].Groups) != 1 {
+				t.Errorf("job %s = %+v, want complete with one group", job, last[job])
+			}
+		}
+		if got := e.h.count(e.h.runs, "x") - e.h.count(e.h.exits, "x"); got != 0 {
+			t.Errorf("%d discoverers of x still running after Run returned", got)
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -135,8 +136,12 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 	return syncDir(dir)
 }
 
-// syncDir makes a rename or a removal in dir durable.
+// syncDir makes a rename or a removal in dir durable. Windows cannot fsync
+// a directory; its renames are durable once MoveFileEx returns.
 func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
