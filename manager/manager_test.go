@@ -534,7 +534,7 @@ func TestReloadsWhileDiscoverersSend(t *testing.T) {
 		cancel()
 		wg.Wait()
 		time.Sleep(10 * time.Millisecond) // fake time: the last flush goes out
-		e.cancel() // Run closes SyncCh: the receiver ends with the last update
+		e.cancel()                        // Run closes SyncCh: the receiver ends with the last update
 		<-recvDone
 		if fmt.Sprint(sortedKeys(last)) != "[a b c]" {
 			t.Errorf("last update has jobs %v, want [a b c]", sortedKeys(last))
