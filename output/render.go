@@ -2,6 +2,7 @@ package output
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -36,9 +37,20 @@ func Render(groups []*targetgroup.Group) ([]byte, error) {
 type labelPair struct{ name, value string }
 
 type entry struct {
-	key     string // the canonical form of labels
+	key     string // the canonical form of labels: length-prefixed names and values
 	labels  []labelPair
 	targets []string
+}
+
+// compareLabels orders label sets pair by pair (name, then value); a prefix
+// comes first.
+func compareLabels(a, b []labelPair) int {
+	for i := range min(len(a), len(b)) {
+		if c := cmp.Or(strings.Compare(a[i].name, b[i].name), strings.Compare(a[i].value, b[i].value)); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(len(a), len(b))
 }
 
 // render returns the file and the number of distinct targets in it.
@@ -76,10 +88,11 @@ func render(groups []*targetgroup.Group) ([]byte, int, error) {
 				if !model.UTF8Validation.IsValidLabelName(p.name) {
 					return nil, 0, fmt.Errorf("invalid label name %q in target %q of group %q", p.name, addr, g.Source)
 				}
+				// Length prefixes, not separators: a value may hold any byte.
+				key = binary.AppendUvarint(key, uint64(len(p.name)))
 				key = append(key, p.name...)
-				key = append(key, 0xff)
+				key = binary.AppendUvarint(key, uint64(len(p.value)))
 				key = append(key, p.value...)
-				key = append(key, 0xff)
 			}
 			e := byKey[string(key)] // no allocation for the lookup
 			if e == nil {
@@ -105,7 +118,7 @@ func render(groups []*targetgroup.Group) ([]byte, int, error) {
 		entries = append(entries, e)
 	}
 	slices.SortFunc(entries, func(a, b *entry) int {
-		return cmp.Or(strings.Compare(a.targets[0], b.targets[0]), strings.Compare(a.key, b.key))
+		return cmp.Or(strings.Compare(a.targets[0], b.targets[0]), compareLabels(a.labels, b.labels))
 	})
 	return encode(make([]byte, 0, size), entries), n, nil
 }
@@ -149,6 +162,14 @@ func encode(b []byte, entries []*entry) []byte {
 	return append(b, "]\n"...)
 }
 
+// plain marks the ASCII bytes a JSON string holds as they are.
+var plain = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string the way encoding/json does without
 // HTML escaping: invalid UTF-8 becomes U+FFFD, control characters and
 // U+2028/U+2029 are escaped.
@@ -158,7 +179,7 @@ func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if plain[c] {
 				i++
 				continue
 			}

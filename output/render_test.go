@@ -120,11 +120,11 @@ func naive(t *testing.T, groups []*targetgroup.Group) []byte {
 			}
 			addr := merged["__address__"]
 			delete(merged, "__address__")
-			k, _ := json.Marshal(merged)
-			o := byKey[string(k)]
+			k := canon(merged)
+			o := byKey[k]
 			if o == nil {
 				o = &out{Labels: merged}
-				byKey[string(k)] = o
+				byKey[k] = o
 			}
 			if !slices.Contains(o.Targets, addr) {
 				o.Targets = append(o.Targets, addr)
@@ -132,18 +132,16 @@ func naive(t *testing.T, groups []*targetgroup.Group) []byte {
 		}
 	}
 	all := []*out{}
-	keys := map[*out]string{}
-	for k, o := range byKey {
+	for _, o := range byKey {
 		slices.Sort(o.Targets)
 		all = append(all, o)
-		keys[o] = k
 	}
 	// The same order as Render: first target, then the label set.
 	slices.SortFunc(all, func(a, b *out) int {
 		if c := strings.Compare(a.Targets[0], b.Targets[0]); c != 0 {
 			return c
 		}
-		return strings.Compare(canon(a.Labels), canon(b.Labels))
+		return slices.Compare(sortedPairs(a.Labels), sortedPairs(b.Labels))
 	})
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -155,18 +153,21 @@ func naive(t *testing.T, groups []*targetgroup.Group) []byte {
 	return buf.Bytes()
 }
 
-func canon(m map[string]string) string {
+// sortedPairs flattens m into name, value, name, value..., sorted by name.
+func sortedPairs(m map[string]string) []string {
 	names := make([]string, 0, len(m))
 	for n := range m {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var b strings.Builder
+	var out []string
 	for _, n := range names {
-		b.WriteString(n + "\xff" + m[n] + "\xff")
+		out = append(out, n, m[n])
 	}
-	return b.String()
+	return out
 }
+
+func canon(m map[string]string) string { return fmt.Sprintf("%q", sortedPairs(m)) }
 
 func TestRenderMatchesReference(t *testing.T) {
 	odd := []string{
@@ -268,5 +269,23 @@ func BenchmarkRender(b *testing.B) {
 			}
 			b.ReportMetric(float64(size), "bytes/file")
 		})
+	}
+}
+
+// Label sets that a separator-joined key would confuse stay apart.
+func TestRenderKeepsDistinctLabelSetsApart(t *testing.T) {
+	got, err := Render([]*targetgroup.Group{{Source: "g", Targets: []model.LabelSet{
+		{"__address__": "a:1", "a": "x\xffb\xffy"},
+		{"__address__": "a:2", "a": "x", "b": "y"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parsed []*targetgroup.Group
+	if err := json.Unmarshal(got, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	if len(parsed) != 2 {
+		t.Errorf("Render made %d entries, want 2:\n%s", len(parsed), got)
 	}
 }

@@ -415,3 +415,31 @@ func TestPath(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkApply measures one changed job written end to end: render,
+// compare, temp file, fsync, rename, directory fsync.
+func BenchmarkApply(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			w, err := New(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			groups := consulLike(n)
+			other := consulLike(n + 1)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				g := groups
+				if i%2 == 1 {
+					g = other
+				}
+				i++
+				if err := w.Apply(manager.Update{"big": {Groups: g, Complete: true}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
