@@ -213,7 +213,7 @@ func (w *Writer) Apply(u manager.Update) error {
 			continue
 		}
 		if err := w.writeJob(job, st, jt.Groups); err != nil {
-			st.lastErr = err
+			st.lastErr, st.upToDate = err, false
 			w.metrics.failures.WithLabelValues(job).Inc()
 			errs = append(errs, fmt.Errorf("job %q: %w", job, err))
 		}

@@ -357,10 +357,26 @@ func TestWriteFailure(t *testing.T) {
 	if got := testutil.ToFloat64(w.metrics.failures.WithLabelValues("bad")); got != 1 {
 		t.Errorf("sdhub_output_write_failures_total{job=bad} = %v, want 1", got)
 	}
+	// A job that was up to date and then fails to write is not up to date.
+	if err := os.Remove(Path(dir, "good")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(Path(dir, "good"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Apply(manager.Update{"good": complete("g:2")}); err == nil {
+		t.Error("Apply succeeded although good.json is a directory")
+	}
+	if w.Ready() {
+		t.Error("Ready although the last write of job good failed")
+	}
+	if err := os.Remove(Path(dir, "good")); err != nil {
+		t.Fatal(err)
+	}
 	// Removing the job deletes its series.
 	apply(t, w, manager.Update{"good": complete("g:1")})
-	if n := testutil.CollectAndCount(w.metrics.failures); n != 0 {
-		t.Errorf("failure series after job bad left = %d, want 0", n)
+	if n := testutil.CollectAndCount(w.metrics.failures); n != 1 {
+		t.Errorf("failure series after job bad left = %d, want 1 (job good's)", n)
 	}
 }
 
