@@ -313,11 +313,9 @@ func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 	for _, m := range Mechanisms {
 		read = append(read, m.Key())
 	}
-	var unsupported []string
+	unsupported := make([]string, 0, len(unsupportedMechanisms))
 	for _, name := range unsupportedMechanisms {
-		if !slices.ContainsFunc(Mechanisms, func(m discovery.Mechanism) bool { return m.Name == name }) {
-			unsupported = append(unsupported, name+"_sd_configs")
-		}
+		unsupported = append(unsupported, name+"_sd_configs")
 	}
 	if err := checkKeys(n, "scrape config", read, append(slices.Clip(scrapeKeys), unsupported...)); err != nil {
 		return err

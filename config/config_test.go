@@ -101,6 +101,24 @@ func equalConfigs(a, b discovery.Configs) bool {
 	return true
 }
 
+// TestMechanismsFromPrometheusYML loads consul and dockerswarm blocks as
+// they stand in a prometheus.yml, with relative paths resolved.
+func TestMechanismsFromPrometheusYML(t *testing.T) {
+	cfg, err := LoadFile("testdata/mechanisms.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := cfg.Jobs()
+	for job, name := range map[string]string{"consul": "consul", "swarm-tasks": "dockerswarm", "swarm-nodes": "dockerswarm"} {
+		if len(jobs[job]) != 1 || jobs[job][0].Name() != name {
+			t.Errorf("job %s: configs %v, want one %s config", job, jobs[job], name)
+		}
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %q", cfg.Warnings)
+	}
+}
+
 func TestScrapeConfigFiles(t *testing.T) {
 	cfg, err := LoadFile("testdata/scrape_config_files.good.yml")
 	if err != nil {
@@ -145,6 +163,9 @@ func TestBadConfigs(t *testing.T) {
 		"static_unknown_key": `testdata/static_unknown_key.bad.yml:4: field target not found in static_configs`,
 		"syntax":             `testdata/syntax.bad.yml:4: mapping values are not allowed in this context`,
 		"not_mapping":        `testdata/not_mapping.bad.yml:1: the top level must be a mapping`,
+		"swarm_role":         `testdata/swarm_role.bad.yml:5: invalid role "taks" for dockerswarm_sd_configs (one of: services, tasks, nodes)`,
+		"consul_unknown":     `testdata/consul_unknown.bad.yml:5: field servr not found in consul_sd_configs`,
+		"consul_duration":    `testdata/consul_duration.bad.yml:4: not a valid duration string: "5"`,
 	}
 	files, err := filepath.Glob("testdata/*.bad.yml")
 	if err != nil {
