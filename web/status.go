@@ -52,6 +52,8 @@ type jobRow struct {
 	// RefreshFailures counts the failed refreshes of the job's
 	// discoverers by mechanism, from prometheus_sd_refresh_failures_total.
 	RefreshFailures []string
+	// Errors are the last errors logged for the job, by mechanism.
+	Errors []DiscoveryError
 }
 
 type providerRow struct {
@@ -149,6 +151,9 @@ func (h *handler) collect() *statusPage {
 		}
 	}
 	for _, r := range rows {
+		if h.o.DiscoveryErrors != nil {
+			r.Errors = h.o.DiscoveryErrors.Job(r.Name)
+		}
 		page.Jobs = append(page.Jobs, *r)
 	}
 	slices.SortFunc(page.Jobs, func(a, b jobRow) int { return strings.Compare(a.Name, b.Name) })

@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"flag"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -75,8 +76,17 @@ func knownState(t *testing.T) Options {
 	}
 	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
 	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
+	errs := NewDiscoveryErrors()
+	errs.now = func() time.Time { return now.Add(-5 * time.Minute) }
+	mlog := slog.New(errs.Handler(slog.DiscardHandler)).With("component", "discovery manager")
+	mlog.Error("cannot create service discovery", "err", errors.New(`consul_sd_configs: open "/etc/sdhub/ca.pem": permission denied`), "config", "api <beta>")
+	dlog := mlog.With("discovery", "consul", "config", "web")
+	dlog.Warn("Error watching Consul", "detector", "services", "err", errors.New("dial tcp 10.0.0.9:8500: connect: connection refused"))
+	dlog.Info("not an error", "err", errors.New("ignored: info"))
+	dlog.Error("no err attribute")
 	return Options{
 		Gatherer:        reg,
+		DiscoveryErrors: errs,
 		Ready:           func() bool { return false },
 		EnableLifecycle: true,
 		Targets:         store,
@@ -84,7 +94,7 @@ func knownState(t *testing.T) Options {
 		Config:          func() *config.Config { return cfg },
 		Jobs: func() []output.JobStatus {
 			return []output.JobStatus{
-				{Job: "api <beta>", Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json", Targets: 0, Waiting: true},
+				{Job: "api <beta>", Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json", Targets: 0, Waiting: true, FailedConfigs: 1},
 				{Job: "node", Path: "/var/lib/sdhub/node.json", Targets: 2, LastWrite: now.Add(-80 * time.Second), UpToDate: true},
 				{Job: "web", Path: "/var/lib/sdhub/web.json", Targets: 1, LastWrite: now.Add(-2 * time.Hour),
 					LastError: errors.New("open /var/lib/sdhub/.web.json.tmp-1: no space left on device")},
@@ -129,6 +139,9 @@ func TestStatusPage(t *testing.T) {
 			`<a href="/job/api%20%3Cbeta%3E">api &lt;beta&gt;</a>`,
 			"<code>consul/2</code>: running, waiting for its first full set",
 			"refresh failures, consul: 2",
+			"consul: Error watching Consul: dial tcp 10.0.0.9:8500: connect: connection refused (5m0s ago)",
+			"1 SD config(s) failed to start",
+			`config: cannot create service discovery: consul_sd_configs: open &#34;/etc/sdhub/ca.pem&#34;: permission denied (5m0s ago)`,
 			"no space left on device",
 			"1m30s ago", "1m20s ago",
 			"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
@@ -137,7 +150,7 @@ func TestStatusPage(t *testing.T) {
 		{"/job/node", "job-node.golden.html", http.StatusOK, []string{
 			"<code>10.0.0.1:9100</code>", `<code>env="prod"</code>`, `href="/api/v1/sd/node"`,
 		}},
-		{"/job/api%20%3Cbeta%3E", "job-waiting.golden.html", http.StatusOK, []string{"waiting for the first full set"}},
+		{"/job/api%20%3Cbeta%3E", "job-waiting.golden.html", http.StatusOK, []string{"waiting for the first full set", "config: cannot create service discovery"}},
 		{"/job/nope", "job-unknown.golden.html", http.StatusNotFound, []string{"sdhub serves no job named “nope”"}},
 	} {
 		t.Run(c.golden, func(t *testing.T) {

@@ -38,6 +38,10 @@ type Options struct {
 	Jobs func() []output.JobStatus
 	// Providers describes the discovery providers (manager.Manager.Providers).
 	Providers func() []manager.ProviderStatus
+	// DiscoveryErrors holds the last error logged per job and mechanism by
+	// the discovery manager and its discoverers; its Handler must be in
+	// the manager's logger.
+	DiscoveryErrors *DiscoveryErrors
 	// Config returns the running configuration, shown with its secrets
 	// redacted.
 	Config func() *config.Config

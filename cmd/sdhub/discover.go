@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -19,6 +17,7 @@ import (
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
+	"github.com/sdhub/sdhub/web"
 )
 
 // discoverCommand is `sdhub discover`: one job's discovery, once, like
@@ -83,8 +82,15 @@ func (c *discoverCommand) run(f flags, stdout, stderr io.Writer) int {
 // first; the message then names the providers still waiting and the last
 // errors they logged.
 func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, logger *slog.Logger) ([]byte, error) {
-	errs := &errorLog{}
-	logger = slog.New(&errorHandler{next: logger.Handler(), log: errs})
+	errs := web.NewDiscoveryErrors()
+	logger = slog.New(errs.Handler(logger.Handler()))
+	lastErrors := func() string {
+		var s []string
+		for _, e := range errs.Job(job) {
+			s = append(s, e.String())
+		}
+		return strings.Join(s, "; ")
+	}
 	reg := prometheus.NewRegistry()
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
@@ -130,7 +136,7 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 		case u := <-mgr.SyncCh():
 			jt := u[job]
 			if jt.FailedConfigs > 0 {
-				return nil, fmt.Errorf("job %q: %d of its %d SD configs failed to start: %s", job, jt.FailedConfigs, len(configs), errs)
+				return nil, fmt.Errorf("job %q: %d of its %d SD configs failed to start: %s", job, jt.FailedConfigs, len(configs), lastErrors())
 			}
 			if !jt.Complete {
 				continue
@@ -148,89 +154,10 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 				}
 			}
 			msg := fmt.Sprintf("job %q: timed out after %s waiting for the first full set of %s", job, timeout, strings.Join(waiting, ", "))
-			if e := errs.String(); e != "" {
+			if e := lastErrors(); e != "" {
 				msg += "; last errors: " + e
 			}
 			return nil, errors.New(msg)
 		}
 	}
 }
-
-// errorLog keeps the last few distinct errors logged by the manager and
-// the discoverers, for discover's failure message.
-type errorLog struct {
-	mu   sync.Mutex
-	errs []string
-}
-
-const maxErrors = 5
-
-func (l *errorLog) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if slices.Contains(l.errs, s) {
-		return
-	}
-	l.errs = append(l.errs, s)
-	if len(l.errs) > maxErrors {
-		l.errs = l.errs[1:]
-	}
-}
-
-func (l *errorLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.errs, "; ")
-}
-
-// errorHandler passes records on to next and keeps, in log, the "err" of
-// every warning or error, prefixed with the discoverer that logged it.
-type errorHandler struct {
-	next  slog.Handler
-	log   *errorLog
-	attrs []slog.Attr
-}
-
-func (h *errorHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
-}
-
-func (h *errorHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
-		var errText, mech string
-		find := func(a slog.Attr) bool {
-			switch a.Key {
-			case "err":
-				errText = a.Value.String()
-			case "discovery":
-				mech = a.Value.String()
-			}
-			return true
-		}
-		for _, a := range h.attrs {
-			find(a)
-		}
-		r.Attrs(find)
-		if errText != "" {
-			s := r.Message + ": " + errText
-			if mech != "" {
-				s = mech + ": " + s
-			}
-			h.log.add(s)
-		}
-	}
-	if !h.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h *errorHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &errorHandler{next: h.next.WithAttrs(as), log: h.log, attrs: append(slices.Clip(h.attrs), as...)}
-}
-
-func (h *errorHandler) WithGroup(name string) slog.Handler {
-	return &errorHandler{next: h.next.WithGroup(name), log: h.log, attrs: h.attrs}
-}
-
-var _ slog.Handler = (*errorHandler)(nil)

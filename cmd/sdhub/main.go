@@ -138,8 +138,9 @@ func serve(f flags, logger *slog.Logger) int {
 		}
 		mechMetrics[m.Name] = mm
 	}
+	discoveryErrors := web.NewDiscoveryErrors() // the last errors of the discoverers, for the status page
 	mgr, err := manager.New(manager.Options{
-		Logger:         logger.With("component", "discovery manager"),
+		Logger:         slog.New(discoveryErrors.Handler(logger.Handler())).With("component", "discovery manager"),
 		Registerer:     reg,
 		FlushInterval:  f.flushInterval,
 		Metrics:        mechMetrics,
@@ -180,6 +181,7 @@ func serve(f flags, logger *slog.Logger) int {
 			Targets:         targets,
 			Jobs:            writer.Jobs,
 			Providers:       mgr.Providers,
+			DiscoveryErrors: discoveryErrors,
 			Config:          func() *config.Config { return cfg }, // loaded at start: the reloader does not expose its config yet
 		}),
 		ReadHeaderTimeout: 10 * time.Second,

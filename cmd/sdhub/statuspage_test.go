@@ -102,3 +102,24 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	t.Logf("screenshot %s: %.2f%% dark pixels", shot, 100*float64(dark)/float64(total))
 }
+
+// TestStatusPageShowsErrors breaks a file discoverer's input: the status
+// page shows the error it logged, under its job and mechanism, while the
+// job keeps its targets.
+func TestStatusPageShowsErrors(t *testing.T) {
+	cfgFile, outDir, inDir := hubDir(t, configV1)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	eventually(t, "sdhub ready", func() bool { code, _ := p.get(t, "/-/ready"); return code == 200 })
+	writeFile(t, filepath.Join(inDir, "a.json"), `[{"targets": ["127.0.0.1:8080"]`)
+	var page string
+	eventually(t, "the file discoverer's error on the status page", func() bool {
+		_, page = p.get(t, "/")
+		return strings.Contains(page, "<li>file: cannot read target files; keeping their last good targets: ")
+	})
+	_, job := p.get(t, "/job/files")
+	for _, s := range []string{"<code>127.0.0.1:8081</code>", "file: cannot read target files"} {
+		if !strings.Contains(job, s) {
+			t.Errorf("/job/files lacks %q:\n%s", s, job)
+		}
+	}
+}
