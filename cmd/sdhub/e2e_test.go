@@ -193,3 +193,40 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("stdout lacks the bad file:\n%s", stdout.String())
 	}
 }
+
+// TestRestartKeepsOutputs starts sdhub on an output dir holding the file of
+// a job whose source does not answer (Consul on a closed port): the file
+// stays byte for byte, the other job is written, and sdhub is not ready.
+func TestRestartKeepsOutputs(t *testing.T) {
+	dir := t.TempDir()
+	outDir := filepath.Join(dir, "out")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "sdhub.yml")
+	writeFile(t, cfgFile, `scrape_configs:
+  - job_name: ok
+    static_configs: [{targets: ["127.0.0.1:1"]}]
+  - job_name: waiting
+    consul_sd_configs: [{server: "`+freePort(t)+`"}]
+    static_configs: [{targets: ["127.0.0.1:2"]}]
+`)
+	old := "[{\"targets\":[\"127.0.0.9:9\"],\"labels\":{}}]\n"
+	waiting := filepath.Join(outDir, "waiting.json")
+	writeFile(t, waiting, old)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	eventually(t, "ok.json", outputIs(t, filepath.Join(outDir, "ok.json"), "127.0.0.1:1 "))
+	// The writer has applied an update holding both jobs by now; wait for a
+	// failed Consul request too, so the consul provider has had its chance.
+	eventually(t, "a failed consul request", func() bool {
+		v := p.metric(t, `prometheus_sd_consul_rpc_failures_total`)
+		return v != "" && v != "0"
+	})
+	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready = %d while a job waits for its first full set, want 503", code)
+	}
+	data, err := os.ReadFile(waiting)
+	if err != nil || string(data) != old {
+		t.Fatalf("waiting.json = %q, %v; want it untouched", data, err)
+	}
+}
