@@ -38,7 +38,7 @@ func decodeStrict(t *testing.T, in string) ([]*testConf, error) {
 func TestUnmarshalConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, err string
-		want         testConf
+		want          testConf
 	}{
 		{name: "defaults", in: "confs:\n- {}\n", want: testConf{Role: "tasks", Port: 80}},
 		{name: "set", in: "confs:\n- port: 9\n", want: testConf{Role: "tasks", Port: 9}},
