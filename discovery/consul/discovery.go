@@ -131,11 +131,27 @@ func (d *Discovery) readCatalog(ctx context.Context, index uint64) (map[string][
 	return out, idx, err
 }
 
-// readChecks lists every health check (GET /v1/health/state/any).
-func (d *Discovery) readChecks(ctx context.Context, index uint64) ([]*api.HealthCheck, uint64, error) {
-	var out []*api.HealthCheck
+// notPassing selects the checks that are not passing: few, in a healthy
+// catalog, so the health detector's answers stay small however many
+// checks there are.
+const notPassing = `Status != "passing"`
+
+// check is the part of a health check the watch uses.
+type check struct {
+	Node, CheckID, ServiceName, Status string
+	ModifyIndex                        uint64
+}
+
+// readChecks lists health checks (GET /v1/health/state/any), every check
+// or only those matching filter. The index is the whole checks table's.
+func (d *Discovery) readChecks(ctx context.Context, index uint64, filter string) ([]check, uint64, error) {
+	var out []check
+	v := d.nodeMetaParams(url.Values{})
+	if filter != "" {
+		v.Set("filter", filter)
+	}
 	start := time.Now()
-	idx, err := d.client.get(ctx, query{path: "/v1/health/state/any", params: d.nodeMetaParams(url.Values{}), index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
+	idx, err := d.client.get(ctx, query{path: "/v1/health/state/any", params: v, index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
 	d.metrics.detectDuration.Observe(time.Since(start).Seconds())
 	return out, idx, err
 }
@@ -198,7 +214,8 @@ type state struct {
 	watched      map[string]bool
 	groups       map[string]*targetgroup.Group
 	checksIndex  uint64
-	checks       map[checkKey]checkInfo
+	checks       map[checkKey]checkInfo // the checks that are not passing
+	allChecks    map[checkKey]string    // every check -> its service
 	nodesIndex   uint64
 	nodes        map[string]uint64 // node name -> ModifyIndex
 }
@@ -210,12 +227,22 @@ type checkInfo struct {
 	service string
 }
 
-func checkTable(cs []*api.HealthCheck) map[checkKey]checkInfo {
-	t := make(map[checkKey]checkInfo, len(cs))
+// checkTable indexes the checks that are not passing.
+func checkTable(cs []check) map[checkKey]checkInfo {
+	t := map[checkKey]checkInfo{}
 	for _, c := range cs {
-		if c != nil {
+		if c.Status != api.HealthPassing {
 			t[checkKey{c.Node, c.CheckID}] = checkInfo{modify: c.ModifyIndex, service: c.ServiceName}
 		}
+	}
+	return t
+}
+
+// allCheckTable maps every check to its service.
+func allCheckTable(cs []check) map[checkKey]string {
+	t := make(map[checkKey]string, len(cs))
+	for _, c := range cs {
+		t[checkKey{c.Node, c.CheckID}] = c.ServiceName
 	}
 	return t
 }
@@ -235,12 +262,12 @@ func nodeTable(ns []*api.Node) map[string]uint64 {
 // services are being read is seen by a detector.
 func (d *Discovery) baseline(ctx context.Context, dc string) (*state, error) {
 	st := &state{dc: dc, watched: map[string]bool{}, groups: map[string]*targetgroup.Group{}}
-	checks, idx, err := d.readChecks(ctx, 0)
+	checks, idx, err := d.readChecks(ctx, 0, "")
 	if err != nil {
 		d.metrics.rpcFailures.Inc()
 		return nil, fmt.Errorf("reading health checks: %w", err)
 	}
-	st.checks, st.checksIndex = checkTable(checks), idx
+	st.checks, st.allChecks, st.checksIndex = checkTable(checks), allCheckTable(checks), idx
 	nodes, idx, err := d.readNodes(ctx, 0)
 	if err != nil {
 		d.metrics.rpcFailures.Inc()

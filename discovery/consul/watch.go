@@ -31,15 +31,20 @@ type event struct {
 	index   uint64
 	reset   bool // the index went backwards
 	catalog map[string][]string
-	checks  []*api.HealthCheck
+	checks  []check
 	nodes   []*api.Node
 }
 
 type result struct {
-	name  string
-	group *targetgroup.Group
-	err   error
+	name   string
+	group  *targetgroup.Group
+	checks []check // for scanChecks
+	err    error
 }
+
+// scanChecks is the worker job that lists every check, to find the
+// services whose instances (with checks) were registered or removed.
+const scanChecks = "\x00checks"
 
 type watcher struct {
 	d  *Discovery
@@ -59,6 +64,8 @@ type watcher struct {
 
 	sweepAt   time.Time // zero: no sweep pending
 	lastSweep time.Time
+
+	scanning, rescan bool // a scanChecks job is queued or running; run another after it
 
 	svcNodes map[string][]string
 	nodeSvcs map[string]map[string]bool
@@ -105,7 +112,7 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	})
 	wg.Go(func() {
 		d.detect(ctx, w.events, evChecks, w.st.checksIndex, func(ctx context.Context, idx uint64) (event, uint64, error) {
-			c, i, err := d.readChecks(ctx, idx)
+			c, i, err := d.readChecks(ctx, idx, notPassing)
 			return event{checks: c}, i, err
 		})
 	})
@@ -124,9 +131,17 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 				case <-ctx.Done():
 					return
 				}
-				g, err := d.readService(ctx, w.st.dc, name)
+				r := result{name: name}
+				if name == scanChecks {
+					r.checks, _, r.err = d.readChecks(ctx, 0, "")
+					if r.err != nil {
+						d.metrics.rpcFailures.Inc()
+					}
+				} else {
+					r.group, r.err = d.readService(ctx, w.st.dc, name)
+				}
 				select {
-				case w.results <- result{name: name, group: g, err: err}:
+				case w.results <- r:
 				case <-ctx.Done():
 					return
 				}
@@ -268,7 +283,44 @@ func (w *watcher) onCatalog(cat map[string][]string) {
 		}
 	}
 	w.st.catalog = cat
+	w.requestScan()
 	w.requestSweep()
+}
+
+// requestScan queues a listing of every check: the services table changed,
+// and checks that appeared or vanished name the services that did.
+func (w *watcher) requestScan() {
+	if w.scanning {
+		w.rescan = true
+		return
+	}
+	w.scanning = true
+	w.queued[scanChecks] = true
+	w.prio = append(w.prio, scanChecks)
+}
+
+func (w *watcher) onScan(r result) {
+	w.scanning = false
+	if r.err != nil {
+		w.d.logger.Warn("Error listing health checks", "err", r.err)
+		return // the sweep requested with the scan covers it
+	}
+	table := allCheckTable(r.checks)
+	for k, svc := range table {
+		if _, ok := w.st.allChecks[k]; !ok {
+			w.checkChanged(k.node, svc)
+		}
+	}
+	for k, svc := range w.st.allChecks {
+		if _, ok := table[k]; !ok {
+			w.checkChanged(k.node, svc)
+		}
+	}
+	w.st.allChecks = table
+	if w.rescan {
+		w.rescan = false
+		w.requestScan()
+	}
 }
 
 func (w *watcher) checkChanged(node, service string) {
@@ -368,6 +420,10 @@ func (w *watcher) dispatched(name string) {
 
 func (w *watcher) onResult(r result) {
 	delete(w.inflight, r.name)
+	if r.name == scanChecks {
+		w.onScan(r)
+		return
+	}
 	if !w.st.watched[r.name] {
 		return // removed while it was being read
 	}

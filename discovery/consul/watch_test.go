@@ -68,18 +68,27 @@ func TestWatchLifecycle(t *testing.T) {
 }
 
 // TestFirstChangeNotDelayed: with Prometheus's default refresh_interval
-// (30s), a change made right after start-up is seen at once, not after the
-// interval as with Prometheus's own watchers.
+// (30s), changes made right after start-up are seen at once, not after the
+// interval as with Prometheus's own watchers. Each step changes another
+// service, since one service is re-read at most once per interval. After
+// the first catalog change the sweep is held back for the interval, so the
+// later registrations and the deregistration are found by listing checks.
 func TestFirstChangeNotDelayed(t *testing.T) {
 	a := consulagent.StartT(t, consulagent.Options{})
 	w := newWriter(t, a)
+	svc := func(name, id string, n node, port int) instance {
+		return instance{node: n, id: id, name: name, port: port, checks: map[string]string{id + "-tcp": "passing"}}
+	}
 	w.register(web("web-1", nodeA, 80, "passing"))
-	w.register(instance{node: nodeB, id: "db-1", name: "db", port: 5432, checks: map[string]string{"db-1-tcp": "passing"}})
+	w.register(svc("db", "db-1", nodeB, 5432))
+	w.register(svc("cache", "cache-1", nodeB, 6379))
+	w.register(svc("queue", "queue-1", nodeA, 5672))
+	w.register(svc("queue", "queue-2", nodeB, 5672))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, newTestDiscovery(t, "server: "+a.Addr()+"\n"+noAgent))
 	defer func() { cancel(); <-col.done }()
-	col.waitFor(t, 10*time.Second, "initial", func(s []string) bool { return len(s) == 2 })
+	col.waitFor(t, 10*time.Second, "initial", func(s []string) bool { return len(s) == 5 })
 
 	for _, step := range []struct {
 		name   string
@@ -87,9 +96,9 @@ func TestFirstChangeNotDelayed(t *testing.T) {
 		cond   func([]string) bool
 	}{
 		{"health change", func() { w.register(web("web-1", nodeA, 80, "critical")) }, hasTarget(addr("10.9.0.1:80"), label(labelHealth, "critical"))},
-		{"new instance", func() {
-			w.register(instance{node: nodeA, id: "db-2", name: "db", port: 5433, checks: map[string]string{"db-2-tcp": "passing"}})
-		}, hasTarget(addr("10.9.0.1:5433"))},
+		{"new instance", func() { w.register(svc("db", "db-2", nodeA, 5433)) }, hasTarget(addr("10.9.0.1:5433"))},
+		{"another new instance", func() { w.register(svc("cache", "cache-2", nodeA, 6380)) }, hasTarget(addr("10.9.0.1:6380"))},
+		{"deregistration", func() { w.deregister("node-b", "queue-2") }, not(hasTarget(label(labelServiceID, "queue-2")))},
 	} {
 		start := time.Now()
 		step.change()
