@@ -106,13 +106,13 @@ func TestDiscoverFailures(t *testing.T) {
 	}
 
 	start := time.Now()
-	_, err = discoverOnce("web", discovery.Configs{brokenConfig{}}, 300*time.Millisecond, logger)
-	want = `job "web": timed out after 300ms waiting for the first full set of broken/0; last errors: broken: Unable to refresh target groups: dial tcp 127.0.0.1:8500: connect: connection refused`
+	_, err = discoverOnce("web", discovery.Configs{brokenConfig{}}, time.Second, logger)
+	want = `job "web": timed out after 1s waiting for the first full set of broken/0; last errors: broken: Unable to refresh target groups: dial tcp 127.0.0.1:8500: connect: connection refused`
 	if err == nil || err.Error() != want {
 		t.Errorf("a provider that never delivers: %v, want %s", err, want)
 	}
 	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("the timeout of 300ms took %s", d)
+		t.Errorf("the timeout of 1s took %s", d)
 	}
 	// The errors reached the log too.
 	if !strings.Contains(log.String(), "connection refused") {
