@@ -28,14 +28,20 @@ import (
 	"github.com/sdhub/sdhub/discovery"
 )
 
-// DefaultFlushInterval is how long the sender waits after the first change
-// before it hands the state on, so that a burst of changes becomes one
-// update. Prometheus's own sender waits 100 ms to 7.5 s and its scrape
-// manager applies new targets at most every 5 s; 500 ms adds at most a tenth
-// of that, and bounds the writer to two rounds of file writes (each one an
-// fsync of the file and of the directory) per second however busy the
-// discoverers are.
+// DefaultFlushInterval is the least time between two updates the sender
+// hands on. A change after a quiet spell goes out after settleDelay; changes
+// that follow within the interval are gathered into the next update, so a
+// burst becomes one update per interval. Prometheus's own sender spaces its
+// updates 100 ms to 7.5 s apart and its scrape manager applies new targets
+// at most every 5 s; 500 ms bounds the writer to two rounds of file writes
+// (each an fsync of the file and of the directory) per second however busy
+// the discoverers are, without delaying a lone change.
 const DefaultFlushInterval = 500 * time.Millisecond
+
+// settleDelay is how long the sender waits after a change that follows a
+// quiet spell, so that the updates one event causes in several providers
+// go out together.
+const settleDelay = 20 * time.Millisecond
 
 // errStopped is returned by ApplyConfig once Run has returned.
 var errStopped = errors.New("discovery manager is stopped")
@@ -174,16 +180,18 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-// send is the sender. After a trigger it waits for the flush interval, then
-// offers the state of every job. When the receiver is busy it keeps the
-// newest state and hands that over as soon as the receiver is ready; a newer
-// state replaces one that is still waiting, so the receiver never gets a
-// stale state after a newer one.
+// send is the sender. A trigger after a quiet spell is handed on after
+// settleDelay; a trigger within the flush interval of the last update waits
+// for the rest of the interval, gathering everything that comes meanwhile.
+// When the receiver is busy it keeps the newest state and hands that over as
+// soon as the receiver is ready; a newer state replaces one that is still
+// waiting, so the receiver never gets a stale state after a newer one.
 func (m *Manager) send(ctx context.Context) {
 	var (
-		flush   <-chan time.Time
-		pending Update
-		out     chan<- Update // m.syncCh while pending is set, else nil
+		flush    <-chan time.Time
+		pending  Update
+		out      chan<- Update // m.syncCh while pending is set, else nil
+		lastSent time.Time
 	)
 	for {
 		select {
@@ -191,12 +199,13 @@ func (m *Manager) send(ctx context.Context) {
 			return
 		case <-m.trigger:
 			if flush == nil {
-				flush = time.After(m.flush)
+				flush = time.After(max(settleDelay, m.flush-time.Since(lastSent)))
 			}
 		case <-flush:
 			flush = nil
 			u := m.state()
 			m.metrics.sentUpdates.Inc()
+			lastSent = time.Now()
 			select {
 			case m.syncCh <- u:
 				pending, out = nil, nil
@@ -208,6 +217,7 @@ func (m *Manager) send(ctx context.Context) {
 			pending, out = u, m.syncCh
 		case out <- pending:
 			pending, out = nil, nil
+			lastSent = time.Now()
 		}
 	}
 }

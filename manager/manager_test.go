@@ -405,13 +405,21 @@ func TestSenderCoalescesBursts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, Options{FlushInterval: 2 * time.Second})
 		e.apply(map[string]discovery.Configs{"a": {e.cfg("one")}})
+		e.send("one", group("s", "a:first"))
 		start := time.Now()
+		if u := e.next(); fmt.Sprint(addrs(u["a"])) != "[a:first]" {
+			t.Fatalf("first update = %v, want [a:first]", u)
+		}
+		if d := time.Since(start); d != settleDelay {
+			t.Errorf("a change after a quiet spell went out after %v, want %v", d, settleDelay)
+		}
+		start = time.Now()
 		for i := range 10 {
 			e.send("one", group("s", fmt.Sprintf("a:%d", i)))
 		}
 		u := e.next()
 		if d := time.Since(start); d != 2*time.Second {
-			t.Errorf("first update after %v, want the flush interval 2s", d)
+			t.Errorf("a burst right after an update went out after %v, want the flush interval 2s", d)
 		}
 		if got := addrs(u["a"]); fmt.Sprint(got) != "[a:9]" {
 			t.Errorf("targets = %v, want the last state [a:9]", got)
@@ -422,8 +430,15 @@ func TestSenderCoalescesBursts(t *testing.T) {
 			t.Errorf("a second update for one burst: %v", u)
 		default:
 		}
-		if got := testutil.ToFloat64(e.m.metrics.sentUpdates); got != 1 {
-			t.Errorf("prometheus_sd_updates_total = %v, want 1", got)
+		if got := testutil.ToFloat64(e.m.metrics.sentUpdates); got != 2 {
+			t.Errorf("prometheus_sd_updates_total = %v, want 2", got)
+		}
+		// After a quiet spell a lone change goes out after settleDelay again.
+		time.Sleep(time.Minute)
+		start = time.Now()
+		e.send("one", group("s", "a:lone"))
+		if u := e.next(); fmt.Sprint(addrs(u["a"])) != "[a:lone]" || time.Since(start) != settleDelay {
+			t.Errorf("lone change: %v after %v, want [a:lone] after %v", addrs(u["a"]), time.Since(start), settleDelay)
 		}
 	})
 }
