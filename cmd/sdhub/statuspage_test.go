@@ -123,3 +123,57 @@ func TestStatusPageShowsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusPageRedactsSecrets runs sdhub on Consul and Docker SD configs
+// full of secrets, with nothing listening where they point: the status
+// page shows the configs and the discoverers' errors without a secret, and
+// the http_sd endpoint answers 503 while the jobs wait for a first set.
+func TestStatusPageRedactsSecrets(t *testing.T) {
+	secrets := []string{"consul-acl-t0ken", "consul-basic-pa55", "swarm-bearer-cred", "oauth-client-s3cret", "proxy-pa55"}
+	cfgFile, outDir, _ := hubDir(t, `scrape_configs:
+  - job_name: consul
+    consul_sd_configs:
+      - server: 127.0.0.1:1
+        token: consul-acl-t0ken
+        basic_auth: {username: prom, password: consul-basic-pa55}
+        refresh_interval: 1s
+      - server: 127.0.0.1:2
+        oauth2: {client_id: sdhub, client_secret: oauth-client-s3cret, token_url: "http://127.0.0.1:3/token"}
+  - job_name: swarm
+    dockerswarm_sd_configs:
+      - host: http://127.0.0.1:4
+        role: tasks
+        authorization: {credentials: swarm-bearer-cred}
+        proxy_url: http://user:proxy-pa55@127.0.0.1:5
+`)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	var page string
+	eventually(t, "a discoverer's error on the status page", func() bool {
+		_, page = p.get(t, "/")
+		return strings.Contains(page, "<li>consul: ")
+	})
+	for _, s := range []string{"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
+		"credentials: &lt;secret&gt;", "proxy_url: http://user:xxxxx@127.0.0.1:5", "waiting for its first full set"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("the status page lacks %q", s)
+		}
+	}
+	pages := page
+	for _, path := range []string{"/job/consul", "/job/swarm", "/metrics"} {
+		_, body := p.get(t, path)
+		pages += body
+	}
+	for _, s := range secrets {
+		if strings.Contains(pages, s) {
+			t.Errorf("a page shows the secret %q", s)
+		}
+	}
+	for _, job := range []string{"consul", "swarm"} {
+		if code, body := p.get(t, "/api/v1/sd/"+job); code != 503 || !strings.Contains(body, `"errorType":"unavailable"`) {
+			t.Errorf("GET /api/v1/sd/%s while waiting = %d %s, want 503", job, code, body)
+		}
+	}
+	if code, _ := p.get(t, "/api/v1/sd/nope"); code != 404 {
+		t.Errorf("GET /api/v1/sd/nope = %d, want 404", code)
+	}
+}
