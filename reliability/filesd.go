@@ -1,0 +1,102 @@
+package reliability
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
+)
+
+// Entry is one file_sd entry.
+type Entry struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// ParseFileSD parses data as Prometheus 2.x's file_sd does, and stricter:
+// a JSON array of objects with only "targets" and "labels", every label
+// name valid in the legacy scheme (what every Prometheus accepts), the
+// whole file valid UTF-8, no null entry. It also reports the targets
+// Prometheus would drop at scrape time: an empty address or one with "/".
+func ParseFileSD(data []byte) ([]Entry, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("not valid UTF-8")
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, 0, len(raw))
+	for i, r := range raw {
+		if bytes.Equal(bytes.TrimSpace(r), []byte("null")) {
+			return nil, fmt.Errorf("entry %d is null", i)
+		}
+		var e Entry
+		dec := json.NewDecoder(bytes.NewReader(r))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		for n := range e.Labels {
+			if !model.LegacyValidation.IsValidLabelName(n) {
+				return nil, fmt.Errorf("entry %d: %q is not a valid label name", i, n)
+			}
+		}
+		for _, t := range e.Targets {
+			if t == "" || strings.Contains(t, "/") {
+				return nil, fmt.Errorf("entry %d: target %q would be dropped by Prometheus", i, t)
+			}
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// tempRE matches the writer's temp files (output/manifest.go).
+var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
+
+// TempFiles lists the writer's temp files in dir.
+func TempFiles(dir string) ([]string, error) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range es {
+		if tempRE.MatchString(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// OutsideFiles lists the regular files under root that are not directly in
+// dir: a job name that escaped the output directory would leave one.
+func OutsideFiles(root, dir string, ignore ...string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if filepath.Dir(path) == filepath.Clean(dir) {
+			return nil
+		}
+		for _, ig := range ignore {
+			if path == ig {
+				return nil
+			}
+		}
+		out = append(out, path)
+		return nil
+	})
+	return out, err
+}

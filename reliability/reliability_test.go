@@ -1,0 +1,65 @@
+package reliability
+
+import (
+	"context"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Sizes of the scenarios under `go test`; cmd/reliability runs them at full
+// size (200 kills, 1,000 reloads).
+var (
+	kills   = flag.Int("reliability.kills", 30, "SIGKILLs in TestCrash")
+	targets = flag.Int("reliability.targets", 50000, "targets of the job in TestCrash")
+	reloads = flag.Int("reliability.reloads", 200, "reloads in TestReloadStorm")
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var sdhubBin string
+
+// binary builds sdhub once per test binary.
+func binary(t *testing.T) string {
+	t.Helper()
+	if sdhubBin != "" {
+		return sdhubBin
+	}
+	dir, err := os.MkdirTemp("", "sdhub-reliability-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin, err := Build(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdhubBin = bin
+	return bin
+}
+
+// report logs the result's row and fails the test on any failure.
+func report(t *testing.T, r Result) {
+	t.Helper()
+	var b strings.Builder
+	PrintTable(&b, []Result{r})
+	t.Log("\n" + b.String())
+	if !r.OK() {
+		t.Fatalf("%s: %d failures of %d runs", r.Scenario, r.Failures, r.Runs)
+	}
+}
+
+func TestCrash(t *testing.T) {
+	n := *kills
+	if testing.Short() {
+		n = 5
+	}
+	report(t, Crash(t.Context(), CrashOptions{Bin: binary(t), Dir: t.TempDir(), Kills: n, Targets: *targets, MaxDelay: time.Second}))
+}
