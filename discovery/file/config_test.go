@@ -41,7 +41,7 @@ func TestConfigFiles(t *testing.T) {
 		"star-in-dir.bad.yml":      `line 1: path name "targets/*/nodes.json" is not valid for file discovery`,
 		"bad-glob.bad.yml":         `line 1: path name "targets/[a.json" is not valid for file discovery: syntax error in pattern`,
 		"zero-interval.bad.yml":    `line 3: invalid refresh_interval "0s" for file_sd_configs (must be greater than 0s)`,
-		"interval-no-unit.bad.yml": `not a valid duration string: "5"`,
+		"interval-no-unit.bad.yml": `line 1: not a valid duration string: "5"`,
 		"unknown-key.bad.yml":      "yaml: unmarshal errors:\n  line 1: field file not found in type file.plain",
 		"files-not-list.bad.yml":   "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `targets...` into []string",
 	}
