@@ -3,6 +3,7 @@
 #   - Consul (built from the Go module proxy once, then cached),
 #   - the Docker engine in swarm mode (Debian's docker.io),
 #   - Prometheus and promtool (Debian's prometheus package),
+#   - Chromium (Debian's package) for the status page's browser test,
 # then gofmt, go vet and every Go test with the race detector. Integration
 # tests fail, rather than skip, when a component is missing.
 set -euo pipefail
@@ -14,11 +15,15 @@ step "dependencies"
 export SDHUB_REQUIRE_INTEGRATION=1
 SDHUB_CONSUL_BIN="$(scripts/deps/consul.sh)"
 export SDHUB_CONSUL_BIN
-scripts/deps/docker.sh
+# --clean removes services and networks a crashed earlier run left behind.
+scripts/deps/docker.sh --clean
 SDHUB_PROMETHEUS_BIN="$(scripts/deps/prometheus.sh)"
 export SDHUB_PROMETHEUS_BIN
+SDHUB_CHROMIUM_BIN="$(scripts/deps/chromium.sh)"
+export SDHUB_CHROMIUM_BIN
 echo "consul: $SDHUB_CONSUL_BIN"
 echo "prometheus: $SDHUB_PROMETHEUS_BIN"
+echo "chromium: $SDHUB_CHROMIUM_BIN"
 
 step "gofmt and go vet"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
