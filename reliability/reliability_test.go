@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sdhub/sdhub/internal/testenv"
 )
 
 // Sizes of the scenarios under `go test`; cmd/reliability runs them at full
@@ -51,6 +53,7 @@ func report(t *testing.T, r Result) {
 	var b strings.Builder
 	PrintTable(&b, []Result{r})
 	t.Log("\n" + b.String())
+	testenv.Require(t, r.Scenario, r.Skipped == "", r.Skipped)
 	if !r.OK() {
 		t.Fatalf("%s: %d failures of %d runs", r.Scenario, r.Failures, r.Runs)
 	}
@@ -62,4 +65,8 @@ func TestCrash(t *testing.T) {
 		n = 5
 	}
 	report(t, Crash(t.Context(), CrashOptions{Bin: binary(t), Dir: t.TempDir(), Kills: n, Targets: *targets, MaxDelay: time.Second}))
+}
+
+func TestDiskFull(t *testing.T) {
+	report(t, DiskFull(t.Context(), DiskOptions{Bin: binary(t), Dir: t.TempDir()}))
 }

@@ -18,6 +18,9 @@ type Result struct {
 	// Errors describe the failures (a few; the count is Failures).
 	Errors   []string
 	Duration time.Duration
+	// Skipped says why the scenario could not run (no root for a mount,
+	// no Prometheus binary); empty when it ran.
+	Skipped string
 }
 
 // Fig appends a figure.
@@ -34,14 +37,18 @@ func (r *Result) Fail(format string, args ...any) {
 }
 
 // OK reports whether the scenario ran and had no failure.
-func (r *Result) OK() bool { return r.Failures == 0 && r.Runs > 0 }
+func (r *Result) OK() bool { return r.Failures == 0 && (r.Runs > 0 || r.Skipped != "") }
 
 // PrintTable writes the results as one table, then the failures.
 func PrintTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tRUNS\tFAILURES\tTIME\tFIGURES")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Runs, r.Failures, r.Duration.Round(100*time.Millisecond), strings.Join(r.Figures, ", "))
+		figs := strings.Join(r.Figures, "; ")
+		if r.Skipped != "" {
+			figs = "SKIPPED: " + r.Skipped
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", r.Scenario, r.Runs, r.Failures, r.Duration.Round(100*time.Millisecond), figs)
 	}
 	_ = tw.Flush()
 	for _, r := range results {

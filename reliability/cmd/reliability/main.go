@@ -71,6 +71,9 @@ func run() int {
 	if want("crash") {
 		add(reliability.Crash(ctx, reliability.CrashOptions{Bin: bin, Dir: dir("crash"), Kills: *kills, Targets: *targets, MaxDelay: *maxDelay}))
 	}
+	if want("diskfull") {
+		add(reliability.DiskFull(ctx, reliability.DiskOptions{Bin: bin, Dir: dir("diskfull")}))
+	}
 	_ = reloads
 	reliability.PrintTable(os.Stdout, results)
 	for _, r := range results {
