@@ -94,6 +94,10 @@ func TestServeAndReload(t *testing.T) {
 	if got := p.metric(t, "sdhub_config_last_reload_successful"); got != "1" {
 		t.Errorf("sdhub_config_last_reload_successful = %q, want 1", got)
 	}
+	// The status page shows the running config, the reloaded one.
+	if _, page := p.get(t, "/"); !strings.Contains(page, "job_name: extra") || strings.Contains(page, "job_name: static") {
+		t.Errorf("status page does not show the reloaded config:\n%s", page)
+	}
 
 	// A bad config over /-/reload: 500 with the error and its line, nothing lost.
 	before, _ := os.ReadFile(filesOut)
@@ -159,6 +163,16 @@ func TestBadConfigAtStart(t *testing.T) {
 	}
 	if want := cfgFile + `:4: unknown field \"bogus\" in scrape config`; !strings.Contains(stderr.String(), want) {
 		t.Fatalf("log lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+func TestHelpExits(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	if !strings.Contains(stdout.String(), "--config.file") || stderr.Len() != 0 {
+		t.Fatalf("--help printed:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 }
 

@@ -62,7 +62,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("sdhub", "Service discovery for Prometheus: runs the service discovery of a prometheus.yml's jobs and writes one file_sd file per job.")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
-	app.Terminate(nil)
+	helped := false // --help prints the usage and ends here, as kingpin's exit would
+	app.Terminate(func(int) { helped = true })
 	app.HelpFlag.Short('h')
 
 	app.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
@@ -84,6 +85,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	generateCmd := newGenerateCommand(app)
 
 	cmd, err := app.Parse(args)
+	if helped {
+		return exitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "sdhub: %v\n", err)
 		return exitBadConfig
@@ -155,7 +159,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot use the output directory", "dir", f.outputDir, "err", err)
 		return exitError
 	}
-	rl, err := newReloader(f.configFile, mgr, reg, logger)
+	rl, err := newReloader(f.configFile, cfg, mgr, reg, logger)
 	if err != nil {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
@@ -182,7 +186,7 @@ func serve(f flags, logger *slog.Logger) int {
 			Jobs:            writer.Jobs,
 			Providers:       mgr.Providers,
 			DiscoveryErrors: discoveryErrors,
-			Config:          func() *config.Config { return cfg }, // loaded at start: the reloader does not expose its config yet
+			Config:          rl.config,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),

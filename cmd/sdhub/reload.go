@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -32,12 +33,13 @@ type reloader struct {
 
 	mu       sync.Mutex // serialises reloads
 	checksum [sha256.Size]byte
+	current  atomic.Pointer[config.Config] // the running config
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
 }
 
-func newReloader(file string, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
+func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
 	rl := &reloader{
 		file:   file,
 		mgr:    mgr,
@@ -54,6 +56,7 @@ func newReloader(file string, mgr *manager.Manager, reg prometheus.Registerer, l
 	if err := discovery.RegisterAll(reg, rl.success, rl.successTime); err != nil {
 		return nil, err
 	}
+	rl.current.Store(cfg)
 	rl.success.Set(1)
 	rl.successTime.SetToCurrentTime()
 	if data, err := os.ReadFile(file); err == nil {
@@ -93,9 +96,13 @@ func (rl *reloader) apply(data []byte) error {
 	if err := rl.mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		return fmt.Errorf("applying the config: %w", err)
 	}
+	rl.current.Store(cfg)
 	rl.logger.Info("Completed loading of configuration file", "file", rl.file, "jobs", len(cfg.ScrapeConfigs))
 	return nil
 }
+
+// config returns the running config.
+func (rl *reloader) config() *config.Config { return rl.current.Load() }
 
 // changed reports whether the config file's content differs from the last
 // one loaded.
