@@ -27,6 +27,7 @@ type fakeConsul struct {
 	mu      sync.Mutex
 	index   uint64
 	health  string // web's status
+	port    int    // web's port
 	changed chan struct{}
 	fault   func(path string) (status int, body string, hang bool)
 	reqs    []seenRequest
@@ -38,7 +39,7 @@ type seenRequest struct {
 }
 
 func newFake(t *testing.T) (*fakeConsul, string) {
-	f := &fakeConsul{index: 10, health: "passing", changed: make(chan struct{})}
+	f := &fakeConsul{index: 10, health: "passing", port: 80, changed: make(chan struct{})}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, strings.TrimPrefix(srv.URL, "http://")
@@ -69,6 +70,17 @@ func (f *fakeConsul) setHealth(s string) {
 	f.mu.Unlock()
 }
 
+// move sets web's port and moves the index by delta, which may be
+// negative: Consul's index going backwards.
+func (f *fakeConsul) move(delta int, port int) {
+	f.mu.Lock()
+	f.index = uint64(int(f.index) + delta)
+	f.port = port
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
 func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, seenRequest{path: r.URL.Path, token: r.Header.Get("X-Consul-Token"), query: r.URL.Query()})
@@ -93,7 +105,7 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		cur, ch := f.index, f.changed
 		f.mu.Unlock()
-		if idx >= cur {
+		if idx == cur { // a request ahead of the index (it went backwards) returns at once
 			select {
 			case <-ch:
 			case <-r.Context().Done():
@@ -102,7 +114,7 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Lock()
-	idx, health := f.index, f.health
+	idx, health, port := f.index, f.health, f.port
 	f.mu.Unlock()
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(idx, 10))
 	var body any
@@ -116,7 +128,7 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/v1/health/service/web":
 		body = []map[string]any{{
 			"Node":    map[string]any{"Node": "n1", "Address": "10.0.0.1"},
-			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": 80, "Tags": []string{"a"}},
+			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": port, "Tags": []string{"a"}},
 			"Checks":  []map[string]any{{"Node": "n1", "CheckID": "web-1", "Status": health}},
 		}}
 	default:
@@ -232,6 +244,24 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 			col.waitFor(t, 5*time.Second, "change after recovery", hasTarget(label(labelHealth, "critical")))
 		})
 	}
+}
+
+// TestIndexBackwards: when Consul's index goes backwards (a restart that
+// lost its state) the watch resyncs at once, without waiting out the
+// refresh_interval that holds back ordinary sweeps.
+func TestIndexBackwards(t *testing.T) {
+	f, server := newFake(t)
+	d := newTestDiscovery(t, "server: "+server+"\nrefresh_interval: 1h\n")
+	d.detectFloor = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 5*time.Second, "initial", hasTarget(addr("10.0.0.1:80")))
+
+	f.move(+1, 81) // an ordinary catalog change: the first sweep runs at once
+	col.waitFor(t, 5*time.Second, "first sweep", hasTarget(addr("10.0.0.1:81")))
+	f.move(-5, 82) // backwards: another sweep, though the last was just now
+	col.waitFor(t, 5*time.Second, "resync after the index went backwards", hasTarget(addr("10.0.0.1:82")))
 }
 
 func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
