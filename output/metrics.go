@@ -17,6 +17,7 @@ type metrics struct {
 	waiting    prometheus.Gauge
 	removed    prometheus.Counter
 	ready      prometheus.Gauge
+	dropped    *droppedTargets // validate.go
 	perJobVecs []interface{ DeleteLabelValues(...string) bool }
 }
 
@@ -55,10 +56,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 when every configured job's targets file is up to date since this process started, else 0.",
 		}),
 	}
-	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.lastWrite, m.targets}
+	m.dropped = newDroppedTargets()
+	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.lastWrite, m.targets, m.dropped}
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.writes, m.failures, m.unchanged, m.lastWrite, m.targets,
-			m.waiting, m.removed, m.ready); err != nil {
+			m.waiting, m.removed, m.ready, m.dropped.gauge); err != nil {
 			return nil, err
 		}
 	}

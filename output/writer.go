@@ -264,6 +264,7 @@ func (w *Writer) publish() {
 
 // writeJob writes the job's file if its bytes differ from what is on disk.
 func (w *Writer) writeJob(job string, st *jobState, groups []*targetgroup.Group) error {
+	groups = w.metrics.dropped.filter(w.logger, job, groups) // validate.go
 	data, n, err := render(groups)
 	if err != nil {
 		return err
