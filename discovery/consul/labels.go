@@ -1,7 +1,9 @@
 package consul
 
 import (
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -71,14 +73,18 @@ func instanceLabels(e *api.ServiceEntry, sep string) model.LabelSet {
 		labelServiceID:      model.LabelValue(e.Service.ID),
 		labelHealth:         model.LabelValue(e.Checks.AggregatedStatus()),
 	}
-	for k, v := range e.Node.Meta {
-		ls[model.LabelName(labelNodeMeta+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
-	}
-	for k, v := range e.Service.Meta {
-		ls[model.LabelName(labelServiceMeta+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
-	}
-	for k, v := range e.Node.TaggedAddresses {
-		ls[model.LabelName(labelTaggedAddress+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
-	}
+	addSanitized(ls, labelNodeMeta, e.Node.Meta)
+	addSanitized(ls, labelServiceMeta, e.Service.Meta)
+	addSanitized(ls, labelTaggedAddress, e.Node.TaggedAddresses)
 	return ls
+}
+
+// addSanitized adds m under prefix with sanitised keys. Keys that sanitise
+// to the same name ("a.b", "a-b") are added in sorted order, so the last
+// one wins every time: in map order the value would change from one
+// refresh to the next and the job's file with it.
+func addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		ls[model.LabelName(prefix+strutil.SanitizeLabelName(k))] = model.LabelValue(m[k])
+	}
 }
