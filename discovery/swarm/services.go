@@ -3,7 +3,9 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/docker/docker/api/types/network"
@@ -130,9 +132,12 @@ func (d *Discovery) networkLabels(ctx context.Context) (map[string]model.LabelSe
 
 // addLabels adds Docker object labels under prefix, their keys sanitised
 // as Prometheus does (every character outside [a-zA-Z0-9_] becomes _).
+// Keys that sanitise to the same name ("com.x", "com_x") are added in
+// sorted order, so the last one wins every time: in map order the value
+// would change from one refresh to the next and the job's file with it.
 func addLabels(ls model.LabelSet, prefix string, labels map[string]string) {
-	for k, v := range labels {
-		ls[model.LabelName(prefix+strutil.SanitizeLabelName(k))] = model.LabelValue(v)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		ls[model.LabelName(prefix+strutil.SanitizeLabelName(k))] = model.LabelValue(labels[k])
 	}
 }
 
