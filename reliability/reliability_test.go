@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +70,13 @@ func TestCrash(t *testing.T) {
 
 func TestDiskFull(t *testing.T) {
 	report(t, DiskFull(t.Context(), DiskOptions{Bin: binary(t), Dir: t.TempDir()}))
+}
+
+func TestHostile(t *testing.T) {
+	prom := os.Getenv("SDHUB_PROMETHEUS_BIN")
+	if prom == "" {
+		prom, _ = exec.LookPath("prometheus")
+	}
+	testenv.Require(t, "prometheus", prom != "", "not on PATH and SDHUB_PROMETHEUS_BIN unset (scripts/deps/prometheus.sh installs it)")
+	report(t, Hostile(t.Context(), HostileOptions{Bin: binary(t), Dir: t.TempDir(), Prometheus: prom}))
 }

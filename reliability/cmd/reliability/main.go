@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -73,6 +74,13 @@ func run() int {
 	}
 	if want("diskfull") {
 		add(reliability.DiskFull(ctx, reliability.DiskOptions{Bin: bin, Dir: dir("diskfull")}))
+	}
+	if want("hostile") {
+		prom := os.Getenv("SDHUB_PROMETHEUS_BIN")
+		if prom == "" {
+			prom, _ = exec.LookPath("prometheus")
+		}
+		add(reliability.Hostile(ctx, reliability.HostileOptions{Bin: bin, Dir: dir("hostile"), Prometheus: prom}))
 	}
 	_ = reloads
 	reliability.PrintTable(os.Stdout, results)
