@@ -84,6 +84,7 @@ func TestConfigBad(t *testing.T) {
 		"host_unparsable.bad.yml": `line 2: invalid host "http://[::1" for dockerswarm_sd_configs: parse "http://[::1": missing ']' in host`,
 		"host_scheme.bad.yml":     `line 2: invalid host "ssh://me@swarm" for dockerswarm_sd_configs (scheme one of: unix, tcp, http, https)`,
 		"host_noscheme.bad.yml":   `line 2: invalid host "/var/run/docker.sock" for dockerswarm_sd_configs (scheme one of: unix, tcp, http, https)`,
+		"host_password.bad.yml":   `line 2: invalid host "ftp://me:xxxxx@swarm" for dockerswarm_sd_configs: a password in the URL is not supported, use basic_auth`,
 		"role_missing.bad.yml":    `line 2: role missing for dockerswarm_sd_configs (one of: services, tasks, nodes)`,
 		"role_invalid.bad.yml":    `line 4: invalid role "taks" for dockerswarm_sd_configs (one of: services, tasks, nodes)`,
 		"port_range.bad.yml":      `line 4: invalid port 70000 for dockerswarm_sd_configs (0-65535)`,

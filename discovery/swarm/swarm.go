@@ -111,6 +111,10 @@ func (c *SDConfig) Validate() error {
 	if err != nil {
 		return discovery.Fieldf("host", "invalid host %q for %s: %w", c.Host, key, err)
 	}
+	if _, ok := u.User.Password(); ok {
+		// Never echo the password, and the Docker client would not use it.
+		return discovery.Fieldf("host", "invalid host %q for %s: a password in the URL is not supported, use basic_auth", u.Redacted(), key)
+	}
 	if !slices.Contains(schemes, u.Scheme) {
 		return discovery.Fieldf("host", "invalid host %q for %s (scheme one of: %s)", c.Host, key, strings.Join(schemes, ", "))
 	}
