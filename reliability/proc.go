@@ -199,6 +199,27 @@ func (p *Proc) Metric(series string) (float64, error) {
 	return 0, fmt.Errorf("no sample %s", series)
 }
 
+// MetricSum returns the sum of every sample of the metric name.
+func (p *Proc) MetricSum(name string) (float64, error) {
+	_, body, err := p.Do(http.MethodGet, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
 // FDs counts the process's open file descriptors.
 func (p *Proc) FDs() (int, error) {
 	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))

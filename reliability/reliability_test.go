@@ -80,3 +80,7 @@ func TestHostile(t *testing.T) {
 	testenv.Require(t, "prometheus", prom != "", "not on PATH and SDHUB_PROMETHEUS_BIN unset (scripts/deps/prometheus.sh installs it)")
 	report(t, Hostile(t.Context(), HostileOptions{Bin: binary(t), Dir: t.TempDir(), Prometheus: prom}))
 }
+
+func TestSecrets(t *testing.T) {
+	report(t, Secrets(t.Context(), SecretsOptions{Bin: binary(t), Dir: t.TempDir()}))
+}

@@ -82,6 +82,9 @@ func run() int {
 		}
 		add(reliability.Hostile(ctx, reliability.HostileOptions{Bin: bin, Dir: dir("hostile"), Prometheus: prom}))
 	}
+	if want("secrets") {
+		add(reliability.Secrets(ctx, reliability.SecretsOptions{Bin: bin, Dir: dir("secrets")}))
+	}
 	_ = reloads
 	reliability.PrintTable(os.Stdout, results)
 	for _, r := range results {
