@@ -19,7 +19,7 @@ import (
 var (
 	kills   = flag.Int("reliability.kills", 30, "SIGKILLs in TestCrash")
 	targets = flag.Int("reliability.targets", 50000, "targets of the job in TestCrash")
-	reloads = flag.Int("reliability.reloads", 200, "reloads in TestReloadStorm")
+	reloads = flag.Int("reliability.reloads", 1000, "reloads in TestReloadStorm")
 )
 
 func TestMain(m *testing.M) {
@@ -83,4 +83,12 @@ func TestHostile(t *testing.T) {
 
 func TestSecrets(t *testing.T) {
 	report(t, Secrets(t.Context(), SecretsOptions{Bin: binary(t), Dir: t.TempDir()}))
+}
+
+func TestReloadStorm(t *testing.T) {
+	n := *reloads
+	if testing.Short() {
+		n = 30
+	}
+	report(t, ReloadStorm(t.Context(), ReloadOptions{Bin: binary(t), Dir: t.TempDir(), Reloads: n}))
 }

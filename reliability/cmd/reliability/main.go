@@ -85,7 +85,9 @@ func run() int {
 	if want("secrets") {
 		add(reliability.Secrets(ctx, reliability.SecretsOptions{Bin: bin, Dir: dir("secrets")}))
 	}
-	_ = reloads
+	if want("reload") {
+		add(reliability.ReloadStorm(ctx, reliability.ReloadOptions{Bin: bin, Dir: dir("reload"), Reloads: *reloads}))
+	}
 	reliability.PrintTable(os.Stdout, results)
 	for _, r := range results {
 		if !r.OK() {
