@@ -92,3 +92,11 @@ func TestReloadStorm(t *testing.T) {
 	}
 	report(t, ReloadStorm(t.Context(), ReloadOptions{Bin: binary(t), Dir: t.TempDir(), Reloads: n}))
 }
+
+func TestWriterCost(t *testing.T) {
+	sizes, rss := []int{10_000, 50_000, 100_000}, 100_000
+	if testing.Short() {
+		sizes, rss = []int{1_000, 10_000}, 0
+	}
+	report(t, WriterCost(t.Context(), WriterOptions{Bin: binary(t), Dir: t.TempDir(), Sizes: sizes, Reps: 5, RSSTargets: rss}))
+}

@@ -88,6 +88,9 @@ func run() int {
 	if want("reload") {
 		add(reliability.ReloadStorm(ctx, reliability.ReloadOptions{Bin: bin, Dir: dir("reload"), Reloads: *reloads}))
 	}
+	if want("writer") {
+		add(reliability.WriterCost(ctx, reliability.WriterOptions{Bin: bin, Dir: dir("writer"), Sizes: []int{10_000, 50_000, 100_000}, Reps: 5, RSSTargets: 100_000}))
+	}
 	reliability.PrintTable(os.Stdout, results)
 	for _, r := range results {
 		if !r.OK() {
