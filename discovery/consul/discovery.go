@@ -175,7 +175,7 @@ func (d *Discovery) readService(ctx context.Context, dc, name string) (*targetgr
 	if d.healthFilter != "" {
 		v.Set("filter", d.healthFilter)
 	}
-	var out []*api.ServiceEntry
+	var out []serviceEntry
 	start := time.Now()
 	_, err := d.client.get(ctx, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, timeout: d.readTimeout}, &out)
 	d.metrics.serviceDuration.Observe(time.Since(start).Seconds())

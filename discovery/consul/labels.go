@@ -31,10 +31,37 @@ const (
 	labelServiceID      = model.MetaLabelPrefix + "consul_service_id"
 )
 
+// serviceEntry is the part of a /v1/health/service entry (api.ServiceEntry)
+// that becomes labels. Decoding only these fields keeps a large catalog's
+// reads cheap.
+type serviceEntry struct {
+	Node struct {
+		Node, Address         string
+		TaggedAddresses, Meta map[string]string
+	}
+	Service struct {
+		ID, Service, Address, Namespace, Partition string
+		Port                                       int
+		Tags                                       []string
+		Meta                                       map[string]string
+	}
+	Checks []struct{ CheckID, Status string }
+}
+
+// health is the instance's aggregated status, as the consul api library
+// computes it: maintenance > critical > warning > passing.
+func (e *serviceEntry) health() string {
+	hc := make(api.HealthChecks, len(e.Checks))
+	for i, c := range e.Checks {
+		hc[i] = &api.HealthCheck{CheckID: c.CheckID, Status: c.Status}
+	}
+	return hc.AggregatedStatus()
+}
+
 // serviceGroup turns one service's health entries into its target group:
 // Source and group labels name the service and datacenter, and each
 // instance is a target with its own labels.
-func serviceGroup(name, dc, sep string, entries []*api.ServiceEntry) *targetgroup.Group {
+func serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Group {
 	g := &targetgroup.Group{
 		Source: name,
 		Labels: model.LabelSet{
@@ -43,11 +70,8 @@ func serviceGroup(name, dc, sep string, entries []*api.ServiceEntry) *targetgrou
 		},
 		Targets: make([]model.LabelSet, 0, len(entries)),
 	}
-	for _, e := range entries {
-		if e == nil || e.Node == nil || e.Service == nil {
-			continue
-		}
-		g.Targets = append(g.Targets, instanceLabels(e, sep))
+	for i := range entries {
+		g.Targets = append(g.Targets, instanceLabels(&entries[i], sep))
 	}
 	return g
 }
@@ -55,7 +79,7 @@ func serviceGroup(name, dc, sep string, entries []*api.ServiceEntry) *targetgrou
 // instanceLabels are one instance's labels. The address is the service
 // address when set, else the node's; tags are joined with the separator and
 // wrapped in it so a regex need not care where a tag sits.
-func instanceLabels(e *api.ServiceEntry, sep string) model.LabelSet {
+func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 	host := e.Service.Address
 	if host == "" {
 		host = e.Node.Address
@@ -71,7 +95,7 @@ func instanceLabels(e *api.ServiceEntry, sep string) model.LabelSet {
 		labelServiceAddress: model.LabelValue(e.Service.Address),
 		labelServicePort:    model.LabelValue(port),
 		labelServiceID:      model.LabelValue(e.Service.ID),
-		labelHealth:         model.LabelValue(e.Checks.AggregatedStatus()),
+		labelHealth:         model.LabelValue(e.health()),
 	}
 	addSanitized(ls, labelNodeMeta, e.Node.Meta)
 	addSanitized(ls, labelServiceMeta, e.Service.Meta)

@@ -3,7 +3,6 @@ package consul
 import (
 	"testing"
 
-	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/common/model"
 )
 
@@ -12,11 +11,12 @@ import (
 // sorted order), so the job's file does not change from one refresh to
 // the next.
 func TestCollidingMetaKeysAreDeterministic(t *testing.T) {
-	e := &api.ServiceEntry{
-		Node: &api.Node{Node: "n", Address: "10.0.0.1", Meta: map[string]string{"a-b": "dash", "a_b": "under", "a.b": "dot"},
-			TaggedAddresses: map[string]string{"lan-ipv4": "1", "lan_ipv4": "2"}},
-		Service: &api.AgentService{ID: "s", Service: "s", Port: 1, Meta: map[string]string{"x-y": "1", "x.y": "2", "x_y": "3", "x/y": "4"}},
-	}
+	e := &serviceEntry{}
+	e.Node.Node, e.Node.Address = "n", "10.0.0.1"
+	e.Node.Meta = map[string]string{"a-b": "dash", "a_b": "under", "a.b": "dot"}
+	e.Node.TaggedAddresses = map[string]string{"lan-ipv4": "1", "lan_ipv4": "2"}
+	e.Service.ID, e.Service.Service, e.Service.Port = "s", "s", 1
+	e.Service.Meta = map[string]string{"x-y": "1", "x.y": "2", "x_y": "3", "x/y": "4"}
 	for i := 0; i < 100; i++ {
 		ls := instanceLabels(e, ",")
 		for name, want := range map[model.LabelName]model.LabelValue{
