@@ -6,7 +6,6 @@ package consulagent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -77,6 +76,29 @@ type Agent struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	tail tailBuffer // the agent's last output, for start-up errors
+}
+
+// tailBuffer keeps the last 2 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > 2048 {
+		b.buf = b.buf[len(b.buf)-2048:]
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.TrimSpace(string(b.buf))
 }
 
 // Start starts an agent in a new temporary directory and waits until it
@@ -150,9 +172,9 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, dns = -1, grpc = -
 	cmd := exec.Command(a.bin, "agent", "-server", "-bootstrap-expect=1", "-node=sdhub-test",
 		"-bind=127.0.0.1", "-client="+client, "-data-dir="+filepath.Join(a.dir, "data"),
 		"-log-level=warn", "-disable-host-node-id", "-hcl", hcl)
-	out := a.opts.Log
-	if out == nil {
-		out = io.Discard
+	var out io.Writer = &a.tail
+	if a.opts.Log != nil {
+		out = io.MultiWriter(&a.tail, a.opts.Log)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -180,7 +202,7 @@ func (a *Agent) waitReady(ctx context.Context, done <-chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			return errors.New("consul agent exited during start-up")
+			return fmt.Errorf("consul agent exited during start-up: %s", a.tail.String())
 		case <-ctx.Done():
 			return fmt.Errorf("consul agent not ready: %w (last: %v)", ctx.Err(), last)
 		case <-tick.C:
