@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,12 +15,16 @@ import (
 	"github.com/sdhub/sdhub/internal/testenv"
 )
 
-// Sizes of the scenarios under `go test`; cmd/reliability runs them at full
-// size (200 kills, 1,000 reloads).
+// Sizes of the scenarios under `go test` (CI runs them with -race): small
+// enough to check the machinery in about a minute. cmd/reliability runs
+// them at full size (200 kills, 1,000 reloads, the writer at 100k targets)
+// and prints the table: `make reliability`.
 var (
-	kills   = flag.Int("reliability.kills", 30, "SIGKILLs in TestCrash")
+	kills   = flag.Int("reliability.kills", 20, "SIGKILLs in TestCrash")
 	targets = flag.Int("reliability.targets", 50000, "targets of the job in TestCrash")
-	reloads = flag.Int("reliability.reloads", 1000, "reloads in TestReloadStorm")
+	reloads = flag.Int("reliability.reloads", 200, "reloads in TestReloadStorm")
+	sizes   = flag.String("reliability.writer-sizes", "1000,10000", "comma-separated job sizes of TestWriterCost")
+	rssJob  = flag.Int("reliability.rss-targets", 0, "targets of the job whose RSS TestWriterCost measures (0: none)")
 )
 
 func TestMain(m *testing.M) {
@@ -94,9 +99,13 @@ func TestReloadStorm(t *testing.T) {
 }
 
 func TestWriterCost(t *testing.T) {
-	sizes, rss := []int{10_000, 50_000, 100_000}, 100_000
-	if testing.Short() {
-		sizes, rss = []int{1_000, 10_000}, 0
+	var ns []int
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatalf("-reliability.writer-sizes: %v", err)
+		}
+		ns = append(ns, n)
 	}
-	report(t, WriterCost(t.Context(), WriterOptions{Bin: binary(t), Dir: t.TempDir(), Sizes: sizes, Reps: 5, RSSTargets: rss}))
+	report(t, WriterCost(t.Context(), WriterOptions{Bin: binary(t), Dir: t.TempDir(), Sizes: ns, Reps: 5, RSSTargets: *rssJob}))
 }
