@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/consulagent"
 	"github.com/sdhub/sdhub/internal/testenv"
 )
 
@@ -108,4 +109,10 @@ func TestWriterCost(t *testing.T) {
 		ns = append(ns, n)
 	}
 	report(t, WriterCost(t.Context(), WriterOptions{Bin: binary(t), Dir: t.TempDir(), Sizes: ns, Reps: 5, RSSTargets: *rssJob}))
+}
+
+func TestConsulOutage(t *testing.T) {
+	bin, ok, why := consulagent.Binary()
+	testenv.Require(t, "consul", ok, why)
+	report(t, ConsulOutage(t.Context(), ConsulOptions{Bin: binary(t), Dir: t.TempDir(), ConsulBin: bin, Services: 20}))
 }

@@ -1,6 +1,8 @@
 // Command reliability runs sdhub's reliability and security scenarios at
 // full size against a freshly built sdhub and prints one table of figures.
-// It exits 1 when a scenario has a failure. `make reliability` runs it.
+// It exits 1 when a scenario has a failure, or was skipped (no consul, no
+// root for the tmpfs) while SDHUB_REQUIRE_INTEGRATION=1. `make reliability`
+// runs it.
 package main
 
 import (
@@ -14,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sdhub/sdhub/internal/consulagent"
+	"github.com/sdhub/sdhub/internal/testenv"
 	"github.com/sdhub/sdhub/reliability"
 )
 
@@ -26,7 +30,7 @@ func run() int {
 		kills    = flag.Int("kills", 200, "SIGKILLs of the crash scenario")
 		targets  = flag.Int("targets", 50000, "targets of the crash scenario's job")
 		reloads  = flag.Int("reloads", 1000, "reloads of the reload storm")
-		only     = flag.String("only", "", "comma-separated scenarios to run (crash, diskfull, hostile, secrets, reload, writer); empty runs all")
+		only     = flag.String("only", "", "comma-separated scenarios to run (crash, diskfull, hostile, secrets, reload, consul, writer); empty runs all")
 		maxDelay = flag.Duration("kill.max-delay", time.Second, "longest random wait between sdhub listening and its kill")
 	)
 	flag.Parse()
@@ -88,12 +92,20 @@ func run() int {
 	if want("reload") {
 		add(reliability.ReloadStorm(ctx, reliability.ReloadOptions{Bin: bin, Dir: dir("reload"), Reloads: *reloads}))
 	}
+	if want("consul") {
+		cbin, ok, why := consulagent.Binary()
+		if ok {
+			add(reliability.ConsulOutage(ctx, reliability.ConsulOptions{Bin: bin, Dir: dir("consul"), ConsulBin: cbin, Services: 20}))
+		} else {
+			add(reliability.Result{Scenario: "consul outage", Skipped: why})
+		}
+	}
 	if want("writer") {
 		add(reliability.WriterCost(ctx, reliability.WriterOptions{Bin: bin, Dir: dir("writer"), Sizes: []int{10_000, 50_000, 100_000}, Reps: 5, RSSTargets: 100_000}))
 	}
 	reliability.PrintTable(os.Stdout, results)
 	for _, r := range results {
-		if !r.OK() {
+		if !r.OK() || r.Skipped != "" && testenv.Required() {
 			return 1
 		}
 	}

@@ -1,0 +1,216 @@
+package reliability
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/sdhub/sdhub/internal/consulagent"
+)
+
+// consulBackoffCap is discovery/consul's longest retry delay.
+const consulBackoffCap = 15 * time.Second
+
+// ConsulOptions configure the Consul outage scenario.
+type ConsulOptions struct {
+	Bin       string
+	Dir       string
+	ConsulBin string // the consul binary (consulagent.Binary)
+	Services  int    // services registered, 5 instances each
+}
+
+// ConsulOutage runs sdhub on a real Consul agent and takes the agent away
+// twice. Mid-run: while it is down the job's file keeps every target (a
+// watcher reads every version of the file), the failure shows in
+// /metrics and on the status page, and after the restart a new instance
+// reaches the file within the backoff cap. At start: sdhub restarted while
+// Consul is down leaves the existing file byte for byte and is not ready
+// until Consul answers; then it is ready with the same targets.
+func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
+	r = Result{Scenario: "consul outage"}
+	start := time.Now()
+	defer func() { r.Duration = time.Since(start) }()
+
+	agent, err := consulagent.Start(ctx, o.ConsulBin, consulagent.Options{})
+	if err != nil {
+		r.Fail("starting consul: %v", err)
+		return r
+	}
+	defer agent.Close()
+	cl, err := api.NewClient(&api.Config{Address: agent.Addr()})
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	register := func(svc, node string, i int) error {
+		_, err := cl.Catalog().Register(&api.CatalogRegistration{
+			Node: node, Address: "10.1.0." + fmt.Sprint(i%250+1), SkipNodeUpdate: true,
+			Service: &api.AgentService{ID: fmt.Sprintf("%s-%d", svc, i), Service: svc, Port: 9000 + i, Meta: map[string]string{"rack": "r1"}},
+		}, nil)
+		return err
+	}
+	total := 0
+	for s := 0; s < o.Services; s++ {
+		for i := 0; i < 5; i++ {
+			if err := register(fmt.Sprintf("svc%d", s), fmt.Sprintf("node%d", i), s*5+i); err != nil {
+				r.Fail("register: %v", err)
+				return r
+			}
+			total++
+		}
+	}
+
+	out := filepath.Join(o.Dir, "out")
+	cfg := filepath.Join(o.Dir, "sdhub.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("scrape_configs:\n  - job_name: svc\n    consul_sd_configs:\n      - server: %q\n        refresh_interval: 1s\n  - job_name: static\n    static_configs:\n      - targets: [\"s:1\"]\n", agent.Addr())), 0o644); err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	svcPath := filepath.Join(out, "svc.json")
+	count := func() int {
+		b, err := os.ReadFile(svcPath)
+		if err != nil {
+			return -1
+		}
+		es, err := ParseFileSD(b)
+		if err != nil {
+			return -2
+		}
+		n := 0
+		for _, e := range es {
+			if e.Labels["__meta_consul_service"] != "consul" { // the agent's own
+				n += len(e.Targets)
+			}
+		}
+		return n
+	}
+	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	stopP := sync.OnceValue(p.Stop)
+	defer func() { _ = stopP() }()
+	if err := Eventually(fmt.Sprintf("%d consul targets written", total), func() bool { return count() == total && readyOK(p) }); err != nil {
+		r.Fail("%v (%d)", err, count())
+		return r
+	}
+
+	// Mid-run outage. The watcher reads every version of the file.
+	r.Runs++
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	defer w.Close()
+	if err := w.Add(out); err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	minSeen := total
+	var watchMu sync.Mutex
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case ev := <-w.Events:
+				if ev.Name == svcPath {
+					n := count()
+					watchMu.Lock()
+					minSeen = min(minSeen, n)
+					watchMu.Unlock()
+				}
+			case <-w.Errors:
+			}
+		}
+	}()
+	failures := func() float64 { v, _ := p.MetricSum("prometheus_sd_consul_rpc_failures_total"); return v }
+	before := failures()
+	agent.Stop()
+	// Down long enough for several backoff doublings (250 ms, 500 ms, 1 s, 2 s).
+	if err := Eventually("consul rpc failures counted", func() bool { return failures() >= before+4 }); err != nil {
+		r.Fail("%v", err)
+	}
+	_, page, _ := p.Do(http.MethodGet, "/")
+	if !bytes.Contains([]byte(page), []byte("connection refused")) {
+		r.Fail("the status page does not show the consul failure")
+	}
+	if n := count(); n != total {
+		r.Fail("during the outage svc.json holds %d targets, want %d", n, total)
+	}
+	if err := agent.Restart(ctx); err != nil {
+		r.Fail("restarting consul: %v", err)
+		return r
+	}
+	back := time.Now()
+	if err := register("svc0", "node0", 999); err != nil {
+		r.Fail("register after restart: %v", err)
+	}
+	total++
+	if err := Eventually("the new instance in svc.json", func() bool { return count() == total }); err != nil {
+		r.Fail("%v", err)
+	}
+	recovery := time.Since(back)
+	if recovery > consulBackoffCap+5*time.Second {
+		r.Fail("recovery took %s, more than the backoff cap %s (+5 s)", recovery, consulBackoffCap)
+	}
+	stopWatch()
+	<-watchDone
+	if minSeen < total-1 {
+		r.Fail("svc.json dropped to %d targets during the outage (want %d)", minSeen, total-1)
+	}
+	r.Fig("mid-run: targets %d, fewest in any version %d, failure on /metrics and the status page, recovery %.1f s (cap %s)", total-1, minSeen, recovery.Seconds(), consulBackoffCap)
+
+	// Unreachable at start, with the file in place.
+	r.Runs++
+	if err := stopP(); err != nil {
+		r.Fail("%v", err)
+	}
+	old, err := os.ReadFile(svcPath)
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	agent.Stop()
+	p2, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	defer func() { _ = p2.Stop() }()
+	if err := Eventually("consul rpc failures after the restart", func() bool { v, _ := p2.MetricSum("prometheus_sd_consul_rpc_failures_total"); return v >= 2 }); err != nil {
+		r.Fail("%v", err)
+	}
+	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
+		r.Fail("svc.json changed while Consul was unreachable at start (err %v)", err)
+	}
+	if readyOK(p2) {
+		r.Fail("/-/ready is 200 while Consul is unreachable")
+	}
+	if err := agent.Restart(ctx); err != nil {
+		r.Fail("restarting consul: %v", err)
+		return r
+	}
+	if err := Eventually("ready once Consul answers", func() bool { return readyOK(p2) }); err != nil {
+		r.Fail("%v", err)
+	}
+	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
+		r.Fail("svc.json differs after Consul came back with the same catalog (err %v)", err)
+	}
+	r.Fig("at start: file untouched while down, not ready, ready with the same %d targets once Consul answered", total)
+	return r
+}
