@@ -116,3 +116,13 @@ func TestConsulOutage(t *testing.T) {
 	testenv.Require(t, "consul", ok, why)
 	report(t, ConsulOutage(t.Context(), ConsulOptions{Bin: binary(t), Dir: t.TempDir(), ConsulBin: bin, Services: 20}))
 }
+
+func TestSwarmOutage(t *testing.T) {
+	ok, why := SwarmAvailable(t.Context())
+	testenv.Require(t, "docker swarm", ok, why)
+	network, address, err := EngineAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, SwarmOutage(t.Context(), SwarmOptions{Bin: binary(t), Dir: t.TempDir(), Network: network, Address: address}))
+}

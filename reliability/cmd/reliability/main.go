@@ -30,7 +30,7 @@ func run() int {
 		kills    = flag.Int("kills", 200, "SIGKILLs of the crash scenario")
 		targets  = flag.Int("targets", 50000, "targets of the crash scenario's job")
 		reloads  = flag.Int("reloads", 1000, "reloads of the reload storm")
-		only     = flag.String("only", "", "comma-separated scenarios to run (crash, diskfull, hostile, secrets, reload, consul, writer); empty runs all")
+		only     = flag.String("only", "", "comma-separated scenarios to run (crash, diskfull, hostile, secrets, reload, consul, swarm, writer); empty runs all")
 		maxDelay = flag.Duration("kill.max-delay", time.Second, "longest random wait between sdhub listening and its kill")
 	)
 	flag.Parse()
@@ -98,6 +98,18 @@ func run() int {
 			add(reliability.ConsulOutage(ctx, reliability.ConsulOptions{Bin: bin, Dir: dir("consul"), ConsulBin: cbin, Services: 20}))
 		} else {
 			add(reliability.Result{Scenario: "consul outage", Skipped: why})
+		}
+	}
+	if want("swarm") {
+		network, address, err := reliability.EngineAddress()
+		ok, why := reliability.SwarmAvailable(ctx)
+		if err != nil {
+			ok, why = false, err.Error()
+		}
+		if ok {
+			add(reliability.SwarmOutage(ctx, reliability.SwarmOptions{Bin: bin, Dir: dir("swarm"), Network: network, Address: address}))
+		} else {
+			add(reliability.Result{Scenario: "docker engine outage", Skipped: why})
 		}
 	}
 	if want("writer") {
