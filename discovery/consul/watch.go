@@ -70,8 +70,10 @@ type watcher struct {
 	svcNodes map[string][]string
 	nodeSvcs map[string]map[string]bool
 
-	pending map[string]*targetgroup.Group // groups not yet sent
-	batch   []*targetgroup.Group          // pending as a sorted slice
+	// batch holds the groups not yet sent, at most one per Source
+	// (pending is its index), in the order they changed.
+	batch   []*targetgroup.Group
+	pending map[string]int
 }
 
 func newWatcher(d *Discovery, st *state) *watcher {
@@ -88,7 +90,7 @@ func newWatcher(d *Discovery, st *state) *watcher {
 		redo:       map[string]bool{},
 		svcNodes:   map[string][]string{},
 		nodeSvcs:   map[string]map[string]bool{},
-		pending:    map[string]*targetgroup.Group{},
+		pending:    map[string]int{},
 	}
 	for name, g := range st.groups {
 		w.indexNodes(name, g)
@@ -160,11 +162,8 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		if n, ok := w.peek(); ok {
 			jobs, next = w.jobs, n
 		}
-		if len(w.pending) > 0 {
+		if len(w.batch) > 0 {
 			sendCh = up
-			if w.batch == nil {
-				w.batch = sortedPending(w.pending)
-			}
 		}
 		timer.Reset(w.untilDue(time.Now()))
 		select {
@@ -177,7 +176,7 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case jobs <- next:
 			w.dispatched(next)
 		case sendCh <- w.batch:
-			w.pending, w.batch = map[string]*targetgroup.Group{}, nil
+			w.pending, w.batch = map[string]int{}, nil
 		case <-timer.C:
 			w.promoteDue(time.Now())
 		}
@@ -342,8 +341,7 @@ func (w *watcher) forget(name string) {
 	delete(w.failures, name)
 	delete(w.redo, name)
 	w.indexNodes(name, nil)
-	w.pending[name] = &targetgroup.Group{Source: name}
-	w.batch = nil
+	w.queueSend(&targetgroup.Group{Source: name})
 }
 
 // markDirty queues a change-driven read of a watched service, at once
@@ -437,8 +435,7 @@ func (w *watcher) onResult(r result) {
 	if old := w.st.groups[r.name]; old == nil || !reflect.DeepEqual(old, r.group) {
 		w.st.groups[r.name] = r.group
 		w.indexNodes(r.name, r.group)
-		w.pending[r.name] = r.group
-		w.batch = nil
+		w.queueSend(r.group)
 	}
 	if w.redo[r.name] {
 		delete(w.redo, r.name)
@@ -501,10 +498,13 @@ func (w *watcher) indexNodes(name string, g *targetgroup.Group) {
 	}
 }
 
-func sortedPending(p map[string]*targetgroup.Group) []*targetgroup.Group {
-	out := make([]*targetgroup.Group, 0, len(p))
-	for _, name := range slices.Sorted(maps.Keys(p)) {
-		out = append(out, p[name])
+// queueSend adds g to the next message, replacing an unsent group of the
+// same Source.
+func (w *watcher) queueSend(g *targetgroup.Group) {
+	if i, ok := w.pending[g.Source]; ok {
+		w.batch[i] = g
+		return
 	}
-	return out
+	w.pending[g.Source] = len(w.batch)
+	w.batch = append(w.batch, g)
 }
