@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,13 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 
 	out := filepath.Join(o.Dir, "out")
 	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("scrape_configs:\n  - job_name: svc\n    consul_sd_configs:\n      - server: %q\n        refresh_interval: 1s\n  - job_name: static\n    static_configs:\n      - targets: [\"s:1\"]\n", agent.Addr())), 0o644); err != nil {
+	// Only the scenario's services: the agent's own "consul" service
+	// changes health while the agent restarts.
+	var names []string
+	for s := 0; s < o.Services; s++ {
+		names = append(names, fmt.Sprintf("%q", fmt.Sprintf("svc%d", s)))
+	}
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("scrape_configs:\n  - job_name: svc\n    consul_sd_configs:\n      - server: %q\n        refresh_interval: 1s\n        services: [%s]\n  - job_name: static\n    static_configs:\n      - targets: [\"s:1\"]\n", agent.Addr(), strings.Join(names, ", "))), 0o644); err != nil {
 		r.Fail("%v", err)
 		return r
 	}
