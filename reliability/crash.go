@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -129,6 +130,9 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 		}
 		if verdict != nil {
 			r.Fail("torn or unexpected output: %v", verdict)
+		}
+		if m, err := os.ReadFile(filepath.Join(out, ".sdhub-manifest")); err == nil && !json.Valid(m) {
+			r.Fail("torn manifest: %q", m)
 		}
 		if small, err := os.ReadFile(filepath.Join(out, "small.json")); err == nil {
 			if _, err := ParseFileSD(small); err != nil {

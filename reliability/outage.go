@@ -54,7 +54,9 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	register := func(svc, node string, i int) error {
 		_, err := cl.Catalog().Register(&api.CatalogRegistration{
 			Node: node, Address: "10.1.0." + fmt.Sprint(i%250+1), SkipNodeUpdate: true,
-			Service: &api.AgentService{ID: fmt.Sprintf("%s-%d", svc, i), Service: svc, Port: 9000 + i, Meta: map[string]string{"rack": "r1"}},
+			// rack-id and rack_id sanitise to the same label name: the
+			// last in sorted order (rack_id) must win, every time.
+			Service: &api.AgentService{ID: fmt.Sprintf("%s-%d", svc, i), Service: svc, Port: 9000 + i, Meta: map[string]string{"rack-id": "dash", "rack_id": "under"}},
 		}, nil)
 		return err
 	}
@@ -93,9 +95,10 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		}
 		n := 0
 		for _, e := range es {
-			if e.Labels["__meta_consul_service"] != "consul" { // the agent's own
-				n += len(e.Targets)
+			if e.Labels["__meta_consul_service_metadata_rack_id"] != "under" {
+				return -3 // colliding metadata keys resolved the wrong way
 			}
+			n += len(e.Targets)
 		}
 		return n
 	}
