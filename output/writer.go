@@ -134,7 +134,8 @@ func New(dir string, o Options) (*Writer, error) {
 // Path is the targets file of job in dir: `<dir>/<job>.json`, with every
 // byte of job other than ASCII letters, digits, '_', '-' and '.' (and a
 // leading '.') written as %XX, so that distinct jobs get distinct files, no
-// job name leaves dir, and no file is hidden.
+// job name leaves dir, and no file is hidden. A name that would be longer
+// than maxFileName is cut and ends in a hash of the job name (shortName).
 func Path(dir, job string) string {
 	return filepath.Join(dir, fileName(job))
 }
@@ -149,6 +150,9 @@ func fileName(job string) string {
 		default:
 			fmt.Fprintf(&b, "%%%02X", c)
 		}
+	}
+	if b.Len()+len(".json") > maxFileName {
+		return shortName(job, b.String()) // filename.go
 	}
 	b.WriteString(".json")
 	return b.String()
