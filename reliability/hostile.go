@@ -26,7 +26,8 @@ type HostileOptions struct {
 
 // hostileJobNames are accepted by the loader: each output file must land
 // directly in the output directory.
-var hostileJobNames = []string{"a..b", "x:y", "ünï cödé", "100%", "CON", "a%2F..%2Fb", "\u2028"}
+var hostileJobNames = []string{"a..b", "x:y", "ünï cödé", "100%", "CON", "a%2F..%2Fb", "\u2028",
+	strings.Repeat("x", 250), strings.Repeat("é", 100)} // as long as the loader allows
 
 // Hostile checks that no job name writes outside the output directory (the
 // loader refuses `../../etc/cron.d/x`; names it accepts are escaped), and
