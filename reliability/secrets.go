@@ -112,6 +112,12 @@ func Secrets(ctx context.Context, o SecretsOptions) (r Result) {
 		get("/job/" + url.PathEscape(job))
 		get("/api/v1/sd/" + url.PathEscape(job))
 	}
+	// The commands that print the config or discover with it.
+	for _, args := range [][]string{{"generate", "prometheus-config", "--config.file=" + cfg}, {"discover", "--config.file=" + cfg, "swarm-oauth2"}, {"check", "config", cfg}} {
+		c := exec.CommandContext(ctx, o.Bin, args...)
+		outb, _ := c.CombinedOutput()
+		shown["sdhub "+strings.Join(args[:2], " ")] = string(outb)
+	}
 	// Reloads that fail validation next to the secrets: their errors go
 	// to the HTTP answer and the log.
 	bad := []string{
