@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -332,4 +334,25 @@ func mustMetrics(t *testing.T) *Metrics {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestUnixSocket: a server of the form unix:///path dials that socket, as
+// the consul api client does.
+func TestUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "consul.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(&fakeConsul{index: 10, health: "passing", port: 80, changed: make(chan struct{})})
+	srv.Listener = l
+	srv.Start()
+	defer srv.Close()
+	groups, err := newTestDiscovery(t, "server: unix://"+sock+"\n").refresh(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := flatten(groupMap(groups)); len(got) != 1 || !hasTarget(addr("10.0.0.1:80"))(got) {
+		t.Fatalf("targets %v", got)
+	}
 }
