@@ -64,15 +64,41 @@ func (d *droppedTargets) DeleteLabelValues(lvs ...string) bool {
 	return d.gauge.DeleteLabelValues(lvs...)
 }
 
-// filter returns groups without the targets Prometheus would reject. It
-// returns groups itself when none is (the common case: no allocation); the
-// groups are shared with the manager and never modified.
+// filter returns groups without the targets Prometheus would reject, and
+// counts and logs them for job. It returns groups itself when none is (the
+// common case: no allocation); the groups are shared with the manager and
+// never modified.
 func (d *droppedTargets) filter(logger *slog.Logger, job string, groups []*targetgroup.Group) []*targetgroup.Group {
-	var (
-		out                  []*targetgroup.Group // nil until a target is dropped
-		dropped              int
-		exampleAddr, example string
-	)
+	out, dropped, exampleAddr, example := valid(groups)
+	d.gauge.WithLabelValues(job).Set(float64(dropped))
+	d.mu.Lock()
+	prev, seen := d.last[job]
+	d.last[job] = dropped
+	d.mu.Unlock()
+	if dropped > 0 || seen && prev != dropped {
+		level := slog.LevelDebug
+		if prev != dropped {
+			level = slog.LevelWarn
+		}
+		logger.Log(context.Background(), level, "left targets Prometheus would reject out of the job's file",
+			"job", job, "dropped", dropped, "example_target", truncate(exampleAddr), "example_reason", example)
+	}
+	return out
+}
+
+// RenderValid is Render of groups without the targets Prometheus would
+// reject: the bytes the writer writes for a job, for whoever serves them
+// another way (the http_sd endpoint).
+func RenderValid(groups []*targetgroup.Group) ([]byte, error) {
+	kept, _, _, _ := valid(groups)
+	return Render(kept)
+}
+
+// valid returns groups without the targets Prometheus would reject, how
+// many it left out, and the address and reason of the first. It returns
+// groups itself when it leaves none out.
+func valid(groups []*targetgroup.Group) (_ []*targetgroup.Group, dropped int, exampleAddr, example string) {
+	var out []*targetgroup.Group // nil until a target is dropped
 	for gi, g := range groups {
 		if g == nil {
 			continue
@@ -106,24 +132,10 @@ func (d *droppedTargets) filter(logger *slog.Logger, job string, groups []*targe
 		}
 		out = append(out, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept})
 	}
-
-	d.gauge.WithLabelValues(job).Set(float64(dropped))
-	d.mu.Lock()
-	prev, seen := d.last[job]
-	d.last[job] = dropped
-	d.mu.Unlock()
-	if dropped > 0 || seen && prev != dropped {
-		level := slog.LevelDebug
-		if prev != dropped {
-			level = slog.LevelWarn
-		}
-		logger.Log(context.Background(), level, "left targets Prometheus would reject out of the job's file",
-			"job", job, "dropped", dropped, "example_target", truncate(exampleAddr), "example_reason", example)
-	}
 	if out == nil {
-		return groups
+		return groups, dropped, exampleAddr, example
 	}
-	return out
+	return out, dropped, exampleAddr, example
 }
 
 // invalidLabels returns the names of ls that are invalid, or whose values
