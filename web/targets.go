@@ -63,7 +63,7 @@ func (t *Targets) Apply(u manager.Update) {
 			st.groups, st.data, st.err, st.complete, st.updated = old.groups, old.data, old.err, old.complete, old.updated
 		}
 		if jt.Complete && (old == nil || !old.complete || !sameGroups(old.groups, jt.Groups)) {
-			data, err := output.Render(jt.Groups)
+			data, err := output.RenderValid(jt.Groups) // the file's bytes: without targets Prometheus would reject
 			if old == nil || !old.complete || !slices.Equal(data, old.data) || (err == nil) != (old.err == nil) {
 				st.updated = now
 			}

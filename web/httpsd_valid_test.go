@@ -1,0 +1,49 @@
+package web
+
+import (
+	"net/http"
+	"os"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
+)
+
+// TestHTTPSDServesTheFilesBytes: a job with targets Prometheus would
+// reject (a label name Prometheus 2.x refuses, which makes it drop the
+// whole answer; an address with "/") is served over http_sd with the same
+// bytes the writer writes to its file: without them.
+func TestHTTPSDServesTheFilesBytes(t *testing.T) {
+	groups := []*targetgroup.Group{
+		{Source: "a", Labels: model.LabelSet{"env": "prod"}, Targets: []model.LabelSet{{model.AddressLabel: "good:1"}}},
+		{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: "dotted:1", "a.b": "v"}, {model.AddressLabel: "h:1/x"}}},
+	}
+	u := manager.Update{"job": {Groups: groups, Complete: true}}
+	store := NewTargets()
+	store.Apply(u)
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Targets: store})
+	code, _, body := do(t, h, http.MethodGet, "/api/v1/sd/job")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/sd/job = %d: %s", code, body)
+	}
+
+	dir := t.TempDir()
+	w, err := output.New(dir, output.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Apply(u); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(output.Path(dir, "job"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != string(file) {
+		t.Errorf("http_sd serves\n%s\nthe file holds\n%s", body, file)
+	}
+}
