@@ -39,7 +39,7 @@ func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 	}
 	data, err := st.data, st.err
 	if sharded && err == nil {
-		data, err = output.Render(shard.Filter(job, st.groups, sh, shards))
+		data, err = output.RenderValid(shard.Filter(job, st.groups, sh, shards))
 	}
 	if err != nil {
 		apiError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("rendering the targets of job %q: %v", job, err))

@@ -46,4 +46,8 @@ func TestHTTPSDServesTheFilesBytes(t *testing.T) {
 	if body != string(file) {
 		t.Errorf("http_sd serves\n%s\nthe file holds\n%s", body, file)
 	}
+	// One shard of one is the whole job.
+	if _, _, body := do(t, h, http.MethodGet, "/api/v1/sd/job?shard=0&shards=1"); body != string(file) {
+		t.Errorf("shard 0 of 1 serves\n%s\nthe file holds\n%s", body, file)
+	}
 }
