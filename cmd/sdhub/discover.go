@@ -141,7 +141,7 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 			if !jt.Complete {
 				continue
 			}
-			data, err := output.Render(jt.Groups)
+			data, err := output.RenderValid(jt.Groups) // as the writer writes it
 			if err != nil {
 				return nil, fmt.Errorf("job %q: %w", job, err)
 			}
