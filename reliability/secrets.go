@@ -113,10 +113,13 @@ func Secrets(ctx context.Context, o SecretsOptions) (r Result) {
 		get("/api/v1/sd/" + url.PathEscape(job))
 	}
 	// The commands that print the config or discover with it.
-	for _, args := range [][]string{{"generate", "prometheus-config", "--config.file=" + cfg}, {"discover", "--config.file=" + cfg, "swarm-oauth2"}, {"check", "config", cfg}} {
+	for _, args := range [][]string{{"generate", "prometheus-config", "--config.file=" + cfg}, {"discover", "--config.file=" + cfg, "--job=swarm-oauth2", "--timeout=2s"}, {"check", "config", cfg}} {
 		c := exec.CommandContext(ctx, o.Bin, args...)
 		outb, _ := c.CombinedOutput()
 		shown["sdhub "+strings.Join(args[:2], " ")] = string(outb)
+	}
+	if !strings.Contains(shown["sdhub discover"], "timed out") {
+		r.Fail("sdhub discover printed no error: %q", tail(shown["sdhub discover"], 500))
 	}
 	// Reloads that fail validation next to the secrets: their errors go
 	// to the HTTP answer and the log.
@@ -137,7 +140,7 @@ func Secrets(ctx context.Context, o SecretsOptions) (r Result) {
 			r.Fail("POST /-/reload of bad config %d gave no error text: %q", i, body)
 		}
 		shown[fmt.Sprintf("POST /-/reload (bad config %d)", i)] = body
-		for _, args := range [][]string{{"check", "config", cfg}, {"discover", "--config.file=" + cfg, "consul-basic"}} {
+		for _, args := range [][]string{{"check", "config", cfg}, {"discover", "--config.file=" + cfg, "--job=consul-basic", "--timeout=2s"}} {
 			c := exec.CommandContext(ctx, o.Bin, args...)
 			outb, _ := c.CombinedOutput()
 			shown[fmt.Sprintf("sdhub %s (bad config %d)", strings.Join(args[:2], " "), i)] = string(outb)
