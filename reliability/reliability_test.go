@@ -29,10 +29,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if binDir != "" {
+			_ = os.RemoveAll(binDir)
+		}
+	}))
 }
 
-var sdhubBin string
+var sdhubBin, binDir string
 
 // binary builds sdhub once per test binary.
 func binary(t *testing.T) string {
@@ -44,6 +48,7 @@ func binary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	binDir = dir
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bin, err := Build(ctx, "", dir)
