@@ -123,7 +123,7 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 		verdict, seen := verified[sum]
 		if !seen {
 			mu.Lock()
-			ok := maps(written)
+			ok := copySet(written)
 			mu.Unlock()
 			verdict = verifyCrashOutput(data, input, o.Targets, ok)
 			verified[sum] = verdict
@@ -278,7 +278,7 @@ func waitTempCreated(ctx context.Context, w *fsnotify.Watcher, limit time.Durati
 	}
 }
 
-func maps(m map[int]bool) map[int]bool {
+func copySet(m map[int]bool) map[int]bool {
 	c := make(map[int]bool, len(m))
 	for k, v := range m {
 		c[k] = v
