@@ -6,6 +6,7 @@ package consulagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,6 +96,12 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (b *tailBuffer) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = nil
+}
+
 func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -109,17 +116,43 @@ func Start(ctx context.Context, bin string, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{bin: bin, dir: dir, opts: opts}
-	for i := range a.ports {
-		if a.ports[i], err = freePort(); err != nil {
+	// A port found free can be taken by another process before the agent
+	// binds it; then the agent exits at once and a new set of ports is
+	// tried. Restart keeps its ports, so only the first start retries.
+	for attempt := 1; ; attempt++ {
+		if a.ports, err = pickPorts(); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
+		err = a.start(ctx)
+		if err == nil {
+			return a, nil
+		}
+		a.Stop()
+		if attempt == startAttempts || !errors.Is(err, errExited) || !portTaken(a.tail.String()) {
+			a.Close()
+			return nil, err
+		}
+		a.tail.reset()
+		// The failed agent may have written Raft state naming its old
+		// server port; with new ports it would never elect itself.
+		if err := os.RemoveAll(filepath.Join(dir, "data")); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
-	if err := a.start(ctx); err != nil {
-		a.Close()
-		return nil, err
-	}
-	return a, nil
+}
+
+// startAttempts bounds the retries of Start on ports taken meanwhile.
+const startAttempts = 3
+
+// errExited is wrapped by the error of an agent that exited while starting.
+var errExited = errors.New("consul agent exited during start-up")
+
+// portTaken reports whether the agent's output says one of its ports was
+// in use.
+func portTaken(out string) bool {
+	return strings.Contains(out, "address already in use") || strings.Contains(out, "already configured")
 }
 
 // StartT starts an agent for a test, skipping or failing (see
@@ -202,23 +235,32 @@ func (a *Agent) waitReady(ctx context.Context, done <-chan struct{}) error {
 	for {
 		select {
 		case <-done:
-			return fmt.Errorf("consul agent exited during start-up: %s", a.tail.String())
+			return fmt.Errorf("%w: %s", errExited, a.tail.String())
 		case <-ctx.Done():
 			return fmt.Errorf("consul agent not ready: %w (last: %v)", ctx.Err(), last)
 		case <-tick.C:
 		}
-		leader, err := a.get(ctx, "/v1/status/leader")
+		// Each request has a short timeout of its own: whatever holds a port
+		// the agent failed to take may accept and never answer, and the
+		// agent's exit must still be seen.
+		leader, err := a.getWithin(ctx, time.Second, "/v1/status/leader")
 		if err != nil || strings.Trim(leader, "\"\n ") == "" {
 			last = fmt.Errorf("leader %q: %v", leader, err)
 			continue
 		}
-		nodes, err := a.get(ctx, "/v1/catalog/nodes")
+		nodes, err := a.getWithin(ctx, time.Second, "/v1/catalog/nodes")
 		if err != nil || !strings.Contains(nodes, `"sdhub-test"`) {
 			last = fmt.Errorf("nodes %q: %v", nodes, err)
 			continue
 		}
 		return nil
 	}
+}
+
+func (a *Agent) getWithin(ctx context.Context, d time.Duration, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return a.get(ctx, path)
 }
 
 func (a *Agent) get(ctx context.Context, path string) (string, error) {
@@ -271,13 +313,29 @@ func (a *Agent) Close() {
 	_ = os.RemoveAll(a.dir)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// pickPorts is freePorts; tests replace it.
+var pickPorts = freePorts
+
+// freePorts finds four distinct free loopback ports. Each listener stays
+// open until all four are found, so the kernel cannot hand out one port
+// twice.
+func freePorts() ([4]int, error) {
+	var ports [4]int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return ports, err
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }
 
 func (a *Agent) put(ctx context.Context, path, body string) error {
