@@ -23,6 +23,11 @@ import (
 // http_max_conns_per_client is 200.
 const DefaultMaxConnections = 16
 
+// minConnections is the least max_connections that works: each of the
+// three change detectors holds a blocking query on a connection of its
+// own, and at least one reader needs another.
+const minConnections = detectors + 1
+
 // DefaultSDConfig is the default Consul SD configuration: Prometheus's
 // defaults plus sdhub's connection bound.
 var DefaultSDConfig = SDConfig{
@@ -131,8 +136,8 @@ func (c *SDConfig) Validate() error {
 	if c.RefreshInterval <= 0 {
 		return discovery.Fieldf("refresh_interval", "invalid refresh_interval %q for consul_sd_configs (must be greater than 0)", c.RefreshInterval)
 	}
-	if c.MaxConnections < 2 {
-		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be at least 2)", c.MaxConnections)
+	if c.MaxConnections < minConnections {
+		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be at least %d: three change detectors and one reader)", c.MaxConnections, minConnections)
 	}
 	if (c.Username != "" || c.Password != "") && c.HTTPClientConfig.BasicAuth != nil {
 		return discovery.Fieldf("username", "at most one of consul SD configuration username and password and basic auth can be configured")
