@@ -3,6 +3,11 @@
 // adapter wraps) on one real Consul agent filled with N services of M
 // instances. Each side runs in a child process (this binary re-executed
 // with -side) so that its connections, RSS and CPU time are its own.
+// sdhub's side is its whole pipeline, manager and writer, measured at the
+// file it writes; Prometheus's side is measured at its manager's output.
+//
+// Health changes start as soon as sdhub's side is complete, while the other
+// sides are still given -peer-timeout to complete.
 //
 //	go run ./bench/consul                       # 2000x5 then 5000x10, default agent
 //	go run ./bench/consul -sizes 5000x10 -agent-limit 100000
@@ -33,7 +38,7 @@ func main() {
 		side        = flag.String("side", "", "internal: run one side against -server and report on stdout")
 		server      = flag.String("server", "", "internal: the agent address for -side")
 		sizes       = flag.String("sizes", "2000x5,5000x10", "catalog sizes to run, each services x instances, comma separated; each gets a fresh agent")
-		changes     = flag.Int("changes", 30, "health changes to time after both sides are complete")
+		changes     = flag.Int("changes", 30, "health changes to time, made from when the sdhub side is complete")
 		agentLimit  = flag.Int("agent-limit", 0, "the agent's http_max_conns_per_client (0: Consul's default, 200)")
 		sides       = flag.String("sides", "sdhub,prometheus", "sides to run, comma separated")
 		peerTimeout = flag.Duration("peer-timeout", 2*time.Minute, "how long to wait for a side to complete or see a change")
@@ -111,8 +116,25 @@ func run(cfg benchConfig) error {
 		defer c.stop()
 		children = append(children, c)
 	}
+	// Every side gets cfg.timeout to complete, waited for in the background.
+	// The changes start as soon as the sdhub side is complete (without it,
+	// the first side), so that they time what a user gets right after sdhub
+	// has started; the other sides go on completing, or not, meanwhile.
+	waited := make(chan *child, len(children))
 	for _, c := range children {
-		c.waitTargets(want, cfg.timeout)
+		go func() {
+			c.waitTargets(want, cfg.timeout)
+			waited <- c
+		}()
+	}
+	lead := sdhubChild(children)
+	pending := len(children)
+	for pending > 0 {
+		c := <-waited
+		pending--
+		if lead == nil || c == lead {
+			break
+		}
 	}
 
 	// Changes: instance 0 of a different service turns critical each time;
@@ -128,7 +150,7 @@ func run(cfg benchConfig) error {
 			c.changeMade(k, at)
 		}
 		for _, c := range children {
-			if c.isComplete() { // a side that never completed is not waited for
+			if c.isComplete() { // a side not complete yet is not waited for
 				c.waitCritical(k, cfg.timeout/4)
 			}
 		}
@@ -136,6 +158,9 @@ func run(cfg benchConfig) error {
 	}
 	for _, c := range children {
 		c.waitCritical(min(cfg.changes, cfg.n), cfg.timeout/4)
+	}
+	for ; pending > 0; pending-- { // the sides still within their time to complete
+		<-waited
 	}
 	for _, c := range children {
 		c.stop()
@@ -146,6 +171,16 @@ func run(cfg benchConfig) error {
 }
 
 func sleep(d time.Duration) { <-time.After(d) }
+
+// sdhubChild is the sdhub side, or nil when it is not run.
+func sdhubChild(children []*child) *child {
+	for _, c := range children {
+		if c.side == "sdhub" {
+			return c
+		}
+	}
+	return nil
+}
 
 // child is one side's process and what it reported.
 type child struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
@@ -21,10 +23,15 @@ import (
 
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/discovery/consul"
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
 )
 
-// A side is one discoverer under test, run in a child process so that its
-// RSS, CPU time and connections are its own. It writes lines to stdout:
+// A side is one discovery pipeline under test, run in a child process so
+// that its RSS, CPU time and connections are its own. Each side is measured
+// where a user would take its targets from: sdhub's at the file its writer
+// writes, Prometheus's at its discovery manager's output. It writes lines to
+// stdout:
 //
 //	targets <n> <unix-nanos>   application targets found (not the agent's own service)
 //	critical <n> <unix-nanos>  targets whose health is critical
@@ -46,38 +53,9 @@ func runSide(side, server string) error {
 		fmt.Fprintf(out, format+"\n", args...)
 		_ = out.Flush()
 	}
-	var (
-		counts   counter
-		failures func() float64
-	)
 	switch side {
 	case "sdhub":
-		c := consul.DefaultSDConfig
-		c.Server = server
-		reg := prometheus.NewRegistry()
-		m, err := consul.NewMetrics(reg)
-		if err != nil {
-			return err
-		}
-		d, err := consul.NewDiscovery(&c, discovery.Options{Metrics: m})
-		if err != nil {
-			return err
-		}
-		failures = func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
-		up := make(chan []*targetgroup.Group)
-		go d.Run(ctx, up)
-		groups := map[string]*targetgroup.Group{}
-		for {
-			select {
-			case <-ctx.Done():
-				return final(emit, counts, failures())
-			case tgs := <-up:
-				for _, g := range tgs {
-					groups[g.Source] = g
-				}
-				counts.report(emit, groupsOf(groups))
-			}
-		}
+		return runHub(ctx, server, emit)
 	case "prometheus":
 		reg := prometheus.NewRegistry()
 		sdm, err := promdiscovery.CreateAndRegisterSDMetrics(reg)
@@ -92,7 +70,8 @@ func runSide(side, server string) error {
 		if err := mgr.ApplyConfig(map[string]promdiscovery.Configs{"bench": {&c}}); err != nil {
 			return err
 		}
-		failures = func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
+		failures := func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
+		var counts counter
 		for {
 			select {
 			case <-ctx.Done():
@@ -101,24 +80,129 @@ func runSide(side, server string) error {
 				if !ok {
 					return final(emit, counts, failures())
 				}
-				counts.report(emit, tsets["bench"])
+				counts.report(emit, tsets["bench"], time.Now())
 			}
 		}
 	}
 	return fmt.Errorf("unknown side %q (one of: sdhub, prometheus)", side)
 }
 
-func groupsOf(m map[string]*targetgroup.Group) []*targetgroup.Group {
-	out := make([]*targetgroup.Group, 0, len(m))
-	for _, g := range m {
-		out = append(out, g)
+// runHub runs sdhub as a user does: its manager, with one job "bench" whose
+// only config is a consul SD config, and its writer, at the default flush
+// interval, writing into a temporary directory. The side is measured at the
+// job's file: on each fsnotify event for it the file is read and counted, and
+// the counts are stamped with the time of the event.
+func runHub(ctx context.Context, server string, emit func(string, ...any)) error {
+	dir, err := os.MkdirTemp("", "sdhub-bench-")
+	if err != nil {
+		return err
 	}
-	return out
+	defer os.RemoveAll(dir)
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+	if err := watcher.Add(dir); err != nil {
+		return err
+	}
+
+	// The consul mechanism's metrics are handed to the manager as
+	// cmd/sdhub does, so that the discoverer counts its RPC failures here.
+	reg := prometheus.NewRegistry()
+	refresh, err := discovery.NewRefreshMetrics(reg)
+	if err != nil {
+		return err
+	}
+	cm, err := consul.Mechanism.NewMetrics(reg, refresh)
+	if err != nil {
+		return err
+	}
+	mgr, err := manager.New(manager.Options{
+		Registerer:     reg,
+		FlushInterval:  manager.DefaultFlushInterval,
+		Metrics:        map[string]discovery.Metrics{consul.Mechanism.Name: cm},
+		RefreshMetrics: refresh,
+	})
+	if err != nil {
+		return err
+	}
+	w, err := output.New(dir, output.Options{Registerer: reg})
+	if err != nil {
+		return err
+	}
+	c := consul.DefaultSDConfig
+	c.Server = server
+	if err := mgr.ApplyConfig(map[string]discovery.Configs{"bench": {&c}}); err != nil {
+		return err
+	}
+	failures := func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
+
+	// The deferred cancel runs first, so the writer is done with dir before
+	// it is removed.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { _ = mgr.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx, mgr.SyncCh()) })
+
+	file := output.Path(dir, "bench")
+	var counts counter
+	for {
+		select {
+		case <-ctx.Done():
+			return final(emit, counts, failures())
+		case err := <-watcher.Errors:
+			return fmt.Errorf("watching %s: %w", dir, err)
+		case ev := <-watcher.Events:
+			// The writer renames a finished temp file into place: a create.
+			if ev.Name != file || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
+				continue
+			}
+			at := time.Now()
+			targets, critical, err := countFile(file)
+			if err != nil {
+				return err
+			}
+			counts.set(emit, targets, critical, at)
+		}
+	}
+}
+
+// fileEntry is one group of a file_sd file.
+type fileEntry struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// countFile counts the targets of a file_sd file and those whose health is
+// critical, leaving out the agent's own service.
+func countFile(path string) (targets, critical int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	var entries []fileEntry
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return 0, 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	for _, e := range entries {
+		if e.Labels["__meta_consul_service"] == "consul" {
+			continue
+		}
+		targets += len(e.Targets)
+		if e.Labels["__meta_consul_health"] == "critical" {
+			critical += len(e.Targets)
+		}
+	}
+	return targets, critical, nil
 }
 
 type counter struct{ targets, critical int }
 
-func (c *counter) report(emit func(string, ...any), groups []*targetgroup.Group) {
+// report counts the groups received at time at and emits the counts that changed.
+func (c *counter) report(emit func(string, ...any), groups []*targetgroup.Group, at time.Time) {
 	var targets, critical int
 	for _, g := range groups {
 		if g == nil || g.Labels["__meta_consul_service"] == "consul" {
@@ -131,14 +215,18 @@ func (c *counter) report(emit func(string, ...any), groups []*targetgroup.Group)
 			}
 		}
 	}
-	now := time.Now().UnixNano()
+	c.set(emit, targets, critical, at)
+}
+
+// set emits the counts that changed, stamped at.
+func (c *counter) set(emit func(string, ...any), targets, critical int, at time.Time) {
 	if targets != c.targets {
 		c.targets = targets
-		emit("targets %d %d", targets, now)
+		emit("targets %d %d", targets, at.UnixNano())
 	}
 	if critical != c.critical {
 		c.critical = critical
-		emit("critical %d %d", critical, now)
+		emit("critical %d %d", critical, at.UnixNano())
 	}
 }
 
