@@ -15,12 +15,14 @@ import (
 // Why a target is left out of its job's file: Prometheus would reject it.
 // One invalid label name makes Prometheus ignore the whole file; a label
 // value that is not valid UTF-8 would reach it as U+FFFD, a value the
-// source never had (and Prometheus drops such targets when it sees them);
-// a target without an address or with a "/" in it is dropped by
-// Prometheus when it builds the scrape target.
+// source never had (and Prometheus drops such targets when it sees them).
+//
+// A target with an empty __address__, or one with a "/" in it, stays in
+// the file: Prometheus reads such a file, and checks the address only
+// after the consuming job's relabel_configs, which may build a good one
+// from the target's labels. Native SD hands Prometheus the same targets,
+// so leaving them out would break relabelling that works with it.
 const (
-	reasonNoAddress  = "empty __address__"
-	reasonSlash      = `__address__ contains "/"`
 	reasonLabelName  = "invalid label name"
 	reasonLabelValue = "label value not valid UTF-8"
 )
@@ -47,7 +49,7 @@ func newDroppedTargets() *droppedTargets {
 	return &droppedTargets{
 		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sdhub_output_dropped_targets",
-			Help: "Number of targets left out of a job's last rendered targets file because Prometheus would reject them (invalid label name or value, empty address or one containing \"/\").",
+			Help: "Number of targets left out of a job's last rendered targets file because Prometheus would reject them (a label name it does not accept, a label value that is not valid UTF-8).",
 		}, []string{"job"}),
 		last: map[string]int{},
 	}
@@ -157,13 +159,7 @@ func invalidLabels(ls model.LabelSet) string {
 // with labels gl ("" when it would not). badGroup lists gl's invalid
 // labels, which a target's own label of the same name overrides.
 func targetProblem(t, gl model.LabelSet, badGroup string) string {
-	addr := address(t, gl)
-	switch {
-	case addr == "":
-		return reasonNoAddress
-	case strings.Contains(string(addr), "/"):
-		return reasonSlash
-	case !utf8.ValidString(string(addr)):
+	if !utf8.ValidString(string(address(t, gl))) {
 		return reasonLabelValue
 	}
 	for n, v := range t {

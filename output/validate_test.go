@@ -30,9 +30,6 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 		written int // distinct targets in the file; 0 means 2 - dropped
 		reason  string
 	}{
-		{name: "empty address", target: model.LabelSet{model.AddressLabel: ""}, dropped: 1, reason: reasonNoAddress},
-		{name: "no address", target: model.LabelSet{"a": "b"}, dropped: 1, reason: reasonNoAddress},
-		{name: "slash", target: model.LabelSet{model.AddressLabel: "h:1/metrics"}, dropped: 1, reason: reasonSlash},
 		{name: "address not UTF-8", target: model.LabelSet{model.AddressLabel: "h\xff:1"}, dropped: 1, reason: reasonLabelValue},
 		{name: "value not UTF-8", target: model.LabelSet{model.AddressLabel: "h:1", "__meta_x": "a\xffb"}, dropped: 1, reason: reasonLabelValue},
 		{name: "name not legacy", target: model.LabelSet{model.AddressLabel: "h:1", "a.b": "v"}, dropped: 1, reason: reasonLabelName},
@@ -40,8 +37,13 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 		{name: "name not UTF-8", target: model.LabelSet{model.AddressLabel: "h:1", "a\xff": "v"}, dropped: 1, reason: reasonLabelName},
 		{name: "group name invalid", group: model.LabelSet{"0x": "v"}, target: model.LabelSet{model.AddressLabel: "h:1"}, dropped: 2, written: 1, reason: reasonLabelName},
 		{name: "group value overridden", group: model.LabelSet{"x": "\xff"}, target: model.LabelSet{model.AddressLabel: "h:1", "x": "ok"}, dropped: 1, written: 2, reason: reasonLabelValue},
-		{name: "group address", group: model.LabelSet{model.AddressLabel: "g/1"}, target: model.LabelSet{"a": "b"}, dropped: 1, reason: reasonSlash},
-		// Kept: Prometheus accepts these.
+		// Kept: Prometheus accepts these. An address that is empty or has a
+		// "/" is checked only after the consumer's relabelling, which may
+		// fix it, as it would with native SD.
+		{name: "empty address", target: model.LabelSet{model.AddressLabel: ""}},
+		{name: "no address", target: model.LabelSet{"a": "b"}},
+		{name: "slash", target: model.LabelSet{model.AddressLabel: "h:1/metrics"}},
+		{name: "group address", group: model.LabelSet{model.AddressLabel: "g/1"}, target: model.LabelSet{"a": "b"}},
 		{name: "newlines and quotes", target: model.LabelSet{model.AddressLabel: "h:1", "x": "a\nb\"c\\\u2028"}},
 		{name: "huge value", target: model.LabelSet{model.AddressLabel: "h:1", "x": model.LabelValue(huge)}},
 		{name: "ipv6", target: model.LabelSet{model.AddressLabel: "[::1]:9100"}},

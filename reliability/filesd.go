@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
@@ -22,8 +21,8 @@ type Entry struct {
 // ParseFileSD parses data as Prometheus 2.x's file_sd does, and stricter:
 // a JSON array of objects with only "targets" and "labels", every label
 // name valid in the legacy scheme (what every Prometheus accepts), the
-// whole file valid UTF-8, no null entry. It also reports the targets
-// Prometheus would drop at scrape time: an empty address or one with "/".
+// whole file valid UTF-8, no null entry. Targets are not checked: an
+// empty address, or one with "/", goes to the consuming job's relabelling.
 func ParseFileSD(data []byte) ([]Entry, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("not valid UTF-8")
@@ -46,11 +45,6 @@ func ParseFileSD(data []byte) ([]Entry, error) {
 		for n := range e.Labels {
 			if !model.LegacyValidation.IsValidLabelName(n) {
 				return nil, fmt.Errorf("entry %d: %q is not a valid label name", i, n)
-			}
-		}
-		for _, t := range e.Targets {
-			if t == "" || strings.Contains(t, "/") {
-				return nil, fmt.Errorf("entry %d: target %q would be dropped by Prometheus", i, t)
 			}
 		}
 		entries = append(entries, e)

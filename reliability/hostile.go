@@ -33,8 +33,10 @@ var hostileJobNames = []string{"a..b", "x:y", "ünï cödé", "100%", "CON", "a%
 // loader refuses `../../etc/cron.d/x`; names it accepts are escaped), and
 // that a file_sd source's hostile values (targets with "/" or empty,
 // newlines, a 1 MiB value, a label name Prometheus 2.x rejects) never
-// produce a file Prometheus rejects: the bad targets are dropped and
-// counted, the rest of the job is written, and a real Prometheus reads it.
+// produce a file Prometheus rejects: the target with the bad label name is
+// dropped and counted, the rest of the job is written, and a real
+// Prometheus reads it. The targets with "/" or empty stay: Prometheus
+// hands them to the consuming job's relabelling, as with native SD.
 func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 	r = Result{Scenario: "hostile values"}
 	start := time.Now()
@@ -106,7 +108,7 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 		r.Fail("%v", err)
 		return r
 	}
-	wantTargets := []string{"[::1]:9100", "good-1:9100", "good-2:9100", "huge:1", "nl:1"}
+	wantTargets := []string{"", "[::1]:9100", "good-1:9100", "good-2:9100", "huge:1", "nl:1", "slash:1/metrics"}
 	file, err := os.ReadFile(filepath.Join(out, "hostile.json"))
 	if err != nil {
 		r.Fail("%v", err)
@@ -124,8 +126,8 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 	if !slices.Equal(got, wantTargets) {
 		r.Fail("hostile.json holds %v, want %v", got, wantTargets)
 	}
-	if v, err := p.Metric(`sdhub_output_dropped_targets{job="hostile"}`); err != nil || v != 3 {
-		r.Fail("sdhub_output_dropped_targets{job=\"hostile\"} = %v (%v), want 3", v, err)
+	if v, err := p.Metric(`sdhub_output_dropped_targets{job="hostile"}`); err != nil || v != 1 {
+		r.Fail("sdhub_output_dropped_targets{job=\"hostile\"} = %v (%v), want 1", v, err)
 	}
 	files, _ := os.ReadDir(out)
 	outside, err := OutsideFiles(o.Dir, out, input, bad, good)
@@ -133,7 +135,7 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 		r.Fail("files outside the output directory: %v (%v)", outside, err)
 	}
 	r.Fig("output files %d, all in the output dir", len(files))
-	r.Fig("hostile targets dropped and counted 3, kept %d", len(got))
+	r.Fig("hostile targets dropped and counted 1, kept %d", len(got))
 	if len(p.Log()) > 1<<20 {
 		r.Fail("the 1 MiB value reached the log (%d bytes of log)", len(p.Log()))
 	}
@@ -157,14 +159,18 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 }
 
 // prometheusTargets runs Prometheus on every *.json in out and waits until
-// it reports want targets; it returns how many it saw and its log.
+// it reports want targets; it returns how many it saw and its log. Its job
+// drops every target by relabelling, so none is scraped (the addresses are
+// made up) and each shows among the dropped targets, those whose address
+// Prometheus would refuse after relabelling included.
 func prometheusTargets(ctx context.Context, bin, dir, out string, want int) (int, string, error) {
 	pdir := filepath.Join(dir, "prometheus")
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		return 0, "", err
 	}
 	cfg := filepath.Join(pdir, "prometheus.yml")
-	text := fmt.Sprintf("global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: sdhub\n    file_sd_configs:\n      - files: [%q]\n", filepath.Join(out, "*.json"))
+	text := fmt.Sprintf("global:\n  scrape_interval: 1h\nscrape_configs:\n  - job_name: sdhub\n    file_sd_configs:\n      - files: [%q]\n"+
+		"    relabel_configs:\n      - source_labels: [__address__]\n        regex: \".*\"\n        action: drop\n", filepath.Join(out, "*.json"))
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return 0, "", err
 	}

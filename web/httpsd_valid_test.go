@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,10 +14,11 @@ import (
 	"github.com/sdhub/sdhub/output"
 )
 
-// TestHTTPSDServesTheFilesBytes: a job with targets Prometheus would
+// TestHTTPSDServesTheFilesBytes: a job with a target Prometheus would
 // reject (a label name Prometheus 2.x refuses, which makes it drop the
-// whole answer; an address with "/") is served over http_sd with the same
-// bytes the writer writes to its file: without them.
+// whole answer) is served over http_sd with the same bytes the writer
+// writes to its file: without it, and with the target whose address has a
+// "/", which the consumer's relabelling may fix.
 func TestHTTPSDServesTheFilesBytes(t *testing.T) {
 	groups := []*targetgroup.Group{
 		{Source: "a", Labels: model.LabelSet{"env": "prod"}, Targets: []model.LabelSet{{model.AddressLabel: "good:1"}}},
@@ -42,6 +44,9 @@ func TestHTTPSDServesTheFilesBytes(t *testing.T) {
 	file, err := os.ReadFile(output.Path(dir, "job"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(body, "dotted:1") || !strings.Contains(body, `"h:1/x"`) {
+		t.Errorf("http_sd serves\n%s\nwant h:1/x without dotted:1", body)
 	}
 	if body != string(file) {
 		t.Errorf("http_sd serves\n%s\nthe file holds\n%s", body, file)
