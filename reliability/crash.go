@@ -231,6 +231,11 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 	if len(temps) > 0 {
 		r.Fail("temp files after a clean stop: %v", temps)
 	}
+	// Without kills that land during a write, the checks above say nothing
+	// about torn files or stale temp files.
+	if r.Runs >= 4 && (onWrite == 0 || midWrite == 0) {
+		r.Fail("of %d kills, %d came at a temp file's creation and %d left a temp file: want some of each", r.Runs, onWrite, midWrite)
+	}
 	r.Fig("kills %d", r.Runs)
 	r.Fig("kills at a temp file's creation %d", onWrite)
 	r.Fig("kills leaving a temp file %d", midWrite)

@@ -4,8 +4,10 @@
 #   - the Docker engine in swarm mode (Debian's docker.io),
 #   - Prometheus and promtool (Debian's prometheus package),
 #   - Chromium (Debian's package) for the status page's browser test,
-# then gofmt, go vet and every Go test with the race detector. Integration
-# tests fail, rather than skip, when a component is missing.
+# then gofmt, go vet and every Go test with the race detector, the
+# reliability suite at full size (its table of figures), and each fuzz
+# target for FUZZTIME (10s). Integration tests fail, rather than skip, when
+# a component is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +37,9 @@ go vet ./...
 
 step "go test -race ./..."
 go test -race -count=1 -timeout 25m ./...
+
+step "reliability suite at full size"
+timeout 20m go run ./reliability/cmd/reliability
+
+step "fuzz targets, ${FUZZTIME:-10s} each"
+make --no-print-directory fuzz FUZZTIME="${FUZZTIME:-10s}"
