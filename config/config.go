@@ -60,7 +60,9 @@ var topLevelKeys = []string{
 }
 
 // scrapeKeys are the keys of a Prometheus scrape config that do not concern
-// discovery, including the inlined HTTP client settings.
+// discovery, including the inlined HTTP client settings, and the 2.x keys
+// that 3.x renamed (scrape_classic_histograms, 2.45 to 2.55), so a 2.x
+// prometheus.yml loads too.
 var scrapeKeys = []string{
 	"honor_labels", "honor_timestamps", "track_timestamps_staleness", "params", "scrape_interval",
 	"scrape_timeout", "scrape_protocols", "fallback_scrape_protocol", "scrape_native_histograms",
@@ -69,6 +71,7 @@ var scrapeKeys = []string{
 	"label_limit", "label_name_length_limit", "label_value_length_limit", "native_histogram_bucket_limit",
 	"native_histogram_min_bucket_factor", "keep_dropped_targets", "metric_name_validation_scheme",
 	"metric_name_escaping_scheme", "extra_scrape_metrics", "relabel_configs", "metric_relabel_configs",
+	"scrape_classic_histograms",
 	// HTTP client settings, inlined.
 	"basic_auth", "authorization", "oauth2", "bearer_token", "bearer_token_file", "tls_config",
 	"follow_redirects", "enable_http2", "http_headers", "proxy_url", "no_proxy", "proxy_from_environment",

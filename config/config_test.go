@@ -237,3 +237,18 @@ func TestStaticGroupsKeepSources(t *testing.T) {
 		t.Fatalf("sources = %q", srcs)
 	}
 }
+
+// TestEveryScrapeKey loads a job that sets every scrape config key
+// Prometheus accepts, 2.x's renamed ones included.
+func TestEveryScrapeKey(t *testing.T) {
+	cfg, err := LoadFile("testdata/every_scrape_key.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs := cfg.Jobs(); len(jobs) != 1 || len(jobs["every-key"]) != 1 {
+		t.Fatalf("jobs = %v, want every-key with its static config", jobs)
+	}
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("warnings: %q", cfg.Warnings)
+	}
+}
