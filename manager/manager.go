@@ -353,8 +353,9 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 		}
 	}
 	mech := c.Name()
+	name := fmt.Sprintf("%s/%d", mech, m.lastProvider)
 	d, err := c.NewDiscoverer(discovery.Options{
-		Logger:  m.logger.With("discovery", mech, "config", job),
+		Logger:  m.logger.With("discovery", mech, "config", job, "provider", name),
 		SetName: job,
 		Metrics: m.mechMetrics[mech],
 	})
@@ -362,7 +363,7 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)
 	}
 	p := &provider{
-		name:      fmt.Sprintf("%s/%d", mech, m.lastProvider),
+		name:      name,
 		mechanism: mech,
 		cfg:       c,
 		d:         d,

@@ -9,13 +9,15 @@ import (
 	"time"
 )
 
-// DiscoveryErrors keeps the last error logged for each job and mechanism by
-// the discovery manager and its discoverers, read off their log records:
-// a warning or an error with an "err" attribute, from a logger that carries
-// the job as "config" and the mechanism as "discovery", as the manager
-// hands every discoverer. The manager's own errors (an SD config that cannot
-// start) have no mechanism. A provider shared by several jobs logs under
-// the job it was created for.
+// DiscoveryErrors keeps the last error logged by each provider of the
+// discovery manager, and the manager's own last error for each job, read
+// off their log records: a warning or an error with an "err" attribute,
+// from a logger that carries the job as "config", the mechanism as
+// "discovery" and the provider as "provider", as the manager hands every
+// discoverer. The manager's own errors (an SD config that cannot start)
+// have no mechanism and no provider. A provider shared by several jobs
+// logs under the job it was created for; Errors finds its errors for every
+// job it serves.
 type DiscoveryErrors struct {
 	now func() time.Time
 
@@ -23,24 +25,37 @@ type DiscoveryErrors struct {
 	last map[errorKey]DiscoveryError
 }
 
-type errorKey struct{ job, mechanism string }
+// errorKey is the provider, or for the manager's own errors the job.
+type errorKey struct{ job, provider string }
 
 // DiscoveryError is one logged error.
 type DiscoveryError struct {
 	Job       string
 	Mechanism string // "" for the manager's own
+	Provider  string // "<mechanism>/<n>"; "" for the manager's own
 	Message   string // the log message
 	Err       string
 	Time      time.Time
 }
 
-// String is "mechanism: message: err", without the mechanism when empty.
+// String is "provider: message: err", with the mechanism when there is no
+// provider, and neither for the manager's own.
 func (e DiscoveryError) String() string {
 	s := e.Message + ": " + e.Err
-	if e.Mechanism != "" {
+	switch {
+	case e.Provider != "":
+		s = e.Provider + ": " + s
+	case e.Mechanism != "":
 		s = e.Mechanism + ": " + s
 	}
 	return s
+}
+
+func (e DiscoveryError) key() errorKey {
+	if e.Provider != "" {
+		return errorKey{provider: e.Provider}
+	}
+	return errorKey{job: e.Job, provider: e.Mechanism}
 }
 
 // NewDiscoveryErrors returns an empty set.
@@ -54,19 +69,59 @@ func (e *DiscoveryErrors) Handler(next slog.Handler) slog.Handler {
 	return &errorHandler{next: next, errs: e}
 }
 
-// Job returns the last errors logged for job, by mechanism, the manager's
-// own first.
+// Job returns the last errors logged under job, the manager's own first,
+// then by provider.
 func (e *DiscoveryErrors) Job(job string) []DiscoveryError {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []DiscoveryError
-	for k, v := range e.last {
-		if k.job == job {
+	for _, v := range e.last {
+		if v.Job == job {
 			out = append(out, v)
 		}
 	}
-	slices.SortFunc(out, func(a, b DiscoveryError) int { return strings.Compare(a.Mechanism, b.Mechanism) })
+	sortErrors(out)
 	return out
+}
+
+// Errors returns the manager's own last error for job and the last error
+// of each of providers (the job's, as the manager lists them), the
+// manager's first, then by provider.
+func (e *DiscoveryErrors) Errors(job string, providers []string) []DiscoveryError {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []DiscoveryError
+	for _, v := range e.last {
+		if v.Provider == "" && v.Job == job || v.Provider != "" && slices.Contains(providers, v.Provider) {
+			out = append(out, v)
+		}
+	}
+	sortErrors(out)
+	return out
+}
+
+// Applied is called after the manager applied a config, which it started
+// to do at start, and providers are the manager's providers now: it drops
+// the errors of the providers that are gone, and the manager's own errors
+// from before start (a config that failed to start then and did not fail
+// again).
+func (e *DiscoveryErrors) Applied(start time.Time, providers []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, v := range e.last {
+		if k.job == "" && !slices.Contains(providers, k.provider) || k.job != "" && v.Time.Before(start) {
+			delete(e.last, k)
+		}
+	}
+}
+
+func sortErrors(errs []DiscoveryError) {
+	slices.SortFunc(errs, func(a, b DiscoveryError) int {
+		if c := strings.Compare(a.Provider, b.Provider); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Mechanism, b.Mechanism)
+	})
 }
 
 func (e *DiscoveryErrors) record(r slog.Record, attrs []slog.Attr) {
@@ -79,6 +134,8 @@ func (e *DiscoveryErrors) record(r slog.Record, attrs []slog.Attr) {
 			de.Job = a.Value.String()
 		case "discovery":
 			de.Mechanism = a.Value.String()
+		case "provider":
+			de.Provider = a.Value.String()
 		}
 		return true
 	}
@@ -91,7 +148,7 @@ func (e *DiscoveryErrors) record(r slog.Record, attrs []slog.Attr) {
 	}
 	de.Message, de.Time = r.Message, e.now()
 	e.mu.Lock()
-	e.last[errorKey{de.Job, de.Mechanism}] = de
+	e.last[de.key()] = de
 	e.mu.Unlock()
 }
 

@@ -52,3 +52,38 @@ func TestDiscoveryErrors(t *testing.T) {
 		t.Errorf("records under the next handler's level were passed on:\n%s", out.String())
 	}
 }
+
+// TestDiscoveryErrorsPerProvider: two providers of one mechanism in a job
+// keep an error each; a shared provider's error shows for every job it
+// serves; Applied forgets the providers that are gone and the manager's
+// errors from before the config was applied.
+func TestDiscoveryErrorsPerProvider(t *testing.T) {
+	errs := NewDiscoveryErrors()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	errs.now = func() time.Time { return now }
+	logger := slog.New(errs.Handler(slog.DiscardHandler))
+	logger.With("discovery", "consul", "config", "api", "provider", "consul/0").Warn("Error watching Consul", "err", errors.New("dc1 refused"))
+	logger.With("discovery", "consul", "config", "api", "provider", "consul/1").Warn("Error watching Consul", "err", errors.New("dc2 refused"))
+	logger.Error("cannot create service discovery", "err", errors.New("consul_sd_configs: bad"), "config", "api")
+
+	list := func(job string, providers ...string) string {
+		var s []string
+		for _, e := range errs.Errors(job, providers) {
+			s = append(s, e.String())
+		}
+		return strings.Join(s, "; ")
+	}
+	if got, want := list("api", "consul/0", "consul/1"), "cannot create service discovery: consul_sd_configs: bad; consul/0: Error watching Consul: dc1 refused; consul/1: Error watching Consul: dc2 refused"; got != want {
+		t.Errorf("api: %q\nwant %q", got, want)
+	}
+	// consul/0 is shared with job web, which it was not created for.
+	if got, want := list("web", "consul/0"), "consul/0: Error watching Consul: dc1 refused"; got != want {
+		t.Errorf("web: %q\nwant %q", got, want)
+	}
+
+	now = now.Add(time.Minute)
+	errs.Applied(now, []string{"consul/1"})
+	if got, want := list("api", "consul/0", "consul/1"), "consul/1: Error watching Consul: dc2 refused"; got != want {
+		t.Errorf("after Applied: %q\nwant %q", got, want)
+	}
+}

@@ -26,6 +26,15 @@ func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, st := h.o.Targets.job(job)
+	if state == stateNoUpdate && h.o.Config != nil {
+		// Before the manager's first state the running config tells
+		// whether sdhub serves the job at all.
+		if cfg := h.o.Config(); cfg != nil {
+			if _, ok := cfg.Jobs()[job]; !ok {
+				state = stateUnknown
+			}
+		}
+	}
 	switch state {
 	case stateNoUpdate:
 		apiError(w, http.StatusServiceUnavailable, "unavailable", "no discovery state yet: sdhub is starting")

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
@@ -198,5 +199,20 @@ func TestTargetsRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+// TestHTTPSDBeforeFirstUpdate: before the manager's first state, a job of
+// the running config answers 503 and any other job 404.
+func TestHTTPSDBeforeFirstUpdate(t *testing.T) {
+	cfg, err := config.Load([]byte("scrape_configs:\n  - job_name: web\n    static_configs:\n      - targets: [\"127.0.0.1:80\"]\n"), "sdhub.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Targets: NewTargets(), Config: func() *config.Config { return cfg }})
+	for path, want := range map[string]int{"/api/v1/sd/web": http.StatusServiceUnavailable, "/api/v1/sd/nope": http.StatusNotFound} {
+		if code, _, body := do(t, h, http.MethodGet, path); code != want {
+			t.Errorf("GET %s = %d, want %d: %s", path, code, want, body)
+		}
 	}
 }

@@ -152,7 +152,11 @@ func (h *handler) collect() *statusPage {
 	}
 	for _, r := range rows {
 		if h.o.DiscoveryErrors != nil {
-			r.Errors = h.o.DiscoveryErrors.Job(r.Name)
+			var names []string
+			for _, p := range r.Providers {
+				names = append(names, p.Name)
+			}
+			r.Errors = h.o.DiscoveryErrors.Errors(r.Name, names)
 		}
 		page.Jobs = append(page.Jobs, *r)
 	}

@@ -164,6 +164,13 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
 	}
+	rl.applied = func(start time.Time) {
+		var names []string
+		for _, p := range mgr.Providers() {
+			names = append(names, p.Name)
+		}
+		discoveryErrors.Applied(start, names)
+	}
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig

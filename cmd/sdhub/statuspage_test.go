@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -104,7 +105,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 }
 
 // TestStatusPageShowsErrors breaks a file discoverer's input: the status
-// page shows the error it logged, under its job and mechanism, while the
+// page shows the error it logged, under its job and provider, while the
 // job keeps its targets.
 func TestStatusPageShowsErrors(t *testing.T) {
 	cfgFile, outDir, inDir := hubDir(t, configV1)
@@ -114,15 +115,17 @@ func TestStatusPageShowsErrors(t *testing.T) {
 	var page string
 	eventually(t, "the file discoverer's error on the status page", func() bool {
 		_, page = p.get(t, "/")
-		return strings.Contains(page, "<li>file: cannot read target files; keeping their last good targets: ")
+		return fileErrorRE.MatchString(page)
 	})
 	_, job := p.get(t, "/job/files")
-	for _, s := range []string{"<code>127.0.0.1:8081</code>", "file: cannot read target files"} {
-		if !strings.Contains(job, s) {
-			t.Errorf("/job/files lacks %q:\n%s", s, job)
-		}
+	if !strings.Contains(job, "<code>127.0.0.1:8081</code>") || !fileErrorRE.MatchString(job) {
+		t.Errorf("/job/files lacks its target or the error:\n%s", job)
 	}
 }
+
+// fileErrorRE is the file discoverer's error as the status page lists it,
+// under the provider's name.
+var fileErrorRE = regexp.MustCompile(`<li>file/[0-9]+: cannot read target files; keeping their last good targets: `)
 
 // TestStatusPageRedactsSecrets runs sdhub on Consul and Docker SD configs
 // full of secrets, with nothing listening where they point: the status
@@ -150,7 +153,7 @@ func TestStatusPageRedactsSecrets(t *testing.T) {
 	var page string
 	eventually(t, "a discoverer's error on the status page", func() bool {
 		_, page = p.get(t, "/")
-		return strings.Contains(page, "<li>consul: ")
+		return strings.Contains(page, "<li>consul/")
 	})
 	for _, s := range []string{"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
 		"credentials: &lt;secret&gt;", "proxy_url: http://user:xxxxx@127.0.0.1:5", "waiting for its first full set"} {
