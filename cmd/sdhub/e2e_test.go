@@ -244,3 +244,42 @@ func TestRestartKeepsOutputs(t *testing.T) {
 		t.Fatalf("waiting.json = %q, %v; want it untouched", data, err)
 	}
 }
+
+// TestFailedConfigKeepsOutput: a job whose SD config cannot start (its CA
+// file is missing) keeps the file it had, sdhub is not ready, and the
+// status page says why; the other jobs are written.
+func TestFailedConfigKeepsOutput(t *testing.T) {
+	dir := t.TempDir()
+	outDir := filepath.Join(dir, "out")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "sdhub.yml")
+	writeFile(t, cfgFile, `scrape_configs:
+  - job_name: ok
+    static_configs: [{targets: ["127.0.0.1:1"]}]
+  - job_name: broken
+    consul_sd_configs:
+      - server: "`+freePort(t)+`"
+        tls_config: {ca_file: missing-ca.pem}
+    static_configs: [{targets: ["127.0.0.1:2"]}]
+`)
+	old := "[{\"targets\":[\"127.0.0.9:9\"],\"labels\":{}}]\n"
+	broken := filepath.Join(outDir, "broken.json")
+	writeFile(t, broken, old)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	eventually(t, "ok.json", outputIs(t, filepath.Join(outDir, "ok.json"), "127.0.0.1:1 "))
+	if v := p.metric(t, `prometheus_sd_failed_configs{name="scrape"}`); v != "1" {
+		t.Errorf("prometheus_sd_failed_configs = %q, want 1", v)
+	}
+	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready = %d with a job whose config failed, want 503", code)
+	}
+	if _, page := p.get(t, "/job/broken"); !strings.Contains(page, "missing-ca.pem") {
+		t.Errorf("/job/broken does not say why the config failed:\n%s", page)
+	}
+	data, err := os.ReadFile(broken)
+	if err != nil || string(data) != old {
+		t.Fatalf("broken.json = %q, %v; want it untouched", data, err)
+	}
+}

@@ -18,12 +18,15 @@ import (
 
 // fakeEngine is a Docker engine API for the faults a real engine does not
 // produce on demand: errors, hangs, "not a swarm manager", broken events
-// streams. It serves the nodes role only.
+// streams. It serves a node in good mode, and with lists set the
+// services, tasks and networks lists too (empty), failing the one at fail.
 type fakeEngine struct {
 	mu     sync.Mutex
 	mode   string // good, error, hang, notmanager
 	addr   string // the node address served in good mode
 	events string // events mode: hold (keep open), break (one event, then close), error, hang (no headers)
+	lists  bool   // serve /services, /tasks and /networks
+	fail   string // with lists: the one path that answers 500
 
 	eventsRequests atomic.Int32
 	nodesRequests  atomic.Int32
@@ -39,11 +42,22 @@ func (f *fakeEngine) set(mode, addr string) {
 
 func (f *fakeEngine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	mode, addr, events := f.mode, f.addr, f.events
+	mode, addr, events, lists, fail := f.mode, f.addr, f.events, f.lists, f.fail
 	f.mu.Unlock()
 	path := r.URL.Path
 	if i := strings.Index(path[1:], "/"); strings.HasPrefix(path, "/v1.") && i > 0 {
 		path = path[i+1:]
+	}
+	if lists && path == fail {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, `{"message":"%s exploded"}`, path)
+		return
+	}
+	if lists && (path == "/services" || path == "/tasks" || path == "/networks") {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `[]`)
+		return
 	}
 	switch path {
 	case "/_ping":
@@ -115,6 +129,47 @@ func newFakeDiscoveryOpts(t *testing.T, f *fakeEngine, interval time.Duration, o
 	}
 	t.Cleanup(func() { _ = d.client.Close() })
 	return d
+}
+
+// TestRefreshFaultsEveryCall fails each engine call of each role in turn:
+// the refresh fails with Prometheus's error for that call, returns no
+// groups and counts a failure.
+func TestRefreshFaultsEveryCall(t *testing.T) {
+	for _, tc := range []struct {
+		role, fail, err string
+	}{
+		{"services", "/services", "error while listing swarm services: Error response from daemon: /services exploded"},
+		{"services", "/networks", "error while computing swarm network labels: Error response from daemon: /networks exploded"},
+		{"tasks", "/tasks", "error while listing swarm tasks: Error response from daemon: /tasks exploded"},
+		{"tasks", "/services", "error while computing services labels and ports: Error response from daemon: /services exploded"},
+		{"tasks", "/nodes", "error while computing nodes labels and ports: error while listing swarm nodes: Error response from daemon: /nodes exploded"},
+		{"tasks", "/networks", "error while computing swarm network labels: Error response from daemon: /networks exploded"},
+		{"nodes", "/nodes", "error while listing swarm nodes: Error response from daemon: /nodes exploded"},
+	} {
+		t.Run(tc.role+tc.fail, func(t *testing.T) {
+			f := &fakeEngine{lists: true, fail: tc.fail}
+			f.set("good", "10.0.0.1")
+			d := newFakeDiscovery(t, f, time.Second)
+			d.role = tc.role
+			tgs, err := d.instrumentedRefresh(context.Background())
+			if err == nil || err.Error() != tc.err {
+				t.Fatalf("error = %v, want %q", err, tc.err)
+			}
+			if tgs != nil {
+				t.Errorf("groups returned with the error: %v", tgs)
+			}
+			if got := testutilCount(d.refreshM.Failures); got != 1 {
+				t.Errorf("failures = %v, want 1", got)
+			}
+			// The same engine without the fault: the refresh succeeds.
+			f.mu.Lock()
+			f.fail = ""
+			f.mu.Unlock()
+			if _, err := d.instrumentedRefresh(context.Background()); err != nil {
+				t.Fatalf("refresh without the fault: %v", err)
+			}
+		})
+	}
 }
 
 func TestRefreshFaults(t *testing.T) {
