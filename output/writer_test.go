@@ -435,7 +435,7 @@ func TestPath(t *testing.T) {
 // BenchmarkApply measures one changed job written end to end: render,
 // compare, temp file, fsync, rename, directory fsync.
 func BenchmarkApply(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
+	for _, n := range []int{10_000, 50_000, 100_000} {
 		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
 			w, err := New(dir, Options{})

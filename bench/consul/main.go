@@ -4,7 +4,9 @@
 // instances. Each side runs in a child process (this binary re-executed
 // with -side) so that its connections, RSS and CPU time are its own.
 // sdhub's side is its whole pipeline, manager and writer, measured at the
-// file it writes; Prometheus's side is measured at its manager's output.
+// file it writes, which this process watches and reads, so that reading it
+// costs the side nothing; Prometheus's side is measured at its manager's
+// output.
 //
 // Health changes start as soon as sdhub's side is complete, while the other
 // sides are still given -peer-timeout to complete.
@@ -37,6 +39,7 @@ func main() {
 	var (
 		side        = flag.String("side", "", "internal: run one side against -server and report on stdout")
 		server      = flag.String("server", "", "internal: the agent address for -side")
+		outDir      = flag.String("out", "", "internal: the output directory of -side sdhub")
 		sizes       = flag.String("sizes", "2000x5,5000x10", "catalog sizes to run, each services x instances, comma separated; each gets a fresh agent")
 		changes     = flag.Int("changes", 30, "health changes to time, made from when the sdhub side is complete")
 		agentLimit  = flag.Int("agent-limit", 0, "the agent's http_max_conns_per_client (0: Consul's default, 200)")
@@ -45,7 +48,7 @@ func main() {
 	)
 	flag.Parse()
 	if *side != "" {
-		if err := runSide(*side, *server); err != nil {
+		if err := runSide(*side, *server, *outDir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -201,10 +204,32 @@ type child struct {
 	peak     int
 	done     chan struct{}
 	stopOnce sync.Once
+
+	dir       string        // sdhub's output directory; "" for other sides
+	stopWatch chan struct{} // closed to stop watching dir
 }
 
 func startChild(side, server string, port int, t0 time.Time) (*child, error) {
-	cmd := exec.Command(os.Args[0], "-side", side, "-server", server)
+	c := &child{side: side, t0: t0, port: port, seen: map[int]time.Time{}, made: map[int]time.Time{}, done: make(chan struct{}), stopWatch: make(chan struct{})}
+	c.cond = sync.NewCond(&c.mu)
+	args := []string{"-side", side, "-server", server}
+	if side == "sdhub" {
+		// sdhub writes the job's file here; this process watches it.
+		dir, err := os.MkdirTemp("", "sdhub-bench-")
+		if err != nil {
+			return nil, err
+		}
+		c.dir = dir
+		ready := make(chan error, 1)
+		go watchFile(dir, c, ready, c.stopWatch)
+		if err := <-ready; err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		args = append(args, "-out", dir)
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	c.cmd = cmd
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -217,8 +242,7 @@ func startChild(side, server string, port int, t0 time.Time) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{side: side, cmd: cmd, in: in, t0: t0, port: port, seen: map[int]time.Time{}, made: map[int]time.Time{}, done: make(chan struct{})}
-	c.cond = sync.NewCond(&c.mu)
+	c.in = in
 	go c.read(out)
 	go c.sample()
 	return c, nil
@@ -227,35 +251,39 @@ func startChild(side, server string, port int, t0 time.Time) (*child, error) {
 func (c *child) read(out io.Reader) {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 {
-			continue
+		if f := strings.Fields(sc.Text()); len(f) >= 2 {
+			c.handle(f)
 		}
-		c.mu.Lock()
-		switch f[0] {
-		case "targets":
-			c.targets = atoi(f[1])
-			if c.complete == 0 && c.targets >= c.wantLocked() {
-				c.complete = time.Unix(0, int64(atoi(f[2]))).Sub(c.t0)
-			}
-		case "critical":
-			c.critical = atoi(f[1])
-			at := time.Unix(0, int64(atoi(f[2])))
-			for k := 1; k <= c.critical; k++ {
-				if _, ok := c.seen[k]; !ok {
-					c.seen[k] = at
-				}
-			}
-		case "final":
-			c.final = strings.Join(f[1:], " ")
-		}
-		c.cond.Broadcast()
-		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	close(c.done)
 	c.cond.Broadcast()
 	c.mu.Unlock()
+}
+
+// handle records one report: a line of the child's, or for sdhub's side a
+// count of its file.
+func (c *child) handle(f []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch f[0] {
+	case "targets":
+		c.targets = atoi(f[1])
+		if c.complete == 0 && c.targets >= c.wantLocked() {
+			c.complete = time.Unix(0, int64(atoi(f[2]))).Sub(c.t0)
+		}
+	case "critical":
+		c.critical = atoi(f[1])
+		at := time.Unix(0, int64(atoi(f[2])))
+		for k := 1; k <= c.critical; k++ {
+			if _, ok := c.seen[k]; !ok {
+				c.seen[k] = at
+			}
+		}
+	case "final":
+		c.final = strings.Join(f[1:], " ")
+	}
+	c.cond.Broadcast()
 }
 
 var wantTargets int
@@ -326,6 +354,10 @@ func (c *child) stop() {
 		_ = c.in.Close()
 		<-c.done
 		_ = c.cmd.Wait()
+		close(c.stopWatch)
+		if c.dir != "" {
+			_ = os.RemoveAll(c.dir)
+		}
 	})
 }
 
@@ -361,6 +393,11 @@ func printTable(cfg benchConfig, children []*child) {
 		var targets, critical, rssKiB int
 		var failures, cpu float64
 		_, _ = fmt.Sscanf(c.final, "%d %d %g %d %g", &targets, &critical, &failures, &rssKiB, &cpu)
+		if c.dir != "" { // sdhub's side is counted here, at its file
+			c.mu.Lock()
+			targets = c.targets
+			c.mu.Unlock()
+		}
 		lat, missed := c.latencies()
 		complete := "never"
 		if c.complete > 0 {

@@ -30,15 +30,15 @@ import (
 // A side is one discovery pipeline under test, run in a child process so
 // that its RSS, CPU time and connections are its own. Each side is measured
 // where a user would take its targets from: sdhub's at the file its writer
-// writes, Prometheus's at its discovery manager's output. It writes lines to
-// stdout:
+// writes into dir (the parent watches it), Prometheus's at its discovery
+// manager's output. It writes lines to stdout (sdhub's side only the last):
 //
 //	targets <n> <unix-nanos>   application targets found (not the agent's own service)
 //	critical <n> <unix-nanos>  targets whose health is critical
 //	final <targets> <critical> <rpc-failures> <peak-rss-kib> <cpu-seconds>
 //
 // and stops when its stdin closes.
-func runSide(side, server string) error {
+func runSide(side, server, dir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // the parent closes stdin to stop us
@@ -55,7 +55,7 @@ func runSide(side, server string) error {
 	}
 	switch side {
 	case "sdhub":
-		return runHub(ctx, server, emit)
+		return runHub(ctx, server, dir, emit)
 	case "prometheus":
 		reg := prometheus.NewRegistry()
 		sdm, err := promdiscovery.CreateAndRegisterSDMetrics(reg)
@@ -89,24 +89,10 @@ func runSide(side, server string) error {
 
 // runHub runs sdhub as a user does: its manager, with one job "bench" whose
 // only config is a consul SD config, and its writer, at the default flush
-// interval, writing into a temporary directory. The side is measured at the
-// job's file: on each fsnotify event for it the file is read and counted, and
-// the counts are stamped with the time of the event.
-func runHub(ctx context.Context, server string, emit func(string, ...any)) error {
-	dir, err := os.MkdirTemp("", "sdhub-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer watcher.Close()
-	if err := watcher.Add(dir); err != nil {
-		return err
-	}
-
+// interval, writing into dir. The parent watches the job's file there, so
+// that reading and counting it costs this process nothing: its RSS and CPU
+// time are sdhub's own.
+func runHub(ctx context.Context, server, dir string, emit func(string, ...any)) error {
 	// The consul mechanism's metrics are handed to the manager as
 	// cmd/sdhub does, so that the discoverer counts its RPC failures here.
 	reg := prometheus.NewRegistry()
@@ -136,44 +122,59 @@ func runHub(ctx context.Context, server string, emit func(string, ...any)) error
 	if err := mgr.ApplyConfig(map[string]discovery.Configs{"bench": {&c}}); err != nil {
 		return err
 	}
-	failures := func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
-
-	// The deferred cancel runs first, so the writer is done with dir before
-	// it is removed.
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	wg.Go(func() { _ = mgr.Run(ctx) })
 	wg.Go(func() { _ = w.Run(ctx, mgr.SyncCh()) })
+	<-ctx.Done()
+	wg.Wait()
+	return final(emit, counter{}, gathered(reg, "prometheus_sd_consul_rpc_failures_total"))
+}
 
+// watchFile reports the counts of the job's file in dir to c each time the
+// writer renames a new version into place, stamped with the time of the
+// fsnotify event: when the version became visible to a reader. It returns
+// when stop is closed.
+func watchFile(dir string, c *child, ready chan<- error, stop <-chan struct{}) {
+	watcher, err := fsnotify.NewWatcher()
+	if err == nil {
+		err = watcher.Add(dir)
+	}
+	ready <- err
+	if err != nil {
+		return
+	}
+	defer watcher.Close()
 	file := output.Path(dir, "bench")
-	var counts counter
 	for {
 		select {
-		case <-ctx.Done():
-			return final(emit, counts, failures())
+		case <-stop:
+			return
 		case err := <-watcher.Errors:
-			return fmt.Errorf("watching %s: %w", dir, err)
+			fmt.Fprintf(os.Stderr, "consul-bench: watching %s: %v\n", dir, err)
+			return
 		case ev := <-watcher.Events:
-			// The writer renames a finished temp file into place: a create.
 			if ev.Name != file || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
 				continue
 			}
-			at := time.Now()
+			at := time.Now().UnixNano()
 			targets, critical, err := countFile(file)
 			if err != nil {
-				return err
+				fmt.Fprintf(os.Stderr, "consul-bench: %v\n", err)
+				continue
 			}
-			counts.set(emit, targets, critical, at)
+			c.handle([]string{"targets", strconv.Itoa(targets), strconv.FormatInt(at, 10)})
+			c.handle([]string{"critical", strconv.Itoa(critical), strconv.FormatInt(at, 10)})
 		}
 	}
 }
 
-// fileEntry is one group of a file_sd file.
+// fileEntry is one group of a file_sd file, with only the labels counted.
 type fileEntry struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
+	Targets []string `json:"targets"`
+	Labels  struct {
+		Service string `json:"__meta_consul_service"`
+		Health  string `json:"__meta_consul_health"`
+	} `json:"labels"`
 }
 
 // countFile counts the targets of a file_sd file and those whose health is
@@ -188,11 +189,11 @@ func countFile(path string) (targets, critical int, err error) {
 		return 0, 0, fmt.Errorf("reading %s: %w", path, err)
 	}
 	for _, e := range entries {
-		if e.Labels["__meta_consul_service"] == "consul" {
+		if e.Labels.Service == "consul" {
 			continue
 		}
 		targets += len(e.Targets)
-		if e.Labels["__meta_consul_health"] == "critical" {
+		if e.Labels.Health == "critical" {
 			critical += len(e.Targets)
 		}
 	}

@@ -161,7 +161,7 @@ func (d *Discovery) readNodes(ctx context.Context, index uint64) ([]*api.Node, u
 	var out []*api.Node
 	start := time.Now()
 	idx, err := d.client.get(ctx, query{path: "/v1/catalog/nodes", params: d.nodeMetaParams(url.Values{}), index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
-	d.metrics.detectDuration.Observe(time.Since(start).Seconds())
+	d.metrics.nodesDuration.Observe(time.Since(start).Seconds())
 	return out, idx, err
 }
 

@@ -19,7 +19,8 @@ type Metrics struct {
 
 	servicesDuration prometheus.Observer // catalog list
 	serviceDuration  prometheus.Observer // one service's health entries
-	detectDuration   prometheus.Observer // change detectors
+	detectDuration   prometheus.Observer // the checks detector and scan
+	nodesDuration    prometheus.Observer // the nodes detector
 }
 
 var _ discovery.Metrics = (*Metrics)(nil)
@@ -50,6 +51,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.servicesDuration = m.rpcDuration.WithLabelValues("catalog", "services")
 	m.serviceDuration = m.rpcDuration.WithLabelValues("catalog", "service")
 	m.detectDuration = m.rpcDuration.WithLabelValues("health", "state")
+	m.nodesDuration = m.rpcDuration.WithLabelValues("catalog", "nodes")
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.collectors()...); err != nil {
 			return nil, err

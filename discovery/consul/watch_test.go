@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sdhub/sdhub/internal/consulagent"
 )
 
@@ -211,14 +213,16 @@ func TestEnvironmentIgnored(t *testing.T) {
 	}
 }
 
-// TestBoundedConnections: with more services than Consul lets one client
-// hold connections (the agent here allows 30), the watch discovers every
-// target and propagates a change while never opening more than
-// max_connections.
+// TestBoundedConnections: with thirty times more services than the agent
+// lets one client hold connections (10 here; the test's own clients use one
+// or two of them), the watch discovers every target and propagates a
+// change without a single refused request, never opening more than
+// max_connections; its gauges show the three watches and its connections,
+// and fall to zero when it stops.
 func TestBoundedConnections(t *testing.T) {
-	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: 30})
+	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: 10})
 	w := newWriter(t, a)
-	const services = 150
+	const services = 300
 	for i := range services {
 		w.register(instance{node: nodeA, id: fmt.Sprintf("svc-%d-1", i), name: fmt.Sprintf("svc-%d", i), port: 1000 + i,
 			checks: map[string]string{fmt.Sprintf("svc-%d-1-tcp", i): "passing"}})
@@ -236,5 +240,19 @@ func TestBoundedConnections(t *testing.T) {
 	}
 	if f := testutilCounter(d.metrics.rpcFailures); f != 0 {
 		t.Fatalf("%v rpc failures", f)
+	}
+	if c := testutil.ToFloat64(d.metrics.connections); c < 1 || c > 6 {
+		t.Errorf("sdhub_sd_consul_connections = %v while watching, want 1..6", c)
+	}
+	if n := testutil.ToFloat64(d.metrics.watches); n < 1 || n > 3 {
+		t.Errorf("sdhub_sd_consul_watches = %v while watching, want 1..3", n)
+	}
+	cancel()
+	<-col.done
+	if n := testutil.ToFloat64(d.metrics.watches); n != 0 {
+		t.Errorf("sdhub_sd_consul_watches = %v after Run returned, want 0", n)
+	}
+	if c := testutil.ToFloat64(d.metrics.connections); c != 0 {
+		t.Errorf("sdhub_sd_consul_connections = %v after Run returned, want 0", c)
 	}
 }
