@@ -107,7 +107,7 @@ func TestDiscoverFailures(t *testing.T) {
 
 	start := time.Now()
 	_, err = discoverOnce("web", discovery.Configs{brokenConfig{}}, time.Second, logger)
-	want = `job "web": timed out after 1s waiting for the first full set of broken/0; last errors: broken: Unable to refresh target groups: dial tcp 127.0.0.1:8500: connect: connection refused`
+	want = `job "web": timed out after 1s waiting for the first full set of broken/0; last errors: broken/0: Unable to refresh target groups: dial tcp 127.0.0.1:8500: connect: connection refused`
 	if err == nil || err.Error() != want {
 		t.Errorf("a provider that never delivers: %v, want %s", err, want)
 	}
