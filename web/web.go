@@ -7,6 +7,7 @@ package web
 import (
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,12 @@ func NewHandler(o Options) http.Handler {
 	if o.Targets != nil {
 		mux.HandleFunc("GET "+SDPath, h.serveSD)
 	}
+	// Go's profiles, as Prometheus serves them.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", h.status)
 	mux.HandleFunc("GET /job/{job}", h.jobPage)
 	return mux

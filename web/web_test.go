@@ -70,6 +70,8 @@ func TestProbes(t *testing.T) {
 		{"/-/healthy", false, 200, "sdhub is Healthy.\n"},
 		{"/-/ready", false, 503, "sdhub is not ready"},
 		{"/-/ready", true, 200, "sdhub is Ready.\n"},
+		{"/debug/pprof/", false, 200, "<html>"},
+		{"/debug/pprof/heap?debug=1", false, 200, "heap profile:"},
 	} {
 		ready = c.ready
 		code, _, body := do(t, h, http.MethodGet, c.path)
