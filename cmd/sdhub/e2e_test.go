@@ -208,28 +208,47 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
-// TestRestartKeepsOutputs starts sdhub on an output dir holding the file of
-// a job whose source does not answer (Consul on a closed port): the file
-// stays byte for byte, the other job is written, and sdhub is not ready.
-func TestRestartKeepsOutputs(t *testing.T) {
+// oldOutput is the file a previous run left for a job.
+const oldOutput = "[{\"targets\":[\"127.0.0.9:9\"],\"labels\":{}}]\n"
+
+// hubWithOldOutput starts sdhub on config, an output dir holding oldOutput
+// as job's file, and waits for job ok (which config must hold, with the
+// target 127.0.0.1:1) to be written. It returns sdhub and job's file.
+func hubWithOldOutput(t *testing.T, config, job string) (*sdhubProc, string) {
+	t.Helper()
 	dir := t.TempDir()
 	outDir := filepath.Join(dir, "out")
 	if err := os.Mkdir(outDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfgFile := filepath.Join(dir, "sdhub.yml")
-	writeFile(t, cfgFile, `scrape_configs:
+	writeFile(t, cfgFile, config)
+	path := filepath.Join(outDir, job+".json")
+	writeFile(t, path, oldOutput)
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	eventually(t, "ok.json", outputIs(t, filepath.Join(outDir, "ok.json"), "127.0.0.1:1 "))
+	return p, path
+}
+
+// untouched fails the test unless path still holds oldOutput.
+func untouched(t *testing.T, path string) {
+	t.Helper()
+	if data, err := os.ReadFile(path); err != nil || string(data) != oldOutput {
+		t.Fatalf("%s = %q, %v; want it untouched", filepath.Base(path), data, err)
+	}
+}
+
+// TestRestartKeepsOutputs starts sdhub on an output dir holding the file of
+// a job whose source does not answer (Consul on a closed port): the file
+// stays byte for byte, the other job is written, and sdhub is not ready.
+func TestRestartKeepsOutputs(t *testing.T) {
+	p, waiting := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
     static_configs: [{targets: ["127.0.0.1:1"]}]
   - job_name: waiting
     consul_sd_configs: [{server: "`+freePort(t)+`"}]
     static_configs: [{targets: ["127.0.0.1:2"]}]
-`)
-	old := "[{\"targets\":[\"127.0.0.9:9\"],\"labels\":{}}]\n"
-	waiting := filepath.Join(outDir, "waiting.json")
-	writeFile(t, waiting, old)
-	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
-	eventually(t, "ok.json", outputIs(t, filepath.Join(outDir, "ok.json"), "127.0.0.1:1 "))
+`, "waiting")
 	// The writer has applied an update holding both jobs by now; wait for a
 	// failed Consul request too, so the consul provider has had its chance.
 	eventually(t, "a failed consul request", func() bool {
@@ -239,23 +258,14 @@ func TestRestartKeepsOutputs(t *testing.T) {
 	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
 		t.Errorf("/-/ready = %d while a job waits for its first full set, want 503", code)
 	}
-	data, err := os.ReadFile(waiting)
-	if err != nil || string(data) != old {
-		t.Fatalf("waiting.json = %q, %v; want it untouched", data, err)
-	}
+	untouched(t, waiting)
 }
 
 // TestFailedConfigKeepsOutput: a job whose SD config cannot start (its CA
 // file is missing) keeps the file it had, sdhub is not ready, and the
 // status page says why; the other jobs are written.
 func TestFailedConfigKeepsOutput(t *testing.T) {
-	dir := t.TempDir()
-	outDir := filepath.Join(dir, "out")
-	if err := os.Mkdir(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "sdhub.yml")
-	writeFile(t, cfgFile, `scrape_configs:
+	p, broken := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
     static_configs: [{targets: ["127.0.0.1:1"]}]
   - job_name: broken
@@ -263,12 +273,7 @@ func TestFailedConfigKeepsOutput(t *testing.T) {
       - server: "`+freePort(t)+`"
         tls_config: {ca_file: missing-ca.pem}
     static_configs: [{targets: ["127.0.0.1:2"]}]
-`)
-	old := "[{\"targets\":[\"127.0.0.9:9\"],\"labels\":{}}]\n"
-	broken := filepath.Join(outDir, "broken.json")
-	writeFile(t, broken, old)
-	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
-	eventually(t, "ok.json", outputIs(t, filepath.Join(outDir, "ok.json"), "127.0.0.1:1 "))
+`, "broken")
 	if v := p.metric(t, `prometheus_sd_failed_configs{name="scrape"}`); v != "1" {
 		t.Errorf("prometheus_sd_failed_configs = %q, want 1", v)
 	}
@@ -278,8 +283,5 @@ func TestFailedConfigKeepsOutput(t *testing.T) {
 	if _, page := p.get(t, "/job/broken"); !strings.Contains(page, "missing-ca.pem") {
 		t.Errorf("/job/broken does not say why the config failed:\n%s", page)
 	}
-	data, err := os.ReadFile(broken)
-	if err != nil || string(data) != old {
-		t.Fatalf("broken.json = %q, %v; want it untouched", data, err)
-	}
+	untouched(t, broken)
 }
