@@ -1,14 +1,20 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sdhub/sdhub/discovery/consul"
 )
 
 // TestExamples loads every sdhub config in examples/ with the server's
-// loader. The consumer configs (prometheus*.yml) and docker-compose.yml are
-// checked by promtool in cmd/sdhub's tests.
+// loader. The consumer configs (prometheus*.yml) are checked by promtool in
+// cmd/sdhub's tests, docker-compose.yml by TestDockerCompose.
 func TestExamples(t *testing.T) {
 	files, err := filepath.Glob("../examples/*.yml")
 	if err != nil {
@@ -38,5 +44,76 @@ func TestExamples(t *testing.T) {
 	}
 	if n < 2 {
 		t.Fatalf("found %d sdhub configs in examples/, want at least 2", n)
+	}
+}
+
+// TestDockerCompose checks examples/docker-compose.yml against the files it
+// names: every mounted file exists in examples/, sdhub's config loads, its
+// consul jobs point at the compose's consul service, and Prometheus reads
+// a file in the shared volume for every job sdhub serves.
+func TestDockerCompose(t *testing.T) {
+	data, err := os.ReadFile("../examples/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Command any `yaml:"command"` // a string or a list
+
+			Volumes []string `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatal(err)
+	}
+	// mounts maps a container path to the file in examples/ mounted there.
+	mounts := func(service string) map[string]string {
+		m := map[string]string{}
+		for _, v := range compose.Services[service].Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) < 2 || !strings.HasPrefix(parts[0], "./") {
+				continue
+			}
+			src := filepath.Join("../examples", parts[0])
+			if _, err := os.Stat(src); err != nil {
+				t.Errorf("service %s mounts %s: %v", service, parts[0], err)
+			}
+			m[parts[1]] = src
+		}
+		return m
+	}
+	flag := func(service, name string) string {
+		args, _ := compose.Services[service].Command.([]any)
+		for _, a := range args {
+			if v, ok := strings.CutPrefix(fmt.Sprint(a), "--"+name+"="); ok {
+				return v
+			}
+		}
+		t.Fatalf("service %s has no --%s", service, name)
+		return ""
+	}
+	for _, s := range []string{"consul", "sdhub", "prometheus"} {
+		if _, ok := compose.Services[s]; !ok {
+			t.Fatalf("no service %s", s)
+		}
+	}
+	hub, err := LoadFile(mounts("sdhub")[flag("sdhub", "config.file")])
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir := flag("sdhub", "output.dir")
+	prom, err := os.ReadFile(mounts("prometheus")[flag("prometheus", "config.file")])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job, configs := range hub.Jobs() {
+		for _, c := range configs {
+			if cc, ok := c.(*consul.SDConfig); ok && cc.Server != "consul:8500" {
+				t.Errorf("job %s: consul server %q, not the compose's consul service", job, cc.Server)
+			}
+		}
+		if want := fmt.Sprintf("%q", filepath.Join(outDir, job+".json")); !strings.Contains(string(prom), want) {
+			t.Errorf("prometheus-compose.yml does not read %s for job %s", want, job)
+		}
 	}
 }
