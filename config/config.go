@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/discovery/consul"
 	"github.com/sdhub/sdhub/discovery/static"
 )
 
@@ -29,7 +30,9 @@ type Config struct {
 	// ScrapeConfigs are the jobs sdhub serves: those with at least one
 	// mechanism sdhub implements, in file order.
 	ScrapeConfigs []*ScrapeConfig
-	// Warnings name the jobs and mechanisms left to Prometheus.
+	// Warnings name the jobs and mechanisms left to Prometheus, and the
+	// Consul agents that the consul configs together may open more
+	// connections to than Consul allows one client by default.
 	Warnings []string
 	// Filename is the file the config was loaded from.
 	Filename string
@@ -158,6 +161,15 @@ func (c *Config) build(raw []rawScrapeConfig) error {
 		files[key] = r
 		c.ScrapeConfigs = append(c.ScrapeConfigs, r.sc)
 	}
+	var consuls []*consul.SDConfig
+	for _, sc := range c.ScrapeConfigs {
+		for _, d := range sc.ServiceDiscoveryConfigs {
+			if cc, ok := d.(*consul.SDConfig); ok {
+				consuls = append(consuls, cc)
+			}
+		}
+	}
+	c.Warnings = append(c.Warnings, consul.ConnectionWarnings(consuls)...)
 	return nil
 }
 

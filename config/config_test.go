@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -250,5 +251,22 @@ func TestEveryScrapeKey(t *testing.T) {
 	}
 	if len(cfg.Warnings) != 0 {
 		t.Errorf("warnings: %q", cfg.Warnings)
+	}
+}
+
+// TestConsulConnectionWarning: thirteen consul jobs on one agent at the
+// default max_connections (16) may hold 208 connections: the loader warns.
+func TestConsulConnectionWarning(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("scrape_configs:\n")
+	for i := range 13 {
+		fmt.Fprintf(&b, "  - job_name: svc-%d\n    consul_sd_configs:\n      - server: consul:8500\n        services: [svc-%d]\n", i, i)
+	}
+	cfg, err := Load([]byte(b.String()), "sdhub.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "consul_sd_configs for consul:8500 may open up to 208 connections") {
+		t.Fatalf("warnings = %q, want one about 208 connections to consul:8500", cfg.Warnings)
 	}
 }

@@ -118,7 +118,7 @@ func serve(f flags, logger *slog.Logger) int {
 		return exitBadConfig
 	}
 	for _, w := range cfg.Warnings {
-		logger.Warn("Job left to Prometheus", "file", f.configFile, "reason", w)
+		logger.Warn("Configuration warning", "file", f.configFile, "warning", w)
 	}
 	if err := checkWebConfig(f.webConfigFile); err != nil {
 		logger.Error("Error loading web config", "file", f.webConfigFile, "err", err)

@@ -95,7 +95,7 @@ func (rl *reloader) apply(data []byte) error {
 		return err
 	}
 	for _, w := range cfg.Warnings {
-		rl.logger.Warn("Job left to Prometheus", "file", rl.file, "reason", w)
+		rl.logger.Warn("Configuration warning", "file", rl.file, "warning", w)
 	}
 	start := time.Now()
 	if err := rl.mgr.ApplyConfig(cfg.Jobs()); err != nil {

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -149,5 +150,29 @@ func TestParseServer(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestConnectionWarnings: distinct configs for one agent whose
+// max_connections add up past Consul's default limit of 200 per client are
+// warned about; equal configs count once, other agents apart.
+func TestConnectionWarnings(t *testing.T) {
+	cfg := func(server string, conns int, services ...string) *SDConfig {
+		c := DefaultSDConfig
+		c.Server, c.MaxConnections, c.Services = server, conns, services
+		return &c
+	}
+	var configs []*SDConfig
+	for i := range 12 { // 12 × 16 = 192: under the limit
+		configs = append(configs, cfg("consul:8500", 16, fmt.Sprintf("svc-%d", i)))
+	}
+	configs = append(configs, cfg("consul:8500", 16, "svc-0"), cfg("other:8500", 64)) // equal to one above; another agent
+	if w := ConnectionWarnings(configs); len(w) != 0 {
+		t.Fatalf("warnings under the limit: %q", w)
+	}
+	configs = append(configs, cfg("http://consul:8500", 16, "svc-12")) // the same agent, written as a URL: 208
+	want := "consul_sd_configs for consul:8500 may open up to 208 connections together (the sum of their max_connections), more than Consul's default limit of 200 per client (limits.http_max_conns_per_client): lower max_connections or merge the configs"
+	if w := ConnectionWarnings(configs); len(w) != 1 || w[0] != want {
+		t.Fatalf("warnings = %q, want [%q]", w, want)
 	}
 }

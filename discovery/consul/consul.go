@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -196,4 +198,42 @@ func discard(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// consulConnLimit is Consul's default limits.http_max_conns_per_client.
+const consulConnLimit = 200
+
+// ConnectionWarnings warns about agents that the configs, together, may
+// open more connections to than Consul allows one client by default. Equal
+// configs share one discoverer (the manager's providers) and count once.
+func ConnectionWarnings(configs []*SDConfig) []string {
+	var distinct []*SDConfig
+	for _, c := range configs {
+		if !slices.ContainsFunc(distinct, func(d *SDConfig) bool { return reflect.DeepEqual(c, d) }) {
+			distinct = append(distinct, c)
+		}
+	}
+	total := map[string]int{}
+	var agents []string
+	for _, c := range distinct {
+		ep, err := parseServer(c.Server, c.Scheme, c.PathPrefix)
+		if err != nil {
+			continue // Validate reports it
+		}
+		agent := ep.host
+		if ep.unixSocket != "" {
+			agent = "unix://" + ep.unixSocket
+		}
+		if _, ok := total[agent]; !ok {
+			agents = append(agents, agent)
+		}
+		total[agent] += c.MaxConnections
+	}
+	var out []string
+	for _, a := range agents {
+		if total[a] > consulConnLimit {
+			out = append(out, fmt.Sprintf("consul_sd_configs for %s may open up to %d connections together (the sum of their max_connections), more than Consul's default limit of %d per client (limits.http_max_conns_per_client): lower max_connections or merge the configs", a, total[a], consulConnLimit))
+		}
+	}
+	return out
 }
