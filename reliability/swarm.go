@@ -16,6 +16,7 @@ import (
 	"time"
 
 	dockerclient "github.com/docker/docker/client"
+	"github.com/fsnotify/fsnotify"
 )
 
 // SwarmOptions configure the Docker engine outage scenario.
@@ -161,6 +162,17 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	old, _ := os.ReadFile(path)
 	failures := func(p *Proc) float64 { v, _ := p.MetricSum("prometheus_sd_refresh_failures_total"); return v }
 	before := failures(p)
+	// Every version of the file while the engine is cut: there must be none.
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	defer w.Close()
+	if err := w.Add(out); err != nil {
+		r.Fail("%v", err)
+		return r
+	}
 	px.Cut()
 	if err := Eventually("refresh failures counted", func() bool { return failures(p) > before }); err != nil {
 		r.Fail("%v", err)
@@ -171,6 +183,17 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		r.Fail("swarm.json changed while the engine was cut")
 	}
+	for drained := false; !drained; {
+		select {
+		case ev := <-w.Events:
+			if ev.Name == path {
+				r.Fail("swarm.json was written while the engine was cut (%s)", ev.Op)
+			}
+		default:
+			drained = true
+		}
+	}
+	_ = w.Close()
 	if err := px.Restore(); err != nil {
 		r.Fail("%v", err)
 		return r
