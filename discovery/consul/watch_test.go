@@ -111,6 +111,38 @@ func TestFirstChangeNotDelayed(t *testing.T) {
 	}
 }
 
+// TestChecklessChangeNotDelayed: an instance without checks, or a change of
+// an instance's metadata, leaves no trace in the checks; the sweep a catalog
+// change requests finds it, at once after a quiet spell, with the default
+// 30 s refresh_interval.
+func TestChecklessChangeNotDelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change instance
+		cond   func([]string) bool
+	}{
+		{"instance without checks", instance{node: nodeB, id: "web-2", name: "web", port: 81}, hasTarget(addr("10.9.0.2:81"))},
+		{"metadata of an instance", instance{node: nodeA, id: "web-1", name: "web", port: 80, meta: map[string]string{"version": "2"},
+			checks: map[string]string{"web-1-http": "passing"}}, hasTarget(addr("10.9.0.1:80"), label("__meta_consul_service_metadata_version", "2"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := consulagent.StartT(t, consulagent.Options{})
+			w := newWriter(t, a)
+			w.register(web("web-1", nodeA, 80, "passing"))
+			ctx, cancel := context.WithCancel(context.Background())
+			col := collect(ctx, newTestDiscovery(t, "server: "+a.Addr()+"\n"+noAgent))
+			defer func() { cancel(); <-col.done }()
+			col.waitFor(t, 10*time.Second, "initial", func(s []string) bool { return len(s) == 1 })
+			start := time.Now()
+			w.register(tc.change)
+			col.waitFor(t, 10*time.Second, tc.name, tc.cond)
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("%s seen after %v, want under 1s", tc.name, took)
+			}
+		})
+	}
+}
+
 // TestRefreshIntervalIsAFloor: a flapping service is re-read at most once
 // per refresh_interval, while its first change is seen at once.
 func TestRefreshIntervalIsAFloor(t *testing.T) {
