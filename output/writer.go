@@ -66,10 +66,15 @@ type JobStatus struct {
 }
 
 type jobState struct {
-	path      string
-	digest    [sha256.Size]byte
-	known     bool // digest is what the file holds: read at first sight, then written
-	upToDate  bool
+	path     string
+	digest   [sha256.Size]byte
+	known    bool // digest is what the file holds: read at first sight, then written
+	upToDate bool
+	// groups are those the file was last rendered from, while upToDate.
+	// The manager shares a provider's groups between updates until they
+	// change and never modifies one, so the same pointers mean the same
+	// file, and the render is skipped.
+	groups    []*targetgroup.Group
 	targets   int
 	lastWrite time.Time
 	lastErr   error
@@ -268,6 +273,12 @@ func (w *Writer) publish() {
 
 // writeJob writes the job's file if its bytes differ from what is on disk.
 func (w *Writer) writeJob(job string, st *jobState, groups []*targetgroup.Group) error {
+	if st.upToDate && slices.Equal(st.groups, groups) {
+		w.metrics.unchanged.WithLabelValues(job).Inc()
+		return nil
+	}
+	given := groups
+	st.groups = nil
 	groups = w.metrics.dropped.filter(w.logger, job, groups) // validate.go
 	data, n, err := render(groups)
 	if err != nil {
@@ -288,7 +299,7 @@ func (w *Writer) writeJob(job string, st *jobState, groups []*targetgroup.Group)
 		}
 	}
 	if st.known && st.digest == sum {
-		st.upToDate, st.lastErr = true, nil
+		st.upToDate, st.lastErr, st.groups = true, nil, given
 		w.metrics.unchanged.WithLabelValues(job).Inc()
 		return nil
 	}
@@ -307,7 +318,7 @@ func (w *Writer) writeJob(job string, st *jobState, groups []*targetgroup.Group)
 		return err
 	}
 	now := time.Now()
-	st.digest, st.known, st.upToDate, st.lastErr, st.lastWrite = sum, true, true, nil, now
+	st.digest, st.known, st.upToDate, st.lastErr, st.lastWrite, st.groups = sum, true, true, nil, now, given
 	w.metrics.writes.WithLabelValues(job).Inc()
 	w.metrics.lastWrite.WithLabelValues(job).Set(float64(now.UnixNano()) / 1e9)
 	w.logger.Debug("wrote targets file", "job", job, "path", st.path, "targets", n)

@@ -459,3 +459,53 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// TestSameGroupsNotRendered: a job whose groups are the same pointers as at
+// its last write is not rendered again (the manager never modifies a group
+// it shares). The test breaks that contract on purpose: it edits a group in
+// place, and the file must not follow; new groups are rendered again.
+func TestSameGroupsNotRendered(t *testing.T) {
+	dir := t.TempDir()
+	w := newWriter(t, dir)
+	g := &targetgroup.Group{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: "a:1"}}}
+	apply(t, w, manager.Update{"node": {Groups: []*targetgroup.Group{g}, Complete: true}})
+	want := readFile(t, Path(dir, "node"))
+	g.Targets[0] = model.LabelSet{model.AddressLabel: "b:1"}
+	apply(t, w, manager.Update{"node": {Groups: []*targetgroup.Group{g}, Complete: true}})
+	if got := readFile(t, Path(dir, "node")); !bytes.Equal(got, want) {
+		t.Fatalf("the same groups were rendered again:\n%s", got)
+	}
+	fresh := &targetgroup.Group{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: "b:1"}}}
+	apply(t, w, manager.Update{"node": {Groups: []*targetgroup.Group{fresh}, Complete: true}})
+	if got := readFile(t, Path(dir, "node")); !bytes.Contains(got, []byte(`"b:1"`)) {
+		t.Fatalf("new groups not written:\n%s", got)
+	}
+}
+
+// BenchmarkApplyManyJobs applies updates to 50 jobs of 2,000 targets where
+// one job changes each time, as the manager sends them: every job's state,
+// the unchanged ones with the same groups.
+func BenchmarkApplyManyJobs(b *testing.B) {
+	dir := b.TempDir()
+	w, err := New(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := manager.Update{}
+	for j := range 50 {
+		u[fmt.Sprintf("job-%d", j)] = manager.JobTargets{Groups: consulLike(2000), Complete: true}
+	}
+	alt := consulLike(2001)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		job := fmt.Sprintf("job-%d", i%50)
+		old := u[job]
+		u[job] = manager.JobTargets{Groups: alt, Complete: true}
+		if err := w.Apply(u); err != nil {
+			b.Fatal(err)
+		}
+		u[job] = old
+		i++
+	}
+}
