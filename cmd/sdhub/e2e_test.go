@@ -285,3 +285,21 @@ func TestFailedConfigKeepsOutput(t *testing.T) {
 	}
 	untouched(t, broken)
 }
+
+// TestVersion: --version prints the version as Prometheus does and exits 0;
+// /metrics has sdhub_build_info.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"--version"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("--version exited %d: %s", code, stderr.String())
+	}
+	if out := stdout.String() + stderr.String(); !strings.HasPrefix(out, "sdhub, version ") || !strings.Contains(out, "go version:") {
+		t.Fatalf("--version printed %q", out)
+	}
+	cfgFile, outDir, _ := hubDir(t, "scrape_configs:\n  - job_name: node\n    static_configs: [{targets: [\"127.0.0.1:9100\"]}]\n")
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
+	_, body := p.get(t, "/metrics")
+	if !strings.Contains(body, "\nsdhub_build_info{") {
+		t.Fatalf("/metrics has no sdhub_build_info")
+	}
+}

@@ -20,8 +20,10 @@ import (
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
@@ -65,6 +67,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	helped := false // --help prints the usage and ends here, as kingpin's exit would
 	app.Terminate(func(int) { helped = true })
 	app.HelpFlag.Short('h')
+	app.Version(version.Print("sdhub"))
 
 	app.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
 	app.Flag("config.auto-reload", "Reload the configuration when the config file changes.").BoolVar(&f.autoReload)
@@ -110,7 +113,8 @@ var errSignal = errors.New("received a termination signal")
 
 func serve(f flags, logger *slog.Logger) int {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("sdhub"))
 
 	cfg, err := config.LoadFile(f.configFile)
 	if err != nil {
@@ -232,7 +236,7 @@ func serve(f flags, logger *slog.Logger) int {
 			_ = srv.Shutdown(ctx)
 		})
 	}
-	logger.Info("Starting sdhub", "config", f.configFile, "output_dir", absOr(f.outputDir), "jobs", len(cfg.ScrapeConfigs))
+	logger.Info("Starting sdhub", "version", version.Info(), "config", f.configFile, "output_dir", absOr(f.outputDir), "jobs", len(cfg.ScrapeConfigs))
 	err = g.Run()
 	if errors.Is(err, errSignal) || err == nil {
 		logger.Info("See you next time!")
