@@ -149,16 +149,12 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 		onWrite     int
 		prevTemps   []string
 	)
-	w, err := fsnotify.NewWatcher()
+	w, err := WatchDir(out)
 	if err != nil {
 		r.Fail("%v", err)
 		return r
 	}
 	defer w.Close()
-	if err := w.Add(out); err != nil {
-		r.Fail("%v", err)
-		return r
-	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	args := []string{"--config.file=" + cfg, "--output.dir=" + out, "--output.flush-interval=20ms"}
 	for i := 0; i < o.Kills && ctx.Err() == nil; i++ {

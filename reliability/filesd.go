@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"unicode/utf8"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/common/model"
 )
 
@@ -93,4 +94,17 @@ func OutsideFiles(root, dir string, ignore ...string) ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// WatchDir watches dir with fsnotify.
+func WatchDir(dir string) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Add(dir); err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	return w, nil
 }

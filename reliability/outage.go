@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/consul/api"
 
 	"github.com/sdhub/sdhub/internal/consulagent"
@@ -116,16 +115,12 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 
 	// Mid-run outage. The watcher reads every version of the file.
 	r.Runs++
-	w, err := fsnotify.NewWatcher()
+	w, err := WatchDir(out)
 	if err != nil {
 		r.Fail("%v", err)
 		return r
 	}
 	defer w.Close()
-	if err := w.Add(out); err != nil {
-		r.Fail("%v", err)
-		return r
-	}
 	minSeen := total
 	var watchMu sync.Mutex
 	wctx, stopWatch := context.WithCancel(ctx)

@@ -150,16 +150,12 @@ func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	// every look, and never be removed.
 	var missing, looks atomic.Int64
 	var wg sync.WaitGroup
-	w, err := fsnotify.NewWatcher()
+	w, err := WatchDir(out)
 	if err != nil {
 		r.Fail("%v", err)
 		return r
 	}
 	defer w.Close()
-	if err := w.Add(out); err != nil {
-		r.Fail("%v", err)
-		return r
-	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	kept := []string{filepath.Join(out, "keep-static.json"), filepath.Join(out, "keep-file.json")}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	dockerclient "github.com/docker/docker/client"
-	"github.com/fsnotify/fsnotify"
 )
 
 // SwarmOptions configure the Docker engine outage scenario.
@@ -163,16 +162,12 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	failures := func(p *Proc) float64 { v, _ := p.MetricSum("prometheus_sd_refresh_failures_total"); return v }
 	before := failures(p)
 	// Every version of the file while the engine is cut: there must be none.
-	w, err := fsnotify.NewWatcher()
+	w, err := WatchDir(out)
 	if err != nil {
 		r.Fail("%v", err)
 		return r
 	}
 	defer w.Close()
-	if err := w.Add(out); err != nil {
-		r.Fail("%v", err)
-		return r
-	}
 	px.Cut()
 	if err := Eventually("refresh failures counted", func() bool { return failures(p) > before }); err != nil {
 		r.Fail("%v", err)
