@@ -261,27 +261,41 @@ func (c *child) read(out io.Reader) {
 	c.mu.Unlock()
 }
 
-// handle records one report: a line of the child's, or for sdhub's side a
-// count of its file.
+// handle records one line of the child's report.
 func (c *child) handle(f []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	at := func() time.Time { return time.Unix(0, int64(atoi(f[2]))) }
 	switch f[0] {
 	case "targets":
-		c.targets = atoi(f[1])
-		if c.complete == 0 && c.targets >= c.wantLocked() {
-			c.complete = time.Unix(0, int64(atoi(f[2]))).Sub(c.t0)
-		}
+		c.counted(atoi(f[1]), -1, at())
 	case "critical":
-		c.critical = atoi(f[1])
-		at := time.Unix(0, int64(atoi(f[2])))
+		c.counted(-1, atoi(f[1]), at())
+	case "final":
+		c.mu.Lock()
+		c.final = strings.Join(f[1:], " ")
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
+}
+
+// counted records the side's target and critical counts at time at (-1:
+// not counted this time): from its report lines, or for sdhub's side from
+// its file.
+func (c *child) counted(targets, critical int, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if targets >= 0 {
+		c.targets = targets
+		if c.complete == 0 && c.targets >= c.wantLocked() {
+			c.complete = at.Sub(c.t0)
+		}
+	}
+	if critical >= 0 {
+		c.critical = critical
 		for k := 1; k <= c.critical; k++ {
 			if _, ok := c.seen[k]; !ok {
 				c.seen[k] = at
 			}
 		}
-	case "final":
-		c.final = strings.Join(f[1:], " ")
 	}
 	c.cond.Broadcast()
 }
@@ -393,11 +407,9 @@ func printTable(cfg benchConfig, children []*child) {
 		var targets, critical, rssKiB int
 		var failures, cpu float64
 		_, _ = fmt.Sscanf(c.final, "%d %d %g %d %g", &targets, &critical, &failures, &rssKiB, &cpu)
-		if c.dir != "" { // sdhub's side is counted here, at its file
-			c.mu.Lock()
-			targets = c.targets
-			c.mu.Unlock()
-		}
+		c.mu.Lock()
+		targets = c.targets // what the side last reported, or sdhub's file held
+		c.mu.Unlock()
 		lat, missed := c.latencies()
 		complete := "never"
 		if c.complete > 0 {

@@ -136,14 +136,16 @@ func runHub(ctx context.Context, server, dir string, emit func(string, ...any)) 
 // when stop is closed.
 func watchFile(dir string, c *child, ready chan<- error, stop <-chan struct{}) {
 	watcher, err := fsnotify.NewWatcher()
-	if err == nil {
-		err = watcher.Add(dir)
-	}
-	ready <- err
 	if err != nil {
+		ready <- err
 		return
 	}
 	defer watcher.Close()
+	if err := watcher.Add(dir); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
 	file := output.Path(dir, "bench")
 	for {
 		select {
@@ -156,14 +158,13 @@ func watchFile(dir string, c *child, ready chan<- error, stop <-chan struct{}) {
 			if ev.Name != file || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
 				continue
 			}
-			at := time.Now().UnixNano()
+			at := time.Now()
 			targets, critical, err := countFile(file)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "consul-bench: %v\n", err)
 				continue
 			}
-			c.handle([]string{"targets", strconv.Itoa(targets), strconv.FormatInt(at, 10)})
-			c.handle([]string{"critical", strconv.Itoa(critical), strconv.FormatInt(at, 10)})
+			c.counted(targets, critical, at)
 		}
 	}
 }
