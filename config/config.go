@@ -21,7 +21,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
-	"github.com/sdhub/sdhub/discovery/consul"
 	"github.com/sdhub/sdhub/discovery/static"
 )
 
@@ -30,9 +29,9 @@ type Config struct {
 	// ScrapeConfigs are the jobs sdhub serves: those with at least one
 	// mechanism sdhub implements, in file order.
 	ScrapeConfigs []*ScrapeConfig
-	// Warnings name the jobs and mechanisms left to Prometheus, and the
-	// Consul agents that the consul configs together may open more
-	// connections to than Consul allows one client by default.
+	// Warnings name the jobs and mechanisms left to Prometheus, and what
+	// the mechanisms find in their configs taken together
+	// (discovery.Mechanism.Warnings).
 	Warnings []string
 	// Filename is the file the config was loaded from.
 	Filename string
@@ -161,15 +160,20 @@ func (c *Config) build(raw []rawScrapeConfig) error {
 		files[key] = r
 		c.ScrapeConfigs = append(c.ScrapeConfigs, r.sc)
 	}
-	var consuls []*consul.SDConfig
-	for _, sc := range c.ScrapeConfigs {
-		for _, d := range sc.ServiceDiscoveryConfigs {
-			if cc, ok := d.(*consul.SDConfig); ok {
-				consuls = append(consuls, cc)
+	for _, m := range Mechanisms {
+		if m.Warnings == nil {
+			continue
+		}
+		var configs []discovery.Config
+		for _, sc := range c.ScrapeConfigs {
+			for _, d := range sc.ServiceDiscoveryConfigs {
+				if d.Name() == m.Name {
+					configs = append(configs, d)
+				}
 			}
 		}
+		c.Warnings = append(c.Warnings, m.Warnings(configs)...)
 	}
-	c.Warnings = append(c.Warnings, consul.ConnectionWarnings(consuls)...)
 	return nil
 }
 

@@ -12,6 +12,10 @@ type Mechanism struct {
 	// NewMetrics makes and registers the mechanism's metrics, once per process.
 	// Nil for mechanisms without metrics of their own.
 	NewMetrics func(reg prometheus.Registerer, refresh *RefreshMetrics) (Metrics, error)
+	// Warnings, if set, checks the mechanism's configs of a whole file
+	// together (every job's, in file order) and returns what the loader
+	// should warn about.
+	Warnings func(configs []Config) []string
 }
 
 // Key is the YAML key of the mechanism's config list.

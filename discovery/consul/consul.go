@@ -91,6 +91,13 @@ var Mechanism = discovery.Mechanism{
 	NewMetrics: func(reg prometheus.Registerer, _ *discovery.RefreshMetrics) (discovery.Metrics, error) {
 		return NewMetrics(reg)
 	},
+	Warnings: func(configs []discovery.Config) []string {
+		cs := make([]*SDConfig, 0, len(configs))
+		for _, c := range configs {
+			cs = append(cs, c.(*SDConfig))
+		}
+		return ConnectionWarnings(cs)
+	},
 }
 
 // Name returns "consul".
