@@ -25,8 +25,9 @@ type DiscoveryErrors struct {
 	last map[errorKey]DiscoveryError
 }
 
-// errorKey is the provider, or for the manager's own errors the job.
-type errorKey struct{ job, provider string }
+// errorKey is the provider of a discoverer's error; without one (the
+// manager's own errors), the job and mechanism.
+type errorKey struct{ provider, job, mechanism string }
 
 // DiscoveryError is one logged error.
 type DiscoveryError struct {
@@ -55,7 +56,7 @@ func (e DiscoveryError) key() errorKey {
 	if e.Provider != "" {
 		return errorKey{provider: e.Provider}
 	}
-	return errorKey{job: e.Job, provider: e.Mechanism}
+	return errorKey{job: e.Job, mechanism: e.Mechanism}
 }
 
 // NewDiscoveryErrors returns an empty set.
@@ -109,7 +110,7 @@ func (e *DiscoveryErrors) Applied(start time.Time, providers []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, v := range e.last {
-		if k.job == "" && !slices.Contains(providers, k.provider) || k.job != "" && v.Time.Before(start) {
+		if k.provider != "" && !slices.Contains(providers, k.provider) || k.provider == "" && v.Time.Before(start) {
 			delete(e.last, k)
 		}
 	}
