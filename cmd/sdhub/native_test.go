@@ -55,8 +55,27 @@ func nativeAndSdhub(t *testing.T, blocks map[string]string, want map[string]int)
 	addr := startPrometheus(t, prom.String())
 
 	var native, viaHub map[string][]string
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		for name, n := range want {
+			var b bytes.Buffer
+			for _, s := range native[name] {
+				if !slices.Contains(viaHub[name], s) {
+					fmt.Fprintf(&b, "  only native: %s\n", s)
+				}
+			}
+			for _, s := range viaHub[name] {
+				if !slices.Contains(native[name], s) {
+					fmt.Fprintf(&b, "  only via sdhub: %s\n", s)
+				}
+			}
+			t.Logf("%s: native %d targets, via sdhub %d (want %d each, with the same labels)\n%s", name, len(native[name]), len(viaHub[name]), n, b.String())
+		}
+	}()
+	// Prometheus applies discovered targets every 5 s.
+	eventually(t, "the native and the sdhub jobs to agree", func() bool {
 		_, dropped := promTargets(t, addr)
 		native, viaHub = map[string][]string{}, map[string][]string{}
 		for _, tg := range dropped {
@@ -77,30 +96,10 @@ func nativeAndSdhub(t *testing.T, blocks map[string]string, want map[string]int)
 			viaHub[name] = slices.Compact(slices.Sorted(slices.Values(viaHub[name])))
 			agree = agree && len(native[name]) == n && slices.Equal(native[name], viaHub[name])
 		}
-		if agree {
-			for name := range want {
-				t.Logf("%s: %d targets with identical discovered labels", name, len(native[name]))
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		<-time.After(time.Second) // Prometheus applies discovered targets every 5 s
-	}
-	for name, n := range want {
-		var b bytes.Buffer
-		for _, s := range native[name] {
-			if !slices.Contains(viaHub[name], s) {
-				fmt.Fprintf(&b, "  only native: %s\n", s)
-			}
-		}
-		for _, s := range viaHub[name] {
-			if !slices.Contains(native[name], s) {
-				fmt.Fprintf(&b, "  only via sdhub: %s\n", s)
-			}
-		}
-		t.Errorf("%s: native %d targets, via sdhub %d (want %d each, with the same labels)\n%s", name, len(native[name]), len(viaHub[name]), n, b.String())
+		return agree
+	})
+	for name := range want {
+		t.Logf("%s: %d targets with identical discovered labels", name, len(native[name]))
 	}
 }
 
