@@ -44,7 +44,39 @@ type Options struct {
 	// Metrics is the mechanism's metric set, made once per process by its
 	// Mechanism.NewMetrics. A discoverer given nil uses unregistered metrics.
 	Metrics Metrics
+	// Health receives what the discoverer learns about its source: the
+	// manager records it per provider for the status page, `discover` and
+	// the per-job health metrics. Nil (in tests) discards it; discoverers
+	// call HealthOf(opts), which is never nil.
+	Health Health
 }
+
+// Health is where a discoverer reports the state of its source. It is the
+// only way the rest of sdhub learns about a discoverer's errors: nothing
+// reads its log records. Safe for concurrent use.
+type Health interface {
+	// Failed records that reading the source failed: a refresh, a watch, a
+	// read of one part of it. The discoverer keeps its last good targets,
+	// so its output may be stale until the next Synced.
+	Failed(err error)
+	// Synced records that everything the discoverer has sent reflects its
+	// source as of now: a full refresh succeeded, or every watch is caught
+	// up without an error.
+	Synced()
+}
+
+// HealthOf returns o.Health, or a Health that discards reports when it is nil.
+func HealthOf(o Options) Health {
+	if o.Health == nil {
+		return nopHealth{}
+	}
+	return o.Health
+}
+
+type nopHealth struct{}
+
+func (nopHealth) Failed(error) {}
+func (nopHealth) Synced()      {}
 
 // Metrics is a mechanism's metric set; each mechanism type-asserts its own.
 type Metrics interface {
