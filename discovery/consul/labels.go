@@ -44,18 +44,44 @@ type serviceEntry struct {
 		Port                                       int
 		Tags                                       []string
 		Meta                                       map[string]string
+		ModifyIndex                                uint64 // not a label: tells a node read what changed
 	}
-	Checks []struct{ CheckID, Status string }
+	Checks []entryCheck
 }
 
-// health is the instance's aggregated status, as the consul api library
-// computes it: maintenance > critical > warning > passing.
-func (e *serviceEntry) health() string {
-	hc := make(api.HealthChecks, len(e.Checks))
-	for i, c := range e.Checks {
-		hc[i] = &api.HealthCheck{CheckID: c.CheckID, Status: c.Status}
+type entryCheck struct{ CheckID, Status string }
+
+// aggregatedStatus is the instance's status as the consul api library's
+// HealthChecks.AggregatedStatus computes it, without building its types:
+// "" if a check other than a maintenance one has an unknown status, else
+// maintenance (a node or service maintenance check) > critical > warning >
+// passing, and passing without checks.
+func aggregatedStatus(checks []entryCheck) string {
+	var maintenance, critical, warning bool
+	for _, c := range checks {
+		if c.CheckID == api.NodeMaint || strings.HasPrefix(c.CheckID, api.ServiceMaintPrefix) {
+			maintenance = true
+			continue
+		}
+		switch c.Status {
+		case api.HealthPassing:
+		case api.HealthWarning:
+			warning = true
+		case api.HealthCritical:
+			critical = true
+		default:
+			return ""
+		}
 	}
-	return hc.AggregatedStatus()
+	switch {
+	case maintenance:
+		return api.HealthMaint
+	case critical:
+		return api.HealthCritical
+	case warning:
+		return api.HealthWarning
+	}
+	return api.HealthPassing
 }
 
 // serviceGroup turns one service's health entries into its target group:
@@ -95,7 +121,7 @@ func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 		labelServiceAddress: model.LabelValue(e.Service.Address),
 		labelServicePort:    model.LabelValue(port),
 		labelServiceID:      model.LabelValue(e.Service.ID),
-		labelHealth:         model.LabelValue(e.health()),
+		labelHealth:         model.LabelValue(aggregatedStatus(e.Checks)),
 	}
 	addSanitized(ls, labelNodeMeta, e.Node.Meta)
 	addSanitized(ls, labelServiceMeta, e.Service.Meta)

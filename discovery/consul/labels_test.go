@@ -1,8 +1,10 @@
 package consul
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/common/model"
 )
 
@@ -28,5 +30,45 @@ func TestCollidingMetaKeysAreDeterministic(t *testing.T) {
 				t.Fatalf("run %d: %s = %q, want %q", i, name, got, want)
 			}
 		}
+	}
+}
+
+// TestAggregatedStatus: the status without the api types is the api
+// library's, for every sequence of up to three checks drawn from plain,
+// node-maintenance and service-maintenance checks in every status,
+// including an unknown one.
+func TestAggregatedStatus(t *testing.T) {
+	var kinds []entryCheck
+	for _, id := range []string{"web-http", api.NodeMaint, api.ServiceMaintPrefix + "web-1"} {
+		for _, st := range []string{api.HealthPassing, api.HealthWarning, api.HealthCritical, "bogus"} {
+			kinds = append(kinds, entryCheck{CheckID: id, Status: st})
+		}
+	}
+	var seqs [][]entryCheck
+	var grow func(prefix []entryCheck)
+	grow = func(prefix []entryCheck) {
+		seqs = append(seqs, prefix)
+		if len(prefix) == 3 {
+			return
+		}
+		for _, k := range kinds {
+			grow(append(slices.Clone(prefix), k))
+		}
+	}
+	grow(nil)
+	seen := map[string]bool{}
+	for _, seq := range seqs {
+		hc := make(api.HealthChecks, len(seq))
+		for i, c := range seq {
+			hc[i] = &api.HealthCheck{CheckID: c.CheckID, Status: c.Status}
+		}
+		want := hc.AggregatedStatus()
+		if got := aggregatedStatus(seq); got != want {
+			t.Fatalf("checks %v: %q, api says %q", seq, got, want)
+		}
+		seen[want] = true
+	}
+	if len(seen) != 5 {
+		t.Fatalf("the sequences cover the statuses %v, want all five (with \"\")", seen)
 	}
 }
