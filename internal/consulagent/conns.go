@@ -1,46 +1,45 @@
 package consulagent
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/prometheus/procfs"
 )
 
 // Established counts the established TCP connections process pid holds to
-// port on this host: its socket inodes (from /proc/<pid>/fd) matched against
-// the /proc/<pid>/net/tcp{,6} entries whose remote port is port. It counts
-// what the kernel sees, whatever the process thinks it holds.
+// port on this host: its socket inodes (from /proc/<pid>/fd) matched
+// against the TCP table entries whose remote port is port. It counts what
+// the kernel sees, whatever the process thinks it holds.
 func Established(pid, port int) (int, error) {
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, err := os.ReadDir(fdDir)
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	inodes := make(map[string]bool, len(fds))
-	for _, fd := range fds {
-		link, err := os.Readlink(filepath.Join(fdDir, fd.Name()))
-		if err != nil {
-			continue // closed meanwhile
-		}
-		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
-			inodes[strings.TrimSuffix(ino, "]")] = true
+	targets, err := p.FileDescriptorTargets()
+	if err != nil {
+		return 0, err
+	}
+	inodes := make(map[uint64]bool, len(targets))
+	for _, t := range targets {
+		if ino, ok := strings.CutPrefix(t, "socket:["); ok {
+			if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
+				inodes[n] = true
+			}
 		}
 	}
-	wantPort := fmt.Sprintf("%04X", port)
+	fs, err := procfs.NewFS("/proc/" + strconv.Itoa(pid))
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for _, table := range []string{"tcp", "tcp6"} {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+	for _, table := range []func() (procfs.NetTCP, error){fs.NetTCP, fs.NetTCP6} {
+		lines, err := table()
 		if err != nil {
-			continue
+			continue // no IPv6
 		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[3] != "01" { // 01: ESTABLISHED
-				continue
-			}
-			_, remPort, ok := strings.Cut(f[2], ":")
-			if ok && remPort == wantPort && inodes[f[9]] {
+		for _, l := range lines {
+			if l.St == 1 && l.RemPort == uint64(port) && inodes[l.Inode] { // 1: ESTABLISHED
 				n++
 			}
 		}
