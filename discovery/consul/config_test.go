@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func decodeConfig(t *testing.T, data []byte) (*SDConfig, error) {
+func decodeConfig(t testing.TB, data []byte) (*SDConfig, error) {
 	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -146,7 +146,7 @@ func TestConformanceCoversEveryLabel(t *testing.T) {
 
 // runPrometheus runs Prometheus's consul discoverer with its metrics on a
 // private registry.
-func runPrometheus(ctx context.Context, t *testing.T, yml string) *collector {
+func runPrometheus(ctx context.Context, t testing.TB, yml string) *collector {
 	t.Helper()
 	c, err := decodeConfig(t, []byte(yml))
 	if err != nil {

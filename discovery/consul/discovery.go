@@ -54,7 +54,7 @@ type Discovery struct {
 	backoffMin  time.Duration
 	backoffMax  time.Duration // the backoff waits up to 1.5 times this
 	detectFloor time.Duration // least time between two change-driven queries of one watch
-	probeRate   float64       // node probes per second, at most, over probe rounds
+	probeRate   float64       // node probes per second, at most, over probe rounds (a round may be faster, not more frequent)
 }
 
 // NewDiscovery returns a Discovery for c. A nil opts.Metrics gets a fresh
@@ -92,7 +92,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		backoffMin:   250 * time.Millisecond,
 		backoffMax:   10 * time.Second,
 		detectFloor:  min(250*time.Millisecond, time.Duration(c.RefreshInterval)),
-		probeRate:    500,
+		probeRate:    50,
 	}, nil
 }
 

@@ -22,11 +22,11 @@ import (
 // writer registers catalog entries on a real agent. It is the consul api
 // client with an explicit address, used only to write test fixtures.
 type writer struct {
-	t *testing.T
+	t testing.TB
 	c *api.Client
 }
 
-func newWriter(t *testing.T, a *consulagent.Agent) *writer {
+func newWriter(t testing.TB, a *consulagent.Agent) *writer {
 	t.Helper()
 	c, err := api.NewClient(&api.Config{Address: a.Addr(), Scheme: "http"})
 	if err != nil {
@@ -283,7 +283,7 @@ func label(name, value string) string { return fmt.Sprintf("%s=%q", name, value)
 func addr(a string) string { return label(string(model.AddressLabel), a) }
 
 // newTestDiscovery builds sdhub's discoverer for a config against a.
-func newTestDiscovery(t *testing.T, yml string) *Discovery {
+func newTestDiscovery(t testing.TB, yml string) *Discovery {
 	t.Helper()
 	c, err := decodeConfig(t, []byte(yml))
 	if err != nil {

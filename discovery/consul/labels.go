@@ -35,10 +35,7 @@ const (
 // that becomes labels. Decoding only these fields keeps a large catalog's
 // reads cheap.
 type serviceEntry struct {
-	Node struct {
-		Node, Address         string
-		TaggedAddresses, Meta map[string]string
-	}
+	Node    entryNode
 	Service struct {
 		ID, Service, Address, Namespace, Partition string
 		Port                                       int
@@ -102,31 +99,70 @@ func serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Gro
 	return g
 }
 
+// entryNode is the part of a node that becomes labels.
+type entryNode struct {
+	Node, Address         string
+	TaggedAddresses, Meta map[string]string
+}
+
 // instanceLabels are one instance's labels. The address is the service
 // address when set, else the node's; tags are joined with the separator and
 // wrapped in it so a regex need not care where a tag sits.
 func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
-	host := e.Service.Address
-	if host == "" {
-		host = e.Node.Address
-	}
-	port := strconv.Itoa(e.Service.Port)
 	ls := model.LabelSet{
-		model.AddressLabel:  model.LabelValue(net.JoinHostPort(host, port)),
-		labelAddress:        model.LabelValue(e.Node.Address),
 		labelNode:           model.LabelValue(e.Node.Node),
 		labelNamespace:      model.LabelValue(e.Service.Namespace),
 		labelPartition:      model.LabelValue(e.Service.Partition),
 		labelTags:           model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep),
 		labelServiceAddress: model.LabelValue(e.Service.Address),
-		labelServicePort:    model.LabelValue(port),
+		labelServicePort:    model.LabelValue(strconv.Itoa(e.Service.Port)),
 		labelServiceID:      model.LabelValue(e.Service.ID),
 		labelHealth:         model.LabelValue(aggregatedStatus(e.Checks)),
 	}
-	addSanitized(ls, labelNodeMeta, e.Node.Meta)
 	addSanitized(ls, labelServiceMeta, e.Service.Meta)
-	addSanitized(ls, labelTaggedAddress, e.Node.TaggedAddresses)
+	setNodeLabels(ls, &e.Node)
 	return ls
+}
+
+// setNodeLabels sets the labels that come from the instance's node, on
+// labels that already have the service's and none of another version of
+// the node: the node's address (and __address__ when the service has none
+// of its own), its metadata and its tagged addresses.
+func setNodeLabels(ls model.LabelSet, n *entryNode) {
+	host := string(ls[labelServiceAddress])
+	if host == "" {
+		host = n.Address
+	}
+	ls[model.AddressLabel] = model.LabelValue(net.JoinHostPort(host, string(ls[labelServicePort])))
+	ls[labelAddress] = model.LabelValue(n.Address)
+	addSanitized(ls, labelNodeMeta, n.Meta)
+	addSanitized(ls, labelTaggedAddress, n.TaggedAddresses)
+}
+
+// withNode returns g with the node-derived labels of its targets on node n
+// set anew from n, or g itself when none of its targets is on n.
+func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
+	var out *targetgroup.Group
+	for i, t := range g.Targets {
+		if string(t[labelNode]) != n.Node {
+			continue
+		}
+		if out == nil {
+			out = &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: slices.Clone(g.Targets)}
+		}
+		ls := t.Clone()
+		for name := range ls {
+			if strings.HasPrefix(string(name), labelNodeMeta) || strings.HasPrefix(string(name), labelTaggedAddress) {
+				delete(ls, name)
+			}
+		}
+		setNodeLabels(ls, n)
+		out.Targets[i] = ls
+	}
+	if out == nil {
+		return g
+	}
+	return out
 }
 
 // addSanitized adds m under prefix with sanitised keys. Keys that sanitise

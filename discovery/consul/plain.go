@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // The plain watch covers the services that have no stream of its own: all
@@ -17,10 +18,12 @@ import (
 //
 //   - The checks detector, a blocking query on the checks that are not
 //     passing, names the services whose health changed.
-//   - The nodes detector, a blocking query on the node list, names the
-//     services on a node whose address or metadata changed. Its index also
-//     moves on every service registration and deregistration, so each of
-//     its answers starts a probe round.
+//   - The nodes detector (which runs over HTTP/2 too) gives a node's new
+//     address, metadata and tagged addresses, which are patched into the
+//     groups of the services on it without reading them.
+//   - The catalog detector, whose blocking query on the service list
+//     returns on every write to the services table, starts a probe round
+//     each time it returns, as does the nodes detector.
 //   - A probe round reads each node's own index with a query that returns
 //     no instances (GET /v1/catalog/node-services/<node> with a filter
 //     nothing matches). Consul moves a node's index whenever the node or
@@ -72,7 +75,7 @@ type checkInfo struct {
 
 // nodeRow is the part of a node the watch uses.
 type nodeRow struct {
-	Node        string
+	entryNode
 	ModifyIndex uint64
 }
 
@@ -260,14 +263,13 @@ func (w *watcher) onEvent(ctx context.Context, ev event) {
 
 // plainWatch is the state of the plain watch.
 type plainWatch struct {
-	checksReady, nodesReady, ready bool
+	checksReady, ready bool
 
 	checks map[checkKey]checkInfo // the checks that are not passing
-	nodes  map[string]uint64      // node -> ModifyIndex of its row
 
 	// nodeIdx is each node's index as of its last read; a node not in it
 	// has not changed unless its index passed baseIdx, the node list's
-	// index when the watch started.
+	// index before the plain watch read any service.
 	nodeIdx map[string]uint64
 	baseIdx uint64
 	// insts is what the watch knows of each node's instances: from its
@@ -287,23 +289,23 @@ func (p *plainWatch) caughtUp() bool {
 	return p.ready && !p.round.active && !p.round.again && p.round.at.IsZero()
 }
 
-// enablePlain starts the plain watch: its two detectors, whose first
-// answers are its baseline. Services wait in awaiting until then.
+// enablePlain starts the plain watch: its checks detector, whose first
+// answer is its baseline with the nodes detector's. Services wait in
+// awaiting until then.
 func (w *watcher) enablePlain(ctx context.Context) {
 	if w.plain != nil {
 		return
 	}
 	w.plain = &plainWatch{nodeIdx: map[string]uint64{}, insts: map[string]map[string]instRef{}}
-	w.startDetector(ctx, evNodes, 0)
 	w.startDetector(ctx, evChecks, 0)
 }
 
 func (w *watcher) maybeReady() {
 	p := w.plain
-	if p.ready || !p.checksReady || !p.nodesReady {
+	if p == nil || p.ready || !p.checksReady || !w.nodesReady {
 		return
 	}
-	p.ready = true
+	p.ready, p.baseIdx = true, w.nodesIndex
 	for _, name := range slices.Sorted(maps.Keys(w.awaiting)) {
 		delete(w.awaiting, name)
 		if w.watched[name] && !w.isStreamed(name) {
@@ -356,35 +358,66 @@ func (w *watcher) checkChanged(node, service string) {
 	}
 }
 
-// onNodes diffs the node list: the services on a node whose row changed or
-// that is gone are re-read. Any answer starts a probe round, since the
-// list's index moves with every service registration too.
+// onNodes diffs the node list. The services on a node whose address,
+// metadata or tagged addresses changed get their labels from the node's
+// new row at once, without a read (unless health_filter, which may test
+// the node, is set: then the plain watch reads them, and streams return
+// anyway). The plain watch reads the services on a node that is gone (or
+// no longer matches node_meta), and a probe round finds the instances of a
+// new node.
 func (w *watcher) onNodes(ev event) {
-	p := w.plain
-	table := make(map[string]uint64, len(ev.nodes))
+	table := make(map[string]nodeRow, len(ev.nodes))
 	for _, n := range ev.nodes {
-		table[n.Node] = n.ModifyIndex
+		table[n.Node] = n
 	}
-	if ev.baseline || !p.nodesReady {
-		p.nodes, p.baseIdx, p.nodesReady = table, ev.index, true
+	if ev.baseline || !w.nodesReady {
+		w.nodes, w.nodesIndex, w.nodesReady = table, ev.index, true
 		w.maybeReady()
 		return
 	}
-	for n, old := range p.nodes {
+	for n, old := range w.nodes {
 		cur, ok := table[n]
-		if ok && cur == old {
+		if ok && cur.ModifyIndex == old.ModifyIndex {
 			continue
 		}
-		for s := range w.nodeSvcs[n] {
-			w.markDirty(s)
+		for _, s := range slices.Sorted(maps.Keys(w.nodeSvcs[n])) {
+			switch {
+			case !ok || w.d.healthFilter != "":
+				w.markDirty(s)
+			case w.watched[s] && w.groups[s] != nil:
+				w.setGroup(s, withNode(w.groups[s], &cur.entryNode))
+			}
 		}
-		if !ok {
-			delete(p.nodeIdx, n)
-			delete(p.insts, n)
+		if !ok && w.plain != nil {
+			delete(w.plain.nodeIdx, n)
+			delete(w.plain.insts, n)
 		}
 	}
-	p.nodes = table
-	w.requestRound()
+	w.nodes = table
+	if w.plain != nil {
+		w.requestRound()
+	}
+}
+
+// withNewerNodes patches into g, read at index, the nodes the nodes
+// detector has seen change since: an answer that started before a node
+// changed must not undo the patch.
+func (w *watcher) withNewerNodes(g *targetgroup.Group, index uint64) *targetgroup.Group {
+	if w.d.healthFilter != "" {
+		return g
+	}
+	var seen []string
+	for _, t := range g.Targets {
+		n := string(t[labelNode])
+		if slices.Contains(seen, n) {
+			continue
+		}
+		seen = append(seen, n)
+		if row, ok := w.nodes[n]; ok && row.ModifyIndex > index {
+			g = withNode(g, &row.entryNode)
+		}
+	}
+	return g
 }
 
 // requestRound asks for a probe round: at once if none ran within
@@ -399,7 +432,7 @@ func (w *watcher) requestRound() {
 		p.round.again = true
 		return
 	}
-	gap := max(w.d.detectFloor, time.Duration(float64(len(p.nodes))/w.d.probeRate*float64(time.Second)))
+	gap := max(w.d.detectFloor, time.Duration(float64(len(w.nodes))/w.d.probeRate*float64(time.Second)))
 	at := p.round.last.Add(gap)
 	if now := time.Now(); at.Before(now) {
 		at = now
@@ -413,7 +446,7 @@ func (w *watcher) startRound() {
 	p := w.plain
 	p.round.at, p.round.last, p.round.active = time.Time{}, time.Now(), true
 	p.round.pending, p.round.probed = map[string]bool{}, map[string]uint64{}
-	for _, n := range slices.Sorted(maps.Keys(p.nodes)) {
+	for _, n := range slices.Sorted(maps.Keys(w.nodes)) {
 		p.round.pending[n] = true
 		w.enqueue(job{jobProbe, n}, false)
 	}

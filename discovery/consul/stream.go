@@ -135,7 +135,7 @@ func (w *watcher) onStream(ctx context.Context, r streamResult) {
 		}
 		if !r.read.same {
 			w.hashes[name] = r.read.hash
-			w.setGroup(name, r.read.group)
+			w.setGroup(name, w.withNewerNodes(r.read.group, r.read.index))
 		}
 	}
 }

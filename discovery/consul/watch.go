@@ -16,6 +16,9 @@ import (
 //
 //   - the catalog detector, a blocking query on the service list, which
 //     names services that appear, go or change tags;
+//   - the nodes detector, a blocking query on the node list, whose
+//     changes are patched into the groups of the services on the node
+//     (plain.go);
 //   - over HTTP/2, one stream per service (stream.go), a blocking query on
 //     the service's instances that returns with its new state;
 //   - for the services without a stream of their own (all of them over
@@ -80,6 +83,10 @@ type watcher struct {
 
 	plain    *plainWatch     // nil while every service has a stream
 	awaiting map[string]bool // services to read once the plain watch is ready
+
+	nodes      map[string]nodeRow // the node list, from the nodes detector
+	nodesIndex uint64             // its index at the baseline
+	nodesReady bool
 
 	// The read queue: change-driven jobs before sweeps.
 	prio, low []job
@@ -149,6 +156,7 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	}()
 	d := w.d
 	w.startDetector(ctx, evCatalog, w.catalogIndex)
+	w.startDetector(ctx, evNodes, 0)
 	for range d.workers {
 		w.wg.Go(func() { w.work(ctx) })
 	}
@@ -286,6 +294,11 @@ func (w *watcher) onCatalog(ctx context.Context, cat map[string][]string) {
 	}
 	w.catalog = cat
 	w.checkComplete()
+	if w.plain != nil {
+		// The list's blocking query returns on every write to the
+		// services table, which the probes then locate.
+		w.requestRound()
+	}
 }
 
 func (w *watcher) forget(name string) {
@@ -459,7 +472,7 @@ func (w *watcher) onRead(r result) {
 	delete(w.failures, r.job)
 	if !r.read.same {
 		w.hashes[name] = r.read.hash
-		w.setGroup(name, r.read.group)
+		w.setGroup(name, w.withNewerNodes(r.read.group, r.read.index))
 		w.learn(r.read.insts)
 	}
 	if w.redo[name] {
