@@ -29,6 +29,8 @@ func requestCosts(a *agent) error {
 		{"the node list: /v1/catalog/nodes (sdhub over HTTP)", "/v1/catalog/nodes", 100},
 		{"one node's index: /v1/catalog/node-services/<node>?filter=<nothing> (sdhub over HTTP)", "/v1/catalog/node-services/" + nodeName(7) + "?filter=" + matchNothing, 100},
 		{"one node's instances: /v1/catalog/node-services/<node> (sdhub over HTTP)", "/v1/catalog/node-services/" + nodeName(7), 20},
+		{"(not used) every check: /v1/health/state/any", "/v1/health/state/any", 3},
+		{"(not used) the UI's service summary: /v1/internal/ui/services", "/v1/internal/ui/services", 3},
 	} {
 		before := a.cpu()
 		for range tc.n {

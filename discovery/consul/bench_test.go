@@ -32,7 +32,7 @@ func BenchmarkFullRead(b *testing.B) {
 	if _, err := fmt.Sscanf(*benchSize, "%dx%d", &n, &m); err != nil {
 		b.Fatalf("invalid -consul.size %q: %v", *benchSize, err)
 	}
-	a := consulagent.StartT(b, consulagent.Options{TLS: true})
+	a := consulagent.StartT(b, consulagent.Options{TLS: true, MaxConnsPerClient: 15000}) // Prometheus holds a connection per service over HTTP
 	w := newWriter(b, a)
 	const nodes = 50
 	for i := range nodes {

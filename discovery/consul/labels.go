@@ -1,11 +1,11 @@
 package consul
 
 import (
-	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/common/model"
@@ -109,16 +109,15 @@ type entryNode struct {
 // address when set, else the node's; tags are joined with the separator and
 // wrapped in it so a regex need not care where a tag sits.
 func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
-	ls := model.LabelSet{
-		labelNode:           model.LabelValue(e.Node.Node),
-		labelNamespace:      model.LabelValue(e.Service.Namespace),
-		labelPartition:      model.LabelValue(e.Service.Partition),
-		labelTags:           model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep),
-		labelServiceAddress: model.LabelValue(e.Service.Address),
-		labelServicePort:    model.LabelValue(strconv.Itoa(e.Service.Port)),
-		labelServiceID:      model.LabelValue(e.Service.ID),
-		labelHealth:         model.LabelValue(aggregatedStatus(e.Checks)),
-	}
+	ls := make(model.LabelSet, 10+len(e.Service.Meta)+len(e.Node.Meta)+len(e.Node.TaggedAddresses))
+	ls[labelNode] = model.LabelValue(e.Node.Node)
+	ls[labelNamespace] = model.LabelValue(e.Service.Namespace)
+	ls[labelPartition] = model.LabelValue(e.Service.Partition)
+	ls[labelTags] = model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep)
+	ls[labelServiceAddress] = model.LabelValue(e.Service.Address)
+	ls[labelServicePort] = model.LabelValue(strconv.Itoa(e.Service.Port))
+	ls[labelServiceID] = model.LabelValue(e.Service.ID)
+	ls[labelHealth] = model.LabelValue(aggregatedStatus(e.Checks))
 	addSanitized(ls, labelServiceMeta, e.Service.Meta)
 	setNodeLabels(ls, &e.Node)
 	return ls
@@ -170,7 +169,51 @@ func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
 // one wins every time: in map order the value would change from one
 // refresh to the next and the job's file with it.
 func addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		ls[model.LabelName(prefix+strutil.SanitizeLabelName(k))] = model.LabelValue(m[k])
+	if len(m) == 1 {
+		for k, v := range m {
+			ls[labelNames.name(prefix, k)] = model.LabelValue(v)
+		}
+		return
 	}
+	var buf [16]string
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ls[labelNames.name(prefix, k)] = model.LabelValue(m[k])
+	}
+}
+
+// labelNames remembers the label name of each prefix and metadata key:
+// the same few keys come with every instance, and sanitising one takes a
+// regular expression and two allocations.
+var labelNames = nameCache{names: map[nameKey]model.LabelName{}}
+
+type nameKey struct{ prefix, key string }
+
+type nameCache struct {
+	mu    sync.RWMutex
+	names map[nameKey]model.LabelName
+}
+
+// maxCachedNames bounds the cache; past it names are made each time.
+const maxCachedNames = 10000
+
+func (c *nameCache) name(prefix, key string) model.LabelName {
+	k := nameKey{prefix, key}
+	c.mu.RLock()
+	n, ok := c.names[k]
+	c.mu.RUnlock()
+	if ok {
+		return n
+	}
+	n = model.LabelName(prefix + strutil.SanitizeLabelName(key))
+	c.mu.Lock()
+	if len(c.names) < maxCachedNames {
+		c.names[k] = n
+	}
+	c.mu.Unlock()
+	return n
 }
