@@ -231,10 +231,15 @@ func (c *client) datacenter(ctx context.Context, timeout time.Duration) (string,
 	return self.Config.Datacenter, nil
 }
 
+// close closes every connection, idle or not, and any that a dial still
+// under way opens: the transport finishes a dial whose request ended and
+// keeps the connection for later.
 func (c *client) close() {
-	c.reads.http.CloseIdleConnections()
-	if c.streams != nil {
-		c.streams.http.CloseIdleConnections()
+	for _, p := range []*pool{c.reads, c.streams} {
+		if p != nil {
+			p.http.CloseIdleConnections()
+			p.gate.shutdown()
+		}
 	}
 }
 
@@ -266,8 +271,10 @@ type connGate struct {
 	open     int
 	limit    int
 	free     chan struct{} // closed and replaced when a slot frees
+	conns    map[*gatedConn]struct{}
+	closed   bool // shut down: no more connections
 	failFast bool
-	conns    *connCount
+	count    *connCount
 	dialer   net.Dialer
 	unix     string
 }
@@ -276,8 +283,9 @@ func newConnGate(limit int, failFast bool, conns *connCount, unixSocket string) 
 	return &connGate{
 		limit:    limit,
 		free:     make(chan struct{}),
+		conns:    map[*gatedConn]struct{}{},
 		failFast: failFast,
-		conns:    conns,
+		count:    conns,
 		dialer:   net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
 		unix:     unixSocket,
 	}
@@ -296,6 +304,10 @@ func (g *connGate) setLimit(n int) int {
 func (g *connGate) acquire(ctx context.Context) error {
 	for {
 		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return errGateClosed
+		}
 		if g.open < g.limit {
 			g.open++
 			g.mu.Unlock()
@@ -334,8 +346,36 @@ func (g *connGate) dial(ctx context.Context, network, addr string) (net.Conn, er
 		g.release()
 		return nil, err
 	}
-	g.conns.add(1)
-	return &gatedConn{Conn: conn, gate: g}, nil
+	g.count.add(1)
+	gc := &gatedConn{Conn: conn, gate: g}
+	g.mu.Lock()
+	closed := g.closed
+	if !closed {
+		g.conns[gc] = struct{}{}
+	}
+	g.mu.Unlock()
+	if closed {
+		_ = gc.Close()
+		return nil, errGateClosed
+	}
+	return gc, nil
+}
+
+// errGateClosed is the dial error once the discoverer stopped.
+var errGateClosed = errors.New("consul discovery stopped")
+
+// shutdown closes every connection and refuses new ones.
+func (g *connGate) shutdown() {
+	g.mu.Lock()
+	g.closed = true
+	conns := make([]*gatedConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 type gatedConn struct {
@@ -347,7 +387,10 @@ type gatedConn struct {
 func (c *gatedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		c.gate.conns.add(-1)
+		c.gate.count.add(-1)
+		c.gate.mu.Lock()
+		delete(c.gate.conns, c)
+		c.gate.mu.Unlock()
 		c.gate.release()
 	})
 	return err

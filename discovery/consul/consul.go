@@ -33,8 +33,8 @@ const DefaultMaxConnections = 16
 const DefaultMaxConnectionsHTTPS = 32
 
 // minConnections is the least max_connections that works: over HTTP/1.1
-// each of the three change detectors holds a blocking query on a
-// connection of its own, and at least one reader needs another.
+// each of the four change detectors holds a blocking query on a connection
+// of its own, and at least one reader needs another.
 const minConnections = detectors + 1
 
 // DefaultSDConfig is the default Consul SD configuration: Prometheus's
@@ -153,7 +153,7 @@ func (c *SDConfig) Validate() error {
 		return discovery.Fieldf("refresh_interval", "invalid refresh_interval %q for consul_sd_configs (must be greater than 0)", c.RefreshInterval)
 	}
 	if c.MaxConnections != 0 && c.MaxConnections < minConnections {
-		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be 0 for the default, or at least %d: three change detectors and one reader)", c.MaxConnections, minConnections)
+		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be 0 for the default, or at least %d: four change detectors and one reader)", c.MaxConnections, minConnections)
 	}
 	if (c.Username != "" || c.Password != "") && c.HTTPClientConfig.BasicAuth != nil {
 		return discovery.Fieldf("username", "at most one of consul SD configuration username and password and basic auth can be configured")

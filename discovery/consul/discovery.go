@@ -25,9 +25,9 @@ const (
 	// find a dead connection long before it ends.
 	defaultWait = 5 * time.Minute
 	// detectors is the number of change detectors of the catalog-wide
-	// watch, each holding one blocking query: catalog services, checks
-	// that are not passing, nodes.
-	detectors = 3
+	// watch, each holding one blocking query: catalog services, critical
+	// checks, warning checks, nodes.
+	detectors = 4
 )
 
 // Discovery discovers Consul services; see docs/consul.md. Over HTTP/2 it
@@ -50,6 +50,7 @@ type Discovery struct {
 
 	// Timings; tests shorten them.
 	wait        time.Duration // blocking-query wait
+	waitSlack   time.Duration // a blocking query's timeout beyond wait and Consul's jitter
 	readTimeout time.Duration // timeout of a non-blocking request
 	backoffMin  time.Duration
 	backoffMax  time.Duration // the backoff waits up to 1.5 times this
@@ -88,6 +89,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		floor:        time.Duration(c.RefreshInterval),
 		workers:      max(1, maxConns-detectors),
 		wait:         min(max(defaultWait, time.Duration(c.RefreshInterval)), maxWait),
+		waitSlack:    15 * time.Second,
 		readTimeout:  30 * time.Second,
 		backoffMin:   250 * time.Millisecond,
 		backoffMax:   10 * time.Second,
@@ -123,7 +125,7 @@ func (d *Discovery) nodeMetaParams(v url.Values) url.Values {
 func (d *Discovery) timeout(index uint64) time.Duration {
 	if index > 0 {
 		// Consul adds up to wait/16 of jitter to a blocking query.
-		return d.wait + d.wait/16 + 15*time.Second
+		return d.wait + d.wait/16 + d.waitSlack
 	}
 	return d.readTimeout
 }

@@ -3,11 +3,14 @@ package consul
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -49,6 +52,21 @@ func newFake(t *testing.T) (*fakeConsul, string) {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// newFakeTLS serves the fake over HTTPS with HTTP/2, as Consul's HTTPS
+// listener does, and returns the config lines that reach it.
+func newFakeTLS(t *testing.T) (*fakeConsul, string) {
+	f := &fakeConsul{index: 10, health: "passing", port: 80, changed: make(chan struct{})}
+	srv := httptest.NewUnstartedServer(f)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, fmt.Sprintf("%s\nscheme: https\ntls_config:\n  ca_file: %s", strings.TrimPrefix(srv.URL, "https://"), ca)
 }
 
 func recordingServer(t *testing.T) (string, func() []seenRequest) {
@@ -147,8 +165,11 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = map[string][]string{"web": {"a"}}
 	case "/v1/catalog/nodes":
 		body = []map[string]any{{"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5}}
-	case "/v1/health/state/any":
-		body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
+	case "/v1/health/state/critical", "/v1/health/state/warning":
+		body = []map[string]any{}
+		if strings.HasSuffix(r.URL.Path, "/"+health) {
+			body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
+		}
 	case "/v1/catalog/node-services/n1":
 		svcs := []map[string]any{{"ID": "web-1", "Service": "web", "Port": port, "ModifyIndex": portIdx}}
 		if r.URL.Query().Has("filter") {
@@ -171,7 +192,7 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func fastDiscovery(t *testing.T, server string) *Discovery {
 	d := newTestDiscovery(t, "server: "+server+"\nrefresh_interval: 100ms\n")
 	d.readTimeout = 300 * time.Millisecond
-	d.wait = time.Second
+	d.wait, d.waitSlack = time.Second, 300*time.Millisecond
 	d.backoffMin, d.backoffMax = 20*time.Millisecond, 100*time.Millisecond
 	return d
 }
@@ -222,8 +243,15 @@ func TestRefreshFaults(t *testing.T) {
 
 // TestRunStaleOverIncomplete: Run sends nothing until every service was
 // read; once running, failing reads keep the last targets; recovery then
-// propagates the change.
+// propagates the change. Over HTTP the faults hit the workers' reads, over
+// HTTPS the service's stream.
 func TestRunStaleOverIncomplete(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testRunStaleOverIncomplete(t, https) })
+	}
+}
+
+func testRunStaleOverIncomplete(t *testing.T, https bool) {
 	for _, fault := range []struct {
 		name   string
 		status int
@@ -237,6 +265,9 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			f, server := newFake(t)
+			if https {
+				f, server = newFakeTLS(t)
+			}
 			var mu sync.Mutex
 			failing := true
 			f.setFault(func(p string) (int, string, bool) {
@@ -253,6 +284,11 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			col := collect(ctx, d)
 			defer func() { cancel(); <-col.done }()
+			defer func() {
+				if got := d.client.http2.Load(); got != https {
+					t.Errorf("HTTP/2 used: %v, want %v", got, https)
+				}
+			}()
 
 			// Start-up with a failing service: nothing is sent.
 			waitCounter(t, d.metrics.rpcFailures, 2)

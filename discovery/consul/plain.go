@@ -16,8 +16,10 @@ import (
 // The plain watch covers the services that have no stream of its own: all
 // of them over HTTP/1.1, where each blocking query holds a connection.
 //
-//   - The checks detector, a blocking query on the checks that are not
-//     passing, names the services whose health changed.
+//   - The checks detectors, blocking queries on the critical checks and on
+//     the warning ones, name the services whose health changed. Consul
+//     indexes checks by status, so each answer costs it the few checks in
+//     that state, not every check (as a filter on all checks would).
 //   - The nodes detector (which runs over HTTP/2 too) gives a node's new
 //     address, metadata and tagged addresses, which are patched into the
 //     groups of the services on it without reading them.
@@ -39,13 +41,17 @@ type eventKind int
 
 const (
 	evCatalog eventKind = iota
-	evChecks
+	evCritical
+	evWarning
 	evNodes
 )
 
 func kindName(k eventKind) string {
-	return [...]string{"catalog", "checks", "nodes"}[k]
+	return [...]string{"catalog", "critical checks", "warning checks", "nodes"}[k]
 }
+
+// checkStates are the states the checks detectors watch, by detector.
+var checkStates = map[eventKind]string{evCritical: api.HealthCritical, evWarning: api.HealthWarning}
 
 // event is a detector's news: a new answer, an error, or its recovery.
 type event struct {
@@ -88,18 +94,17 @@ const notPassing = `Status != "passing"`
 // carries only the node and its index.
 const matchNothing = `ID == "" and ID != ""`
 
-// readChecks lists the checks that are not passing (GET
-// /v1/health/state/any). Its index is the whole checks table's.
-func (d *Discovery) readChecks(ctx context.Context, index uint64) ([]check, uint64, error) {
-	v := d.nodeMetaParams(url.Values{})
-	v.Set("filter", notPassing)
+// readChecks lists the checks in a state (GET /v1/health/state/<state>).
+// Its index is the whole checks table's; its blocking query wakes when a
+// check enters, leaves or changes in that state.
+func (d *Discovery) readChecks(ctx context.Context, state string, index uint64) ([]check, uint64, error) {
 	var out []check
 	start := time.Now()
-	idx, err := d.client.get(ctx, d.client.reads, query{path: "/v1/health/state/any", params: v, index: index, wait: d.wait, timeout: d.timeout(index)},
+	idx, err := d.client.get(ctx, d.client.reads, query{path: "/v1/health/state/" + state, params: d.nodeMetaParams(url.Values{}), index: index, wait: d.wait, timeout: d.timeout(index)},
 		func(b []byte) error { return json.Unmarshal(b, &out) })
 	d.metrics.detectDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading health checks: %w", err)
+		return nil, 0, fmt.Errorf("reading %s health checks: %w", state, err)
 	}
 	return out, idx, nil
 }
@@ -164,8 +169,12 @@ func (w *watcher) startDetector(ctx context.Context, kind eventKind, index uint6
 			c, i, err := d.readCatalog(ctx, idx)
 			return event{catalog: c}, i, err
 		},
-		evChecks: func(ctx context.Context, idx uint64) (event, uint64, error) {
-			c, i, err := d.readChecks(ctx, idx)
+		evCritical: func(ctx context.Context, idx uint64) (event, uint64, error) {
+			c, i, err := d.readChecks(ctx, api.HealthCritical, idx)
+			return event{checks: c}, i, err
+		},
+		evWarning: func(ctx context.Context, idx uint64) (event, uint64, error) {
+			c, i, err := d.readChecks(ctx, api.HealthWarning, idx)
 			return event{checks: c}, i, err
 		},
 		evNodes: func(ctx context.Context, idx uint64) (event, uint64, error) {
@@ -254,7 +263,7 @@ func (w *watcher) onEvent(ctx context.Context, ev event) {
 	switch ev.kind {
 	case evCatalog:
 		w.onCatalog(ctx, ev.catalog)
-	case evChecks:
+	case evCritical, evWarning:
 		w.onChecks(ev)
 	case evNodes:
 		w.onNodes(ev)
@@ -263,9 +272,9 @@ func (w *watcher) onEvent(ctx context.Context, ev event) {
 
 // plainWatch is the state of the plain watch.
 type plainWatch struct {
-	checksReady, ready bool
+	ready bool
 
-	checks map[checkKey]checkInfo // the checks that are not passing
+	checks map[eventKind]map[checkKey]checkInfo // by detector: the checks in its state; nil before its baseline
 
 	// nodeIdx is each node's index as of its last read; a node not in it
 	// has not changed unless its index passed baseIdx, the node list's
@@ -289,20 +298,21 @@ func (p *plainWatch) caughtUp() bool {
 	return p.ready && !p.round.active && !p.round.again && p.round.at.IsZero()
 }
 
-// enablePlain starts the plain watch: its checks detector, whose first
-// answer is its baseline with the nodes detector's. Services wait in
+// enablePlain starts the plain watch: its checks detectors, whose first
+// answers are its baseline with the nodes detector's. Services wait in
 // awaiting until then.
 func (w *watcher) enablePlain(ctx context.Context) {
 	if w.plain != nil {
 		return
 	}
-	w.plain = &plainWatch{nodeIdx: map[string]uint64{}, insts: map[string]map[string]instRef{}}
-	w.startDetector(ctx, evChecks, 0)
+	w.plain = &plainWatch{checks: map[eventKind]map[checkKey]checkInfo{}, nodeIdx: map[string]uint64{}, insts: map[string]map[string]instRef{}}
+	w.startDetector(ctx, evCritical, 0)
+	w.startDetector(ctx, evWarning, 0)
 }
 
 func (w *watcher) maybeReady() {
 	p := w.plain
-	if p == nil || p.ready || !p.checksReady || !w.nodesReady {
+	if p == nil || p.ready || len(p.checks) < len(checkStates) || !w.nodesReady {
 		return
 	}
 	p.ready, p.baseIdx = true, w.nodesIndex
@@ -317,35 +327,33 @@ func (w *watcher) maybeReady() {
 func checkTable(cs []check) map[checkKey]checkInfo {
 	t := make(map[checkKey]checkInfo, len(cs))
 	for _, c := range cs {
-		if c.Status != api.HealthPassing {
-			t[checkKey{c.Node, c.CheckID}] = checkInfo{modify: c.ModifyIndex, service: c.ServiceName}
-		}
+		t[checkKey{c.Node, c.CheckID}] = checkInfo{modify: c.ModifyIndex, service: c.ServiceName}
 	}
 	return t
 }
 
-// onChecks diffs the checks that are not passing: a check that appeared,
+// onChecks diffs the checks in a detector's state: a check that appeared,
 // vanished or changed names its service, or for a node check every
 // service on the node.
 func (w *watcher) onChecks(ev event) {
 	p := w.plain
 	table := checkTable(ev.checks)
-	if ev.baseline || !p.checksReady {
-		p.checks, p.checksReady = table, true
+	old, ok := p.checks[ev.kind]
+	p.checks[ev.kind] = table
+	if ev.baseline || !ok {
 		w.maybeReady()
 		return
 	}
-	for k, old := range p.checks {
-		if cur, ok := table[k]; !ok || cur.modify != old.modify {
-			w.checkChanged(k.node, old.service)
+	for k, was := range old {
+		if cur, ok := table[k]; !ok || cur.modify != was.modify {
+			w.checkChanged(k.node, was.service)
 		}
 	}
 	for k, cur := range table {
-		if _, ok := p.checks[k]; !ok {
+		if _, ok := old[k]; !ok {
 			w.checkChanged(k.node, cur.service)
 		}
 	}
-	p.checks = table
 }
 
 func (w *watcher) checkChanged(node, service string) {

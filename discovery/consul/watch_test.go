@@ -161,7 +161,7 @@ func TestPeriodicReadsFloor(t *testing.T) {
 	const window = 2 * time.Second
 	<-time.After(window) // the window being measured, not a synchronisation
 	after := f.requests()
-	for _, path := range []string{"/v1/catalog/services", "/v1/health/state/any", "/v1/catalog/nodes"} {
+	for _, path := range []string{"/v1/catalog/services", "/v1/health/state/critical", "/v1/health/state/warning", "/v1/catalog/nodes"} {
 		n := after[path] - before[path]
 		if most := int(window/floor) + 1; n > most || n == 0 {
 			t.Errorf("%s: %d requests in %v, want 1 to %d (refresh_interval %v)", path, n, window, most, floor)
@@ -295,7 +295,7 @@ func TestEnvironmentIgnored(t *testing.T) {
 // lets one client hold connections (10 here; the test's own clients use one
 // or two of them), the watch discovers every target and propagates a
 // change without a single refused request, never opening more than
-// max_connections; its gauges show the three watches and its connections,
+// max_connections; its gauges show the four watches and its connections,
 // and fall to zero when it stops.
 func TestBoundedConnections(t *testing.T) {
 	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: 10})
@@ -322,8 +322,8 @@ func TestBoundedConnections(t *testing.T) {
 	if c := testutil.ToFloat64(d.metrics.connections); c < 1 || c > 6 {
 		t.Errorf("sdhub_sd_consul_connections = %v while watching, want 1..6", c)
 	}
-	if n := testutil.ToFloat64(d.metrics.watches); n < 1 || n > 3 {
-		t.Errorf("sdhub_sd_consul_watches = %v while watching, want 1..3", n)
+	if n := testutil.ToFloat64(d.metrics.watches); n < 1 || n > 4 {
+		t.Errorf("sdhub_sd_consul_watches = %v while watching, want 1..4", n)
 	}
 	cancel()
 	<-col.done
