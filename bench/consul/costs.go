@@ -25,10 +25,11 @@ func requestCosts(a *agent) error {
 	}{
 		{"one service's instances: /v1/health/service/<name> (both sides, per service)", "/v1/health/service/" + serviceName(42), 200},
 		{"the service list: /v1/catalog/services (both sides' catalog watch)", "/v1/catalog/services", 10},
-		{"checks not passing: /v1/health/state/any?filter=... (sdhub over HTTP)", "/v1/health/state/any?filter=" + notPassing, 10},
+		{"critical checks: /v1/health/state/critical (sdhub over HTTP, and warning ones)", "/v1/health/state/critical", 100},
 		{"the node list: /v1/catalog/nodes (sdhub over HTTP)", "/v1/catalog/nodes", 100},
 		{"one node's index: /v1/catalog/node-services/<node>?filter=<nothing> (sdhub over HTTP)", "/v1/catalog/node-services/" + nodeName(7) + "?filter=" + matchNothing, 100},
 		{"one node's instances: /v1/catalog/node-services/<node> (sdhub over HTTP)", "/v1/catalog/node-services/" + nodeName(7), 20},
+		{"(not used) checks not passing: /v1/health/state/any?filter=...", "/v1/health/state/any?filter=" + notPassing, 10},
 		{"(not used) every check: /v1/health/state/any", "/v1/health/state/any", 3},
 		{"(not used) the UI's service summary: /v1/internal/ui/services", "/v1/internal/ui/services", 3},
 	} {

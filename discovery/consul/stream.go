@@ -29,11 +29,17 @@ type streamResult struct {
 func (w *watcher) startStream(ctx context.Context, name string) {
 	ctx, cancel := context.WithCancel(ctx)
 	w.streams[name] = cancel
-	w.wg.Go(func() { w.d.stream(ctx, w.dc, name, w.streamed) })
+	w.wg.Go(func() { w.d.stream(ctx, w.dc, name, w.firstReads, w.streamed) })
 }
 
-// stream runs one service's stream until ctx ends.
-func (d *Discovery) stream(ctx context.Context, dc, name string, out chan<- streamResult) {
+// firstReads bounds the streams' first reads in flight at once (the only
+// reads that do not block): thousands of streams starting together would
+// otherwise ask Consul for every service at the same moment.
+const firstReads = 64
+
+// stream runs one service's stream until ctx ends. Its queries without an
+// index take a slot of first.
+func (d *Discovery) stream(ctx context.Context, dc, name string, first chan struct{}, out chan<- streamResult) {
 	send := func(r streamResult) bool {
 		r.name = name
 		select {
@@ -54,10 +60,20 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, out chan<- stre
 		if !sleepCtx(ctx, wait) {
 			return
 		}
+		if index == 0 {
+			select {
+			case first <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
 		start := time.Now()
 		d.metrics.watches.Inc()
 		r, err := d.readService(ctx, d.client.streams, dc, name, index, hash)
 		d.metrics.watches.Dec()
+		if index == 0 {
+			<-first
+		}
 		if ctx.Err() != nil {
 			return
 		}

@@ -75,11 +75,12 @@ type watcher struct {
 	hashes       map[string]uint64             // hash of the body each group was decoded from
 	complete     bool                          // the full state was sent
 
-	streaming bool                          // HTTP/2: a stream per service
-	streams   map[string]context.CancelFunc // running streams
-	refused   map[string]bool               // streams without a connection: the plain watch covers them
-	failing   map[string]bool               // streams whose last query failed
-	ignore    map[string]bool               // a worker's read to drop: the stream is newer
+	streaming  bool                          // HTTP/2: a stream per service
+	streams    map[string]context.CancelFunc // running streams
+	firstReads chan struct{}                 // see firstReads
+	refused    map[string]bool               // streams without a connection: the plain watch covers them
+	failing    map[string]bool               // streams whose last query failed
+	ignore     map[string]bool               // a worker's read to drop: the stream is newer
 
 	plain    *plainWatch     // nil while every service has a stream
 	awaiting map[string]bool // services to read once the plain watch is ready
@@ -124,6 +125,7 @@ func newWatcher(d *Discovery, dc string, cat map[string][]string, catIndex uint6
 		hashes:           map[string]uint64{},
 		streaming:        streaming,
 		streams:          map[string]context.CancelFunc{},
+		firstReads:       make(chan struct{}, firstReads),
 		refused:          map[string]bool{},
 		failing:          map[string]bool{},
 		ignore:           map[string]bool{},
