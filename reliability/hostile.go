@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +103,7 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 			r.Fail("%v", err)
 		}
 	}()
-	if err := Eventually("sdhub ready", func() bool { c, _, _ := p.Do(http.MethodGet, "/-/ready"); return c == 200 }); err != nil {
+	if err := Eventually("every file written", func() bool { return allWritten(p) }); err != nil {
 		r.Fail("%v", err)
 		return r
 	}

@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -11,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
 )
 
 //go:embed templates/*.html
@@ -20,6 +22,16 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"ago":    ago,
 	"sdpath": func(job string) string { return strings.Replace(SDPath, "{job}", url.PathEscape(job), 1) },
 	"jobref": func(job string) string { return "/job/" + url.PathEscape(job) },
+	// errs hands a job row to the "errors" template with the page's clock.
+	"errs": func(now time.Time, r jobRow) any {
+		return struct {
+			Now time.Time
+			Row jobRow
+		}{now, r}
+	},
+	"failures": func(ps []providerRow) bool {
+		return slices.ContainsFunc(ps, func(p providerRow) bool { return p.LastError != "" })
+	},
 }).ParseFS(templateFS, "templates/*.html"))
 
 // statusPage is what the status page shows.
@@ -40,25 +52,28 @@ type jobRow struct {
 	Name       string
 	Mechanisms []string // "consul ×2", "static"
 	Providers  []providerRow
-	// Targets is the number of targets in the last complete state, -1 when
-	// unknown.
-	Targets    int
-	LastUpdate time.Time // when the job's targets last changed
-	LastWrite  time.Time
-	Path       string
-	WriteError string
-	Waiting    bool
-	Failed     int // SD configs that failed to start
-	// RefreshFailures counts the failed refreshes of the job's
-	// discoverers by mechanism, from prometheus_sd_refresh_failures_total.
-	RefreshFailures []string
-	// Errors are the last errors logged for the job, by mechanism.
-	Errors []DiscoveryError
+	// Targets is the number of targets in the job's output, -1 when it has
+	// none yet; Dropped those left out because Prometheus would reject them.
+	Targets, Dropped int
+	LastUpdate       time.Time // when the job's output last changed
+	LastWrite        time.Time
+	Path             string
+	WriteError       string
+	WriteErrorTime   time.Time
+	// Pending is true when the job's file does not hold its current output
+	// (not written yet, or the last write failed).
+	Pending bool
+	Waiting bool
+	Failed  int // SD configs that failed to start
+	// ConfigErrors say why SD configs failed to start.
+	ConfigErrors []string
+	Healthy      bool
 }
 
 type providerRow struct {
 	Name, Mechanism, State string
 	Shared                 []string // the other jobs it serves
+	manager.Health
 }
 
 // status serves the status page.
@@ -67,10 +82,10 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusOK, "status.html", page)
 }
 
-// collect gathers the status page's data from the writer, the manager, the
-// target store, the metrics and the config.
+// collect gathers the status page's data from the output stage, the
+// manager and the config.
 func (h *handler) collect() *statusPage {
-	page := &statusPage{Now: h.o.Now(), Ready: h.o.Ready == nil || h.o.Ready(), Lifecycle: h.o.EnableLifecycle, HTTPSD: h.o.Targets != nil}
+	page := &statusPage{Now: h.o.Now(), Ready: true, Lifecycle: h.o.EnableLifecycle, HTTPSD: h.o.Outputs != nil}
 	rows := map[string]*jobRow{}
 	row := func(job string) *jobRow {
 		if r := rows[job]; r != nil {
@@ -108,29 +123,35 @@ func (h *handler) collect() *statusPage {
 			}
 		}
 	}
-	if h.o.Jobs != nil {
-		for _, js := range h.o.Jobs() {
-			r := row(js.Job)
-			r.Targets, r.LastWrite, r.Path, r.Waiting, r.Failed = js.Targets, js.LastWrite, js.Path, js.Waiting, js.FailedConfigs
-			if js.LastError != nil {
-				r.WriteError = js.LastError.Error()
+	if h.o.Outputs != nil {
+		jobs, applied := h.o.Outputs.Snapshots()
+		page.Ready = applied
+		for job, snap := range jobs {
+			r := row(job)
+			r.Waiting, r.Failed, r.Path = snap.Waiting || !snap.Serving(), snap.FailedConfigs, snap.File.Path
+			r.LastUpdate, r.LastWrite = snap.Changed, snap.File.Written
+			if snap.Serving() {
+				r.Targets, r.Dropped = snap.Targets, snap.Dropped
+				r.Pending = !snap.OnDisk()
 			}
-			if !js.UpToDate && js.Waiting {
-				r.Targets = -1
+			if snap.File.Err != nil {
+				r.WriteError, r.WriteErrorTime = snap.File.Err.Error(), snap.File.ErrTime
 			}
 		}
 	}
-	if h.o.Targets != nil {
-		for job, st := range h.o.Targets.snapshot() {
+	if h.o.Jobs != nil {
+		for job, js := range h.o.Jobs() {
 			r := row(job)
-			r.LastUpdate = st.updated
-			r.Waiting = r.Waiting || st.waiting
+			r.ConfigErrors = js.ConfigErrors
+			r.Healthy = js.Healthy && !r.Waiting && !r.Pending
 		}
 	}
 	if h.o.Providers != nil {
 		for _, p := range h.o.Providers() {
 			state := "stopped"
 			switch {
+			case p.Started && p.Failing:
+				state = "failing"
 			case p.Started && p.Delivered:
 				state = "running"
 			case p.Started:
@@ -139,67 +160,17 @@ func (h *handler) collect() *statusPage {
 			for _, job := range p.Jobs {
 				r := row(job)
 				r.Providers = append(r.Providers, providerRow{
-					Name: p.Name, Mechanism: p.Mechanism, State: state,
+					Name: p.Name, Mechanism: p.Mechanism, State: state, Health: p.Health,
 					Shared: slices.DeleteFunc(slices.Clone(p.Jobs), func(j string) bool { return j == job }),
 				})
 			}
 		}
 	}
-	for job, fails := range h.refreshFailures() {
-		if r := rows[job]; r != nil {
-			r.RefreshFailures = fails
-		}
-	}
 	for _, r := range rows {
-		if h.o.DiscoveryErrors != nil {
-			var names []string
-			for _, p := range r.Providers {
-				names = append(names, p.Name)
-			}
-			r.Errors = h.o.DiscoveryErrors.Errors(r.Name, names)
-		}
 		page.Jobs = append(page.Jobs, *r)
 	}
 	slices.SortFunc(page.Jobs, func(a, b jobRow) int { return strings.Compare(a.Name, b.Name) })
 	return page
-}
-
-// refreshFailures reads prometheus_sd_refresh_failures_total: per job, the
-// non-zero counts as "mechanism: n".
-func (h *handler) refreshFailures() map[string][]string {
-	if h.o.Gatherer == nil {
-		return nil
-	}
-	mfs, err := h.o.Gatherer.Gather()
-	if err != nil && len(mfs) == 0 {
-		return nil
-	}
-	out := map[string][]string{}
-	for _, mf := range mfs {
-		if mf.GetName() != "prometheus_sd_refresh_failures_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			v := m.GetCounter().GetValue()
-			if v == 0 {
-				continue
-			}
-			var mech, job string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "mechanism":
-					mech = l.GetValue()
-				case "config":
-					job = l.GetValue()
-				}
-			}
-			out[job] = append(out[job], fmt.Sprintf("%s: %.0f", mech, v))
-		}
-	}
-	for _, f := range out {
-		slices.Sort(f)
-	}
-	return out
 }
 
 // jobPage is one job's drill-down: its status and its targets as written.
@@ -207,18 +178,10 @@ type jobPage struct {
 	statusPage
 	Job     jobRow
 	Known   bool
-	Entries []fileEntry
+	Entries []output.Entry
 	Count   int
 	Note    string
 }
-
-type fileEntry struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-	Sorted  []labelPair       `json:"-"`
-}
-
-type labelPair struct{ Name, Value string }
 
 func (h *handler) jobPage(w http.ResponseWriter, r *http.Request) {
 	job := r.PathValue("job")
@@ -233,29 +196,18 @@ func (h *handler) jobPage(w http.ResponseWriter, r *http.Request) {
 		h.render(w, http.StatusNotFound, "job.html", page)
 		return
 	}
-	if h.o.Targets == nil {
-		page.Note = "targets are not tracked by this handler"
-	} else {
-		switch state, st := h.o.Targets.job(job); state {
-		case stateReady:
-			if st.err != nil {
-				page.Note = "cannot render the targets: " + st.err.Error()
-				break
-			}
-			if err := json.Unmarshal(st.data, &page.Entries); err != nil {
-				page.Note = "cannot read the rendered targets: " + err.Error()
-			}
-		default:
-			page.Note = "waiting for the first full set of targets of every provider"
-		}
+	var snap *output.Snapshot
+	if h.o.Outputs != nil {
+		jobs, _ := h.o.Outputs.Snapshots()
+		snap = jobs[job]
 	}
-	for i := range page.Entries {
-		e := &page.Entries[i]
-		page.Count += len(e.Targets)
-		for k, v := range e.Labels {
-			e.Sorted = append(e.Sorted, labelPair{k, v})
-		}
-		slices.SortFunc(e.Sorted, func(a, b labelPair) int { return strings.Compare(a.Name, b.Name) })
+	switch {
+	case h.o.Outputs == nil:
+		page.Note = "targets are not tracked by this handler"
+	case snap == nil || !snap.Serving():
+		page.Note = "waiting for the first full set of targets of every provider"
+	default:
+		page.Entries, page.Count = snap.Entries(), snap.Targets
 	}
 	h.render(w, http.StatusOK, "job.html", page)
 }

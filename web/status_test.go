@@ -3,7 +3,6 @@ package web
 import (
 	"errors"
 	"flag"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,53 +61,48 @@ func knownState(t *testing.T) Options {
 		},
 		Warnings: []string{`job "kube": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)`},
 	}
-	store := NewTargets()
-	store.now = func() time.Time { return now.Add(-90 * time.Second) }
-	store.Apply(manager.Update{
-		"node":       {Groups: []*targetgroup.Group{group("0", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100")}, Complete: true},
-		"web":        {Groups: []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")}, Complete: true},
-		"api <beta>": {Groups: []*targetgroup.Group{}},
-	})
-	reg := prometheus.NewRegistry()
-	refresh, err := discovery.NewRefreshMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
-	refresh.Instantiate("consul", "web").Observe(now, errors.New("connection refused"))
-	errs := NewDiscoveryErrors()
-	errs.now = func() time.Time { return now.Add(-5 * time.Minute) }
-	mlog := slog.New(errs.Handler(slog.DiscardHandler)).With("component", "discovery manager")
-	mlog.Error("cannot create service discovery", "err", errors.New(`consul_sd_configs: open "/etc/sdhub/ca.pem": permission denied`), "config", "api <beta>")
-	dlog := mlog.With("discovery", "consul", "config", "web")
-	dlog.Warn("Error watching Consul", "detector", "services", "err", errors.New("dial tcp 10.0.0.9:8500: connect: connection refused"))
-	dlog.Info("not an error", "err", errors.New("ignored: info"))
-	dlog.Error("no err attribute")
+	node := output.NewSnapshot("node", []*targetgroup.Group{group("0", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100")})
+	node.Changed = now.Add(-90 * time.Second)
+	node.File = output.FileState{Path: "/var/lib/sdhub/node.json", Gen: node.Gen, Written: now.Add(-80 * time.Second)}
+	web := output.NewSnapshot("web", []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")})
+	web.Changed = now.Add(-90 * time.Second)
+	web.File = output.FileState{Path: "/var/lib/sdhub/web.json", Gen: web.Gen - 1, Written: now.Add(-2 * time.Hour),
+		Err: errors.New("open /var/lib/sdhub/.web.json.tmp-1: no space left on device"), ErrTime: now.Add(-30 * time.Second)}
+	api := &output.Snapshot{Job: "api <beta>", Waiting: true, FailedConfigs: 1, File: output.FileState{Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json"}}
+	outputs := &fakeOutputs{jobs: map[string]*output.Snapshot{"node": node, "web": web, "api <beta>": api}, applied: true}
+	failing := manager.Health{LastError: "Get \"http://10.0.0.9:8500/v1/catalog/services\": dial tcp 10.0.0.9:8500: connect: connection refused",
+		LastErrorTime: now.Add(-5 * time.Minute), Failures: 2, Failing: true}
+	recovered := manager.Health{LastError: "Unexpected response code: 429", LastErrorTime: now.Add(-27 * time.Second), Failures: 1, LastSync: now.Add(-time.Second)}
 	return Options{
-		Gatherer:        reg,
-		DiscoveryErrors: errs,
-		Ready:           func() bool { return false },
+		Gatherer:        prometheus.NewRegistry(),
 		EnableLifecycle: true,
-		Targets:         store,
+		Outputs:         outputs,
 		Now:             func() time.Time { return now },
 		Config:          func() *config.Config { return cfg },
-		Jobs: func() []output.JobStatus {
-			return []output.JobStatus{
-				{Job: "api <beta>", Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json", Targets: 0, Waiting: true, FailedConfigs: 1},
-				{Job: "node", Path: "/var/lib/sdhub/node.json", Targets: 2, LastWrite: now.Add(-80 * time.Second), UpToDate: true},
-				{Job: "web", Path: "/var/lib/sdhub/web.json", Targets: 1, LastWrite: now.Add(-2 * time.Hour),
-					LastError: errors.New("open /var/lib/sdhub/.web.json.tmp-1: no space left on device")},
+		Jobs: func() map[string]manager.JobStatus {
+			return map[string]manager.JobStatus{
+				"node":       {Job: "node", Healthy: true, Delivered: true},
+				"web":        {Job: "web"},
+				"api <beta>": {Job: "api <beta>", FailedConfigs: 1, ConfigErrors: []string{`consul_sd_configs: open "/etc/sdhub/ca.pem": permission denied`}},
 			}
 		},
 		Providers: func() []manager.ProviderStatus {
 			return []manager.ProviderStatus{
 				{Name: "static/0", Mechanism: "static", Jobs: []string{"node"}, Started: true, Delivered: true},
-				{Name: "consul/1", Mechanism: "consul", Jobs: []string{"api <beta>", "web"}, Started: true, Delivered: true},
-				{Name: "consul/2", Mechanism: "consul", Jobs: []string{"web"}, Started: true},
+				{Name: "consul/1", Mechanism: "consul", Jobs: []string{"api <beta>", "web"}, Started: true, Delivered: true, Health: recovered},
+				{Name: "consul/2", Mechanism: "consul", Jobs: []string{"web"}, Started: true, Health: failing},
 			}
 		},
 	}
 }
+
+// fakeOutputs is a fixed state of the output stage.
+type fakeOutputs struct {
+	jobs    map[string]*output.Snapshot
+	applied bool
+}
+
+func (f *fakeOutputs) Snapshots() (map[string]*output.Snapshot, bool) { return f.jobs, f.applied }
 
 // golden compares got with testdata/name, rewritten with -update.
 func golden(t *testing.T, name, got string) {
@@ -137,12 +131,12 @@ func TestStatusPage(t *testing.T) {
 	}{
 		{"/", "status.golden.html", http.StatusOK, []string{
 			`<a href="/job/api%20%3Cbeta%3E">api &lt;beta&gt;</a>`,
-			"<code>consul/2</code>: running, waiting for its first full set",
-			"refresh failures, consul: 2",
-			"consul: Error watching Consul: dial tcp 10.0.0.9:8500: connect: connection refused (5m0s ago)",
-			"1 SD config(s) failed to start",
-			`config: cannot create service discovery: consul_sd_configs: open &#34;/etc/sdhub/ca.pem&#34;: permission denied (5m0s ago)`,
-			"no space left on device",
+			"<code>consul/2</code>: failing",
+			"<code>consul/2</code> failing (5m0s ago, 2 errors so far): Get &#34;http://10.0.0.9:8500/v1/catalog/services&#34;: dial tcp 10.0.0.9:8500: connect: connection refused",
+			"<code>consul/1</code> recovered; last error 27s ago (1 so far): Unexpected response code: 429",
+			`SD config failed to start: consul_sd_configs: open &#34;/etc/sdhub/ca.pem&#34;: permission denied`,
+			"last write failed (30s ago): open /var/lib/sdhub/.web.json.tmp-1: no space left on device",
+			"complete, not yet on disk",
 			"1m30s ago", "1m20s ago",
 			"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
 			"kubernetes_sd_configs left to Prometheus",
@@ -150,7 +144,7 @@ func TestStatusPage(t *testing.T) {
 		{"/job/node", "job-node.golden.html", http.StatusOK, []string{
 			"<code>10.0.0.1:9100</code>", `<code>env="prod"</code>`, `href="/api/v1/sd/node"`,
 		}},
-		{"/job/api%20%3Cbeta%3E", "job-waiting.golden.html", http.StatusOK, []string{"waiting for the first full set", "config: cannot create service discovery"}},
+		{"/job/api%20%3Cbeta%3E", "job-waiting.golden.html", http.StatusOK, []string{"waiting for the first full set", "SD config failed to start"}},
 		{"/job/nope", "job-unknown.golden.html", http.StatusNotFound, []string{"sdhub serves no job named “nope”"}},
 	} {
 		t.Run(c.golden, func(t *testing.T) {

@@ -21,33 +21,32 @@ import (
 // Options configure the handler.
 type Options struct {
 	Logger *slog.Logger
-	// Gatherer serves /metrics. The status page reads the refresh failures
-	// of the discoverers from it.
+	// Gatherer serves /metrics.
 	Gatherer prometheus.Gatherer
-	// Ready reports whether every job has had its first full write.
-	Ready func() bool
 	// Reload reloads the configuration and returns its error.
 	Reload func() error
 	// EnableLifecycle allows /-/reload.
 	EnableLifecycle bool
 
-	// Targets holds every job's targets, fed from the discovery manager. It
-	// serves /api/v1/sd/{job} and the status page's target lists; nil
-	// leaves both out.
-	Targets *Targets
-	// Jobs describes every job's output file (output.Writer.Jobs).
-	Jobs func() []output.JobStatus
+	// Outputs holds every job's output (output.Stage). It serves
+	// /api/v1/sd/{job}, the status page's target lists and /-/ready; nil
+	// leaves the http_sd endpoint out and /-/ready always ready.
+	Outputs Outputs
 	// Providers describes the discovery providers (manager.Manager.Providers).
 	Providers func() []manager.ProviderStatus
-	// DiscoveryErrors holds the last error logged per job and mechanism by
-	// the discovery manager and its discoverers; its Handler must be in
-	// the manager's logger.
-	DiscoveryErrors *DiscoveryErrors
+	// Jobs describes every job's discovery state (manager.Manager.Jobs).
+	Jobs func() map[string]manager.JobStatus
 	// Config returns the running configuration, shown with its secrets
 	// redacted.
 	Config func() *config.Config
 	// Now is the status page's clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Outputs is what the handler reads of the output stage: the snapshot of
+// every configured job, and whether any update was applied yet.
+type Outputs interface {
+	Snapshots() (jobs map[string]*output.Snapshot, applied bool)
 }
 
 type handler struct {
@@ -68,7 +67,7 @@ func NewHandler(o Options) http.Handler {
 	mux.HandleFunc("/-/healthy", h.healthy)
 	mux.HandleFunc("/-/ready", h.ready)
 	mux.HandleFunc("/-/reload", h.reload)
-	if o.Targets != nil {
+	if o.Outputs != nil {
 		mux.HandleFunc("GET "+SDPath, h.serveSD)
 	}
 	// Go's profiles, as Prometheus serves them.
@@ -96,10 +95,12 @@ func (h *handler) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if h.o.Ready != nil && !h.o.Ready() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("sdhub is not ready: waiting for every job's first full set of targets.\n"))
-		return
+	if h.o.Outputs != nil {
+		if _, applied := h.o.Outputs.Snapshots(); !applied {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("sdhub is not ready: starting.\n"))
+			return
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("sdhub is Ready.\n"))

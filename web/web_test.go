@@ -59,8 +59,8 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestProbes(t *testing.T) {
-	ready := false
-	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Ready: func() bool { return ready }})
+	outputs := &fakeOutputs{}
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Outputs: outputs})
 	for _, c := range []struct {
 		path  string
 		ready bool
@@ -73,7 +73,7 @@ func TestProbes(t *testing.T) {
 		{"/debug/pprof/", false, 200, "<html>"},
 		{"/debug/pprof/heap?debug=1", false, 200, "heap profile:"},
 	} {
-		ready = c.ready
+		outputs.applied = c.ready
 		code, _, body := do(t, h, http.MethodGet, c.path)
 		if code != c.code || !strings.HasPrefix(body, c.body) {
 			t.Errorf("GET %s (ready=%v) = %d %q, want %d %q", c.path, c.ready, code, body, c.code, c.body)

@@ -17,7 +17,6 @@ import (
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
-	"github.com/sdhub/sdhub/web"
 )
 
 // discoverCommand is `sdhub discover`: one job's discovery, once, like
@@ -78,19 +77,10 @@ func (c *discoverCommand) run(f flags, stdout, stderr io.Writer) int {
 
 // discoverOnce runs the providers of job's configs in a manager of its own
 // until they have all delivered their first full set, and returns the job's
-// file_sd JSON. It fails when a config cannot start, or when timeout passes
-// first; the message then names the providers still waiting and the last
-// errors they logged.
+// file_sd JSON, as the output stage renders it. It fails when a config
+// cannot start, or when timeout passes first; the message then names the
+// providers still waiting and the last errors they reported.
 func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, logger *slog.Logger) ([]byte, error) {
-	errs := web.NewDiscoveryErrors()
-	logger = slog.New(errs.Handler(logger.Handler()))
-	lastErrors := func() string {
-		var s []string
-		for _, e := range errs.Job(job) {
-			s = append(s, e.String())
-		}
-		return strings.Join(s, "; ")
-	}
 	reg := prometheus.NewRegistry()
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
@@ -115,6 +105,19 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 	if err != nil {
 		return nil, err
 	}
+	outputs, err := output.New("", output.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	lastErrors := func() string {
+		var s []string
+		for _, p := range mgr.Providers() {
+			if p.LastError != "" {
+				s = append(s, p.Name+": "+p.LastError)
+			}
+		}
+		return strings.Join(s, "; ")
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -136,16 +139,16 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 		case u := <-mgr.SyncCh():
 			jt := u[job]
 			if jt.FailedConfigs > 0 {
-				return nil, fmt.Errorf("job %q: %d of its %d SD configs failed to start: %s", job, jt.FailedConfigs, len(configs), lastErrors())
+				return nil, fmt.Errorf("job %q: %d of its %d SD configs failed to start: %s", job, jt.FailedConfigs, len(configs),
+					strings.Join(mgr.Jobs()[job].ConfigErrors, "; "))
 			}
 			if !jt.Complete {
 				continue
 			}
-			data, err := output.RenderValid(jt.Groups) // as the writer writes it
-			if err != nil {
+			if err := outputs.Apply(u); err != nil {
 				return nil, fmt.Errorf("job %q: %w", job, err)
 			}
-			return data, nil
+			return outputs.Job(job).Bytes(), nil // as the job's file holds it
 		case <-timer.C:
 			var waiting []string
 			for _, p := range mgr.Providers() {

@@ -33,7 +33,7 @@ func TestDiscoverCommand(t *testing.T) {
       "127.0.0.1:8081"
     ],
     "labels": {
-      "__meta_filepath": "` + filepath.Join(inDir, "a.json") + `",
+      "__meta_sdhub_filepath": "` + filepath.Join(inDir, "a.json") + `",
       "app": "web"
     }
   },
@@ -84,13 +84,18 @@ func (c brokenConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, 
 	if c.fail {
 		return nil, errors.New(`cannot read "/etc/sdhub/ca.pem": permission denied`)
 	}
-	return silent{o.Logger}, nil
+	return silent{o.Logger, discovery.HealthOf(o)}, nil
 }
 
-type silent struct{ logger *slog.Logger }
+type silent struct {
+	logger *slog.Logger
+	health discovery.Health
+}
 
 func (s silent) Run(ctx context.Context, _ chan<- []*targetgroup.Group) {
-	s.logger.Error("Unable to refresh target groups", "err", errors.New("dial tcp 127.0.0.1:8500: connect: connection refused"))
+	err := errors.New("dial tcp 127.0.0.1:8500: connect: connection refused")
+	s.logger.Error("Unable to refresh target groups", "err", err)
+	s.health.Failed(err)
 	<-ctx.Done()
 }
 
@@ -100,14 +105,14 @@ func TestDiscoverFailures(t *testing.T) {
 	var log bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&log, nil))
 	_, err := discoverOnce("web", discovery.Configs{brokenConfig{fail: true}}, waitTimeout, logger)
-	want := `job "web": 1 of its 1 SD configs failed to start: cannot create service discovery: broken_sd_configs: cannot read "/etc/sdhub/ca.pem": permission denied`
+	want := `job "web": 1 of its 1 SD configs failed to start: broken_sd_configs: cannot read "/etc/sdhub/ca.pem": permission denied`
 	if err == nil || err.Error() != want {
 		t.Errorf("a config that cannot start: %v, want %s", err, want)
 	}
 
 	start := time.Now()
 	_, err = discoverOnce("web", discovery.Configs{brokenConfig{}}, time.Second, logger)
-	want = `job "web": timed out after 1s waiting for the first full set of broken/0; last errors: broken/0: Unable to refresh target groups: dial tcp 127.0.0.1:8500: connect: connection refused`
+	want = `job "web": timed out after 1s waiting for the first full set of broken/0; last errors: broken/0: dial tcp 127.0.0.1:8500: connect: connection refused`
 	if err == nil || err.Error() != want {
 		t.Errorf("a provider that never delivers: %v, want %s", err, want)
 	}

@@ -60,8 +60,8 @@ func TestServeAndReload(t *testing.T) {
 
 	eventually(t, "static.json", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
 	eventually(t, "files.json", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 	if _, ok := readOutput(t, filepath.Join(outDir, "kube.json")); ok {
 		t.Fatal("kube.json written for a job sdhub leaves to Prometheus")
 	}
@@ -75,7 +75,7 @@ func TestServeAndReload(t *testing.T) {
 
 	// A change of a file_sd input reaches the output.
 	writeFile(t, inPath, `[{"targets": ["127.0.0.1:8082"], "labels": {"app": "api"}}]`)
-	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_filepath="+inPath+",app=api"))
+	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_sdhub_filepath="+inPath+",app=api"))
 
 	// A file sdhub did not write is never touched.
 	foreign := filepath.Join(outDir, "foreign.json")
@@ -116,8 +116,8 @@ func TestServeAndReload(t *testing.T) {
 	// The running config still works: an input change still propagates.
 	writeFile(t, inPath, inputV1)
 	eventually(t, "files.json after a failed reload", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 
 	// A good config over /-/reload.
 	writeFile(t, cfgFile, configV1)
@@ -240,7 +240,8 @@ func untouched(t *testing.T, path string) {
 
 // TestRestartKeepsOutputs starts sdhub on an output dir holding the file of
 // a job whose source does not answer (Consul on a closed port): the file
-// stays byte for byte, the other job is written, and sdhub is not ready.
+// stays byte for byte, the other job is written; sdhub is ready (it serves),
+// the waiting job's http_sd answers 503 and the job is not healthy.
 func TestRestartKeepsOutputs(t *testing.T) {
 	p, waiting := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
@@ -255,15 +256,14 @@ func TestRestartKeepsOutputs(t *testing.T) {
 		v := p.metric(t, `prometheus_sd_consul_rpc_failures_total`)
 		return v != "" && v != "0"
 	})
-	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
-		t.Errorf("/-/ready = %d while a job waits for its first full set, want 503", code)
-	}
+	checkOneJobWaits(t, p, "waiting")
 	untouched(t, waiting)
 }
 
 // TestFailedConfigKeepsOutput: a job whose SD config cannot start (its CA
-// file is missing) keeps the file it had, sdhub is not ready, and the
-// status page says why; the other jobs are written.
+// file is missing) keeps the file it had, is not healthy and is not served
+// over http_sd, and the status page says why; the other jobs are written
+// and served.
 func TestFailedConfigKeepsOutput(t *testing.T) {
 	p, broken := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
@@ -277,13 +277,28 @@ func TestFailedConfigKeepsOutput(t *testing.T) {
 	if v := p.metric(t, `prometheus_sd_failed_configs{name="scrape"}`); v != "1" {
 		t.Errorf("prometheus_sd_failed_configs = %q, want 1", v)
 	}
-	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
-		t.Errorf("/-/ready = %d with a job whose config failed, want 503", code)
-	}
+	checkOneJobWaits(t, p, "broken")
 	if _, page := p.get(t, "/job/broken"); !strings.Contains(page, "missing-ca.pem") {
 		t.Errorf("/job/broken does not say why the config failed:\n%s", page)
 	}
 	untouched(t, broken)
+}
+
+// checkOneJobWaits checks readiness is per job: sdhub is ready, job ok is
+// served and healthy, job waiting answers 503 on http_sd and is unhealthy.
+func checkOneJobWaits(t *testing.T, p *sdhubProc, waiting string) {
+	t.Helper()
+	if code, _ := p.get(t, "/-/ready"); code != http.StatusOK {
+		t.Errorf("/-/ready = %d, want 200: sdhub serves every job by its own state", code)
+	}
+	eventually(t, "job ok served", func() bool { code, _ := p.get(t, "/api/v1/sd/ok"); return code == http.StatusOK })
+	if code, _ := p.get(t, "/api/v1/sd/"+waiting); code != http.StatusServiceUnavailable {
+		t.Errorf("/api/v1/sd/%s = %d, want 503", waiting, code)
+	}
+	eventually(t, "job ok healthy", func() bool { return p.metric(t, `sdhub_job_healthy{job="ok"}`) == "1" })
+	if v := p.metric(t, `sdhub_job_healthy{job="`+waiting+`"}`); v != "0" {
+		t.Errorf("sdhub_job_healthy{job=%q} = %q, want 0", waiting, v)
+	}
 }
 
 // TestVersion: --version prints the version as Prometheus does and exits 0;

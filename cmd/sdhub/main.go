@@ -146,9 +146,8 @@ func serve(f flags, logger *slog.Logger) int {
 		}
 		mechMetrics[m.Name] = mm
 	}
-	discoveryErrors := web.NewDiscoveryErrors() // the last errors of the discoverers, for the status page
 	mgr, err := manager.New(manager.Options{
-		Logger:         slog.New(discoveryErrors.Handler(logger.Handler())).With("component", "discovery manager"),
+		Logger:         logger.With("component", "discovery manager"),
 		Registerer:     reg,
 		FlushInterval:  f.flushInterval,
 		Metrics:        mechMetrics,
@@ -158,7 +157,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot start the discovery manager", "err", err)
 		return exitError
 	}
-	writer, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "writer"), Registerer: reg})
+	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs})
 	if err != nil {
 		logger.Error("Cannot use the output directory", "dir", f.outputDir, "err", err)
 		return exitError
@@ -167,13 +166,6 @@ func serve(f flags, logger *slog.Logger) int {
 	if err != nil {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
-	}
-	rl.applied = func(start time.Time) {
-		var names []string
-		for _, p := range mgr.Providers() {
-			names = append(names, p.Name)
-		}
-		discoveryErrors.Applied(start, names)
 	}
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
@@ -185,18 +177,15 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot listen", "address", f.listenAddress, "err", err)
 		return exitError
 	}
-	targets := web.NewTargets() // the targets of the http_sd endpoint and the status page
 	srv := &http.Server{
 		Handler: web.NewHandler(web.Options{
 			Logger:          logger.With("component", "web"),
 			Gatherer:        reg,
-			Ready:           writer.Ready,
 			Reload:          rl.reload,
 			EnableLifecycle: f.enableLifecycle,
-			Targets:         targets,
-			Jobs:            writer.Jobs,
+			Outputs:         outputs,
+			Jobs:            mgr.Jobs,
 			Providers:       mgr.Providers,
-			DiscoveryErrors: discoveryErrors,
 			Config:          rl.config,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -213,11 +202,8 @@ func serve(f flags, logger *slog.Logger) int {
 		g.Add(func() error { return mgr.Run(ctx) }, func(error) { cancel() })
 	}
 	{
-		// The manager's updates go through targets to the writer.
-		toWriter := make(chan manager.Update)
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return targets.Run(ctx, mgr.SyncCh(), toWriter) }, func(error) { cancel() })
-		g.Add(func() error { return writer.Run(ctx, toWriter) }, func(error) { cancel() })
+		g.Add(func() error { return outputs.Run(ctx, mgr.SyncCh()) }, func(error) { cancel() })
 	}
 	if f.autoReload {
 		ctx, cancel := context.WithCancel(context.Background())

@@ -37,10 +37,6 @@ type reloader struct {
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
-
-	// applied, if set, is called after each config is applied, with the
-	// time the manager started applying it.
-	applied func(start time.Time)
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -97,12 +93,8 @@ func (rl *reloader) apply(data []byte) error {
 	for _, w := range cfg.Warnings {
 		rl.logger.Warn("Configuration warning", "file", rl.file, "warning", w)
 	}
-	start := time.Now()
 	if err := rl.mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		return fmt.Errorf("applying the config: %w", err)
-	}
-	if rl.applied != nil {
-		rl.applied(start)
 	}
 	rl.current.Store(cfg)
 	rl.logger.Info("Completed loading of configuration file", "file", rl.file, "jobs", len(cfg.ScrapeConfigs))

@@ -125,7 +125,7 @@ func TestStatusPageShowsErrors(t *testing.T) {
 
 // fileErrorRE is the file discoverer's error as the status page lists it,
 // under the provider's name.
-var fileErrorRE = regexp.MustCompile(`<li>file/[0-9]+: cannot read target files; keeping their last good targets: `)
+var fileErrorRE = regexp.MustCompile(`<code>file/[0-9]+</code> failing \([^)]*\): read &#34;[^&]*a.json&#34;: `)
 
 // TestStatusPageRedactsSecrets runs sdhub on Consul and Docker SD configs
 // full of secrets, with nothing listening where they point: the status
@@ -153,7 +153,7 @@ func TestStatusPageRedactsSecrets(t *testing.T) {
 	var page string
 	eventually(t, "a discoverer's error on the status page", func() bool {
 		_, page = p.get(t, "/")
-		return strings.Contains(page, "<li>consul/")
+		return regexp.MustCompile(`<code>(consul|dockerswarm)/[0-9]+</code> failing`).MatchString(page)
 	})
 	for _, s := range []string{"token: &lt;secret&gt;", "password: &lt;secret&gt;", "client_secret: &lt;secret&gt;",
 		"credentials: &lt;secret&gt;", "proxy_url: http://user:xxxxx@127.0.0.1:5", "waiting for its first full set"} {

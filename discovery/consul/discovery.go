@@ -32,6 +32,7 @@ const (
 type Discovery struct {
 	client       *client
 	logger       *slog.Logger
+	health       discovery.Health
 	metrics      *Metrics
 	tagSeparator string
 	services     []string
@@ -75,6 +76,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 	return &Discovery{
 		client:       cl,
 		logger:       discard(opts.Logger),
+		health:       discovery.HealthOf(opts),
 		metrics:      m,
 		tagSeparator: c.TagSeparator,
 		services:     slices.Clone(c.Services),
@@ -358,6 +360,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			break
 		}
 		d.logger.Error("Error retrieving datacenter name", "err", err)
+		d.health.Failed(err)
 		if !d.backoff(ctx, attempt) {
 			return
 		}
@@ -404,6 +407,7 @@ func (d *Discovery) initial(ctx context.Context, dc string) *state {
 			return nil
 		}
 		d.logger.Error("Error reading the initial Consul state", "err", err)
+		d.health.Failed(err)
 		if !d.backoff(ctx, attempt) {
 			return nil
 		}

@@ -203,6 +203,7 @@ func (d *Discovery) detect(ctx context.Context, events chan<- event, kind eventK
 		if err != nil {
 			d.metrics.rpcFailures.Inc()
 			d.logger.Warn("Error watching Consul", "detector", kindName(kind), "err", err)
+			d.health.Failed(err)
 			if !d.backoff(ctx, failures) {
 				return
 			}
@@ -210,6 +211,7 @@ func (d *Discovery) detect(ctx context.Context, events chan<- event, kind eventK
 			continue
 		}
 		failures = 0
+		d.health.Synced()
 		if idx == index {
 			continue // the wait ended with no change
 		}
@@ -302,6 +304,7 @@ func (w *watcher) onScan(r result) {
 	w.scanning = false
 	if r.err != nil {
 		w.d.logger.Warn("Error listing health checks", "err", r.err)
+		w.d.health.Failed(r.err)
 		return // the sweep requested with the scan covers it
 	}
 	table := allCheckTable(r.checks)
@@ -428,6 +431,7 @@ func (w *watcher) onResult(r result) {
 	if r.err != nil {
 		w.failures[r.name]++
 		w.d.logger.Warn("Error refreshing service", "service", r.name, "err", r.err)
+		w.d.health.Failed(r.err)
 		w.scheduled[r.name] = time.Now().Add(w.d.backoffDelay(w.failures[r.name] - 1))
 		return
 	}
