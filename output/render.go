@@ -72,14 +72,14 @@ func render(groups []*targetgroup.Group) ([]byte, int, error) {
 					addr = string(v)
 					continue
 				}
-				pairs = append(pairs, labelPair{string(n), string(v)})
+				pairs = append(pairs, labelPair{outputLabelName(string(n)), string(v)})
 			}
 			for n, v := range g.Labels {
 				if n == model.AddressLabel {
 					continue
 				}
 				if _, ok := t[n]; !ok {
-					pairs = append(pairs, labelPair{string(n), string(v)})
+					pairs = append(pairs, labelPair{outputLabelName(string(n)), string(v)})
 				}
 			}
 			slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })

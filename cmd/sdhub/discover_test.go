@@ -33,7 +33,7 @@ func TestDiscoverCommand(t *testing.T) {
       "127.0.0.1:8081"
     ],
     "labels": {
-      "__meta_filepath": "` + filepath.Join(inDir, "a.json") + `",
+      "__meta_sdhub_filepath": "` + filepath.Join(inDir, "a.json") + `",
       "app": "web"
     }
   },

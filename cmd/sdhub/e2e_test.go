@@ -60,8 +60,8 @@ func TestServeAndReload(t *testing.T) {
 
 	eventually(t, "static.json", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
 	eventually(t, "files.json", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 	if _, ok := readOutput(t, filepath.Join(outDir, "kube.json")); ok {
 		t.Fatal("kube.json written for a job sdhub leaves to Prometheus")
 	}
@@ -75,7 +75,7 @@ func TestServeAndReload(t *testing.T) {
 
 	// A change of a file_sd input reaches the output.
 	writeFile(t, inPath, `[{"targets": ["127.0.0.1:8082"], "labels": {"app": "api"}}]`)
-	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_filepath="+inPath+",app=api"))
+	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_sdhub_filepath="+inPath+",app=api"))
 
 	// A file sdhub did not write is never touched.
 	foreign := filepath.Join(outDir, "foreign.json")
@@ -116,8 +116,8 @@ func TestServeAndReload(t *testing.T) {
 	// The running config still works: an input change still propagates.
 	writeFile(t, inPath, inputV1)
 	eventually(t, "files.json after a failed reload", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 
 	// A good config over /-/reload.
 	writeFile(t, cfgFile, configV1)
