@@ -311,11 +311,19 @@ func (p *jobPlan) edits(src *source) ([]edit, error) {
 		}
 		return []edit{{start, end, strings.TrimSuffix(text, "\n")}}, nil
 	}
-	// pair is the text of key i and its value, from the key to the end of
-	// the value's last line, and the key's indentation.
+	// pair is the text of key i and its value, from the key (or the
+	// comment lines right above it at its indentation, which go with it)
+	// to the end of the value's last line, and the key's indentation.
 	pair := func(i int) (start, end, indent int) {
 		k := job.Content[i]
-		return src.offset(k.Line, k.Column), src.lineEnd(src.lastLine(job.Content[i+1], k.Line, k.Column-1)), k.Column - 1
+		first := k.Line
+		for first > 1 && src.onlySpaceBefore(src.offset(k.Line, k.Column)) {
+			if kind, in := src.kind(first - 1); kind != commentLine || in != k.Column-1 {
+				break
+			}
+			first--
+		}
+		return src.offset(first, k.Column), src.lineEnd(src.lastLine(job.Content[i+1], k.Line, k.Column-1)), k.Column - 1
 	}
 	// added are the keys written where the first replaced key was.
 	var added []*yaml.Node

@@ -69,7 +69,7 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", stderr.String(), wantWarn)
 			}
 			out := stdout.String()
-			for _, gone := range []string{"in/*.json", "127.0.0.1:8080", "consul-acl-token", "# tags: [metrics]", "dockerswarm_sd_configs:", "in/mixed.json", "in/last.json"} {
+			for _, gone := range []string{"in/*.json", "# The files the CMDB writes.", "127.0.0.1:8080", "consul-acl-token", "# tags: [metrics]", "dockerswarm_sd_configs:", "in/mixed.json", "in/last.json"} {
 				if strings.Contains(out, gone) {
 					t.Errorf("the output still has %q", gone)
 				}
