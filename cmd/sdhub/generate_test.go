@@ -289,3 +289,41 @@ func TestGenerateKeepsFormatting(t *testing.T) {
 		})
 	}
 }
+
+// TestExamplePrometheusIsGenerated checks that examples/prometheus.yml is
+// what generate makes of examples/sdhub.yml, but for the comment at the top
+// of each; -update rewrites it below its own comment.
+func TestExamplePrometheusIsGenerated(t *testing.T) {
+	const example = "../../examples/prometheus.yml"
+	var stdout, stderr bytes.Buffer
+	args := []string{"generate", "prometheus-config", "--config.file=../../examples/sdhub.yml", "--output.dir=/etc/prometheus/sd"}
+	if code := runMain(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, body := splitHeader(string(data))
+	_, want := splitHeader(stdout.String())
+	if *update {
+		if err := os.WriteFile(example, []byte(header+want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		body = want
+	}
+	if body != want {
+		t.Errorf("%s is not generate's output for examples/sdhub.yml (go test -update rewrites it); generate gives:\n%s", example, want)
+	}
+}
+
+// splitHeader splits the comment lines at the top of a YAML file from the
+// rest.
+func splitHeader(s string) (header, body string) {
+	rest := s
+	for strings.HasPrefix(rest, "#") {
+		_, after, _ := strings.Cut(rest, "\n")
+		rest = after
+	}
+	return s[:len(s)-len(rest)], rest
+}
