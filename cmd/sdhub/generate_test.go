@@ -290,30 +290,37 @@ func TestGenerateKeepsFormatting(t *testing.T) {
 	}
 }
 
-// TestExamplePrometheusIsGenerated checks that examples/prometheus.yml is
-// what generate makes of examples/sdhub.yml, but for the comment at the top
-// of each; -update rewrites it below its own comment.
+// TestExamplePrometheusIsGenerated checks that the consumer configs in
+// examples/ are what generate makes of the sdhub configs there, but for the
+// comment at the top of each; -update rewrites them below their comment.
 func TestExamplePrometheusIsGenerated(t *testing.T) {
-	const example = "../../examples/prometheus.yml"
-	var stdout, stderr bytes.Buffer
-	args := []string{"generate", "prometheus-config", "--config.file=../../examples/sdhub.yml", "--output.dir=/etc/prometheus/sd"}
-	if code := runMain(args, &stdout, &stderr); code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	data, err := os.ReadFile(example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	header, body := splitHeader(string(data))
-	_, want := splitHeader(stdout.String())
-	if *update {
-		if err := os.WriteFile(example, []byte(header+want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		body = want
-	}
-	if body != want {
-		t.Errorf("%s is not generate's output for examples/sdhub.yml (go test -update rewrites it); generate gives:\n%s", example, want)
+	for _, c := range []struct{ example, from, outDir string }{
+		{"prometheus.yml", "sdhub.yml", "/etc/prometheus/sd"},
+		{"prometheus-compose.yml", "consul.yml", "/sd"},
+	} {
+		t.Run(c.example, func(t *testing.T) {
+			example := filepath.Join("..", "..", "examples", c.example)
+			var stdout, stderr bytes.Buffer
+			args := []string{"generate", "prometheus-config", "--config.file=" + filepath.Join("..", "..", "examples", c.from), "--output.dir=" + c.outDir}
+			if code := runMain(args, &stdout, &stderr); code != exitOK {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			data, err := os.ReadFile(example)
+			if err != nil {
+				t.Fatal(err)
+			}
+			header, body := splitHeader(string(data))
+			_, want := splitHeader(stdout.String())
+			if *update {
+				if err := os.WriteFile(example, []byte(header+want), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				body = want
+			}
+			if body != want {
+				t.Errorf("%s is not generate's output for examples/%s (go test -update rewrites it); generate gives:\n%s", example, c.from, want)
+			}
+		})
 	}
 }
 
