@@ -71,9 +71,9 @@ func docker(t *testing.T, args ...string) string {
 // reproduces.
 type compose struct {
 	Services map[string]struct {
-		Image   string   `yaml:"image"`
-		Command []string `yaml:"command"`
-		Volumes []string `yaml:"volumes"`
+		Image   string    `yaml:"image"`
+		Command yaml.Node `yaml:"command"` // a string or a list
+		Volumes []string  `yaml:"volumes"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
@@ -100,7 +100,10 @@ func readCompose(t *testing.T) sdhubLayout {
 	if !ok {
 		t.Fatal("examples/docker-compose.yml has no sdhub service")
 	}
-	l := sdhubLayout{image: s.Image, command: s.Command}
+	l := sdhubLayout{image: s.Image}
+	if err := s.Command.Decode(&l.command); err != nil {
+		t.Fatalf("the sdhub service's command is not a list: %v", err)
+	}
 	for _, v := range s.Volumes {
 		parts := strings.Split(v, ":")
 		if _, named := c.Volumes[parts[0]]; named && len(parts) == 2 {
@@ -111,7 +114,7 @@ func readCompose(t *testing.T) sdhubLayout {
 			t.Fatalf("sdhub mounts %q: neither a named volume nor a read-only bind", v)
 		}
 	}
-	for _, a := range s.Command {
+	for _, a := range l.command {
 		if v, ok := strings.CutPrefix(a, "--config.file="); ok {
 			l.configFile = v
 		}

@@ -221,7 +221,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal("ExecStart does not run /usr/local/bin/sdhub")
 	}
 	file := filepath.Join(dir, "sdhub.service")
-	if err := os.WriteFile(file, bytes.Replace(unit, []byte("/usr/local/bin/sdhub"), []byte(bin), 1), 0o644); err != nil {
+	if err := os.WriteFile(file, bytes.Replace(unit, []byte("ExecStart=/usr/local/bin/sdhub "), []byte("ExecStart="+bin+" "), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(sa, "verify", file).CombinedOutput()
