@@ -246,8 +246,8 @@ func TestImage(t *testing.T) {
 	if kept != 1 {
 		t.Errorf("%d targets tagged metrics, want 1:\n%s", kept, files["./consul-services.json"].data)
 	}
-	if uid := strings.Fields(docker(t, "top", c.name, "-o", "uid"))[1]; uid != "65532" {
-		t.Errorf("sdhub runs as uid %s, want 65532", uid)
+	if top := strings.Fields(docker(t, "top", c.name, "-o", "pid,uid")); len(top) != 4 || top[3] != "65532" {
+		t.Errorf("docker top: %q, want sdhub alone, as uid 65532", top)
 	}
 	body := c.get(t, "/metrics")
 	for _, s := range []string{`sdhub_output_targets{job="consul-services"} 2`, `sdhub_config_last_reload_successful 1`, `sdhub_build_info{`} {
