@@ -230,7 +230,7 @@ func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions)
 			names = append(names, k)
 		}
 	}
-	if len(p.replaced) == 0 || (!opts.includeStatic && len(slices.Compact(names)) == 1 && names[0] == "static_configs") {
+	if len(p.replaced) == 0 || (!opts.includeStatic && len(names) == 1 && names[0] == "static_configs") {
 		return nil
 	}
 	key := "file_sd_configs"
