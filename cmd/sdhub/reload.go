@@ -118,8 +118,9 @@ func (rl *reloader) changed() bool {
 }
 
 // watch reloads when the config file's content changes. It watches the
-// file's directory, so that editors that replace the file by renaming are
-// seen too, and debounces bursts of events.
+// file's directory, so that editors that replace the file by renaming, and
+// ConfigMap updates that swap a symlink, are seen too, and debounces bursts
+// of events.
 func (rl *reloader) watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -146,7 +147,10 @@ func (rl *reloader) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == abs && !ev.Has(fsnotify.Chmod) {
+			// Any event in the directory, not only the file's: a mounted
+			// Kubernetes ConfigMap changes by renaming its ..data symlink.
+			// changed() compares the content.
+			if !ev.Has(fsnotify.Chmod) {
 				timer.Reset(reloadDebounce)
 			}
 		case err, ok := <-w.Errors:
