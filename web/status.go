@@ -59,7 +59,9 @@ type jobRow struct {
 	Serving          bool
 	Targets, Dropped int
 	Changed          time.Time // when the job's output last changed
-	Waiting          bool      // the job's discovery state is incomplete
+	// Waiting is true while the job's discovery state is incomplete: a
+	// serving job shows its last complete set.
+	Waiting bool
 	// Relabel counts the targets after the consuming job's relabelling;
 	// nil when not known.
 	Relabel *RelabelCounts
@@ -142,7 +144,7 @@ func (h *handler) collect(root string) *statusPage {
 		snaps, page.Ready = h.o.Outputs.Snapshots()
 		for job, snap := range snaps {
 			r := row(job)
-			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting || !snap.Serving(), snap.Changed
+			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting, snap.Changed
 			if r.Serving {
 				r.Targets, r.Dropped = snap.Targets, snap.Dropped
 			}

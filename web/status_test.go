@@ -69,6 +69,7 @@ func knownState(t *testing.T) Options {
 	node.File = output.FileState{Path: "/var/lib/sdhub/node.json", Gen: node.Gen, Targets: node.Targets, Written: now.Add(-80 * time.Second)}
 	web := output.NewSnapshot("web", []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")})
 	web.Changed = now.Add(-90 * time.Second)
+	web.Waiting = true // consul/2 has yet to deliver: the job serves its last complete set
 	web.File = output.FileState{Path: "/var/lib/sdhub/web.json", Gen: web.Gen - 1, Targets: 3, Written: now.Add(-2 * time.Hour),
 		Err: errors.New("open /var/lib/sdhub/.web.json.tmp-1: no space left on device"), ErrTime: now.Add(-30 * time.Second)}
 	api := &output.Snapshot{Job: "api <beta>", Waiting: true, FailedConfigs: 1, File: output.FileState{Path: "/var/lib/sdhub/api%20%3Cbeta%3E.json"}}
@@ -165,6 +166,7 @@ on disk: 3 targets, written 2h0m ago<br>
 pending: 1 target, changed 1m30s ago`,
 			`<span class="ok">up to date</span>: 2 targets, <span title="2026-11-22T07:58:40Z">written 1m20s ago</span>`,
 			`<td class="num">1 kept / 1 dropped</td>`,
+			`1 target<br><small class="warn">its last complete set: a provider has yet to deliver</small>`,
 			`sdhub 0.4.0 <small>(revision 4f2c9e1, branch main, built 20261120-10:00:00 by ci@builder, go1.26.8)</small>`,
 			`<tr><th>Uptime</th><td>3h5m <small>(started 2026-11-22T04:55:00Z)</small></td></tr>`,
 			"Readiness means serving",

@@ -38,8 +38,9 @@ type Options struct {
 	ExternalURL *url.URL
 	// RoutePrefix is the path under which every endpoint is served
 	// (--web.route-prefix, "/" or "" for none): a request for "/" is
-	// redirected to it. The pages link relatively, so they work under any
-	// prefix a reverse proxy adds or strips.
+	// redirected to it, one for the prefix without its slash to the
+	// external URL's path with one. The pages link relatively, so they
+	// work under any path a reverse proxy maps to the prefix.
 	RoutePrefix string
 
 	// Outputs holds every job's output (output.Stage). It serves
@@ -127,7 +128,11 @@ func NewHandler(o Options) http.Handler {
 	if prefix == "/" {
 		return mux
 	}
-	return &prefixed{prefix: prefix, next: http.StripPrefix(prefix, mux)}
+	home := prefix + "/"
+	if o.ExternalURL != nil && o.ExternalURL.Path != "" {
+		home = strings.TrimSuffix(o.ExternalURL.Path, "/") + "/"
+	}
+	return &prefixed{prefix: prefix, home: home, next: http.StripPrefix(prefix, mux)}
 }
 
 // RoutePrefix returns p as a route prefix, as Prometheus makes it: one
@@ -135,11 +140,12 @@ func NewHandler(o Options) http.Handler {
 func RoutePrefix(p string) string { return "/" + strings.Trim(p, "/") }
 
 // prefixed serves every endpoint under a route prefix, as Prometheus does:
-// "/" is redirected to the prefix, the prefix to itself with a slash, and
-// nothing else outside it is served.
+// "/" is redirected to the prefix, the prefix to the status page (home:
+// under the external URL's path, where a proxy that maps another path to
+// the prefix takes it), and nothing else outside it is served.
 type prefixed struct {
-	prefix string
-	next   http.Handler
+	prefix, home string
+	next         http.Handler
 }
 
 func (p *prefixed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -147,10 +153,7 @@ func (p *prefixed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(path, p.prefix+"/"):
 		p.next.ServeHTTP(w, r)
 	case path == p.prefix:
-		// Relative, so that it holds behind a proxy that maps the prefix
-		// to another path; with the slash, the pages' relative links hold.
-		w.Header().Set("Location", p.prefix[strings.LastIndexByte(p.prefix, '/')+1:]+"/")
-		w.WriteHeader(http.StatusFound)
+		http.Redirect(w, r, p.home, http.StatusFound)
 	case path == "/":
 		http.Redirect(w, r, p.prefix+"/", http.StatusFound)
 	default:

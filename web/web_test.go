@@ -111,7 +111,7 @@ func TestRoutePrefix(t *testing.T) {
 				{p + "/api/v1/sd/node", "", 200, `"10.0.0.1:9100"`},
 				{p + "/debug/pprof/", "", 200, "<html>"},
 				{"/", p + "/", http.StatusFound, ""},
-				{p, p[strings.LastIndexByte(p, '/')+1:] + "/", http.StatusFound, ""},
+				{p, p + "/", http.StatusFound, ""},
 				{"/metrics", "", 404, ""},
 				{"/job/node", "", 404, ""},
 				{p + "x/", "", 404, ""},
@@ -136,14 +136,22 @@ func TestRoutePrefix(t *testing.T) {
 	}
 }
 
-// With an external URL the pages give the full http_sd URL under it.
+// With an external URL the pages give the full http_sd URL under it, and
+// the prefix without its slash redirects to the external URL's path: a
+// proxy serves /sd/ from sdhub's /.
 func TestExternalURL(t *testing.T) {
 	o := knownState(t)
 	o.ExternalURL = &url.URL{Scheme: "https", Host: "sdhub.example:9099", Path: "/sd"}
-	o.RoutePrefix = "/"
-	_, _, body := do(t, NewHandler(o), http.MethodGet, "/job/api%20%3Cbeta%3E")
+	o.RoutePrefix = "/internal"
+	h := NewHandler(o)
+	_, _, body := do(t, h, http.MethodGet, "/internal/job/api%20%3Cbeta%3E")
 	if want := `<a href="https://sdhub.example:9099/sd/api/v1/sd/api%20%3Cbeta%3E"><code>https://sdhub.example:9099/sd/api/v1/sd/api%20%3Cbeta%3E</code></a>`; !strings.Contains(body, want) {
 		t.Errorf("the job page lacks %s", want)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/internal", nil))
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/sd/" {
+		t.Errorf("GET /internal = %d, Location %q; want 302 to /sd/", rec.Code, rec.Header().Get("Location"))
 	}
 }
 
