@@ -233,3 +233,36 @@ func TestRedactByKey(t *testing.T) {
 		}
 	}
 }
+
+// The page says all is well only when it is: ready, the last load of the
+// configuration good, every job healthy. A failed reload alone is enough
+// to say otherwise.
+func TestStatusPageAllWell(t *testing.T) {
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	node := output.NewSnapshot("node", []*targetgroup.Group{group("0", nil, "10.0.0.1:9100")})
+	node.File = output.FileState{Path: "/var/lib/sdhub/node.json", Gen: node.Gen, Targets: 1, Written: now}
+	reload := ReloadStatus{Time: now.Add(-time.Minute), Loaded: now.Add(-time.Minute)}
+	o := Options{
+		Gatherer:   prometheus.NewRegistry(),
+		Now:        func() time.Time { return now },
+		Outputs:    &fakeOutputs{applied: true, jobs: map[string]*output.Snapshot{"node": node}},
+		LastReload: func() ReloadStatus { return reload },
+		Jobs: func() map[string]manager.JobStatus {
+			return map[string]manager.JobStatus{"node": {Job: "node", Healthy: true, Delivered: true}}
+		},
+		Providers: func() []manager.ProviderStatus {
+			return []manager.ProviderStatus{{Name: "static/0", Mechanism: "static", Jobs: []string{"node"}, Started: true, Delivered: true,
+				Health: manager.Health{Since: now.Add(-time.Minute), LastSync: now}}}
+		},
+	}
+	_, _, body := do(t, NewHandler(o), http.MethodGet, "/")
+	if !strings.Contains(body, `<span class="ok">All well</span>`) || strings.Contains(body, "problems:") || !strings.Contains(body, "The last load succeeded") {
+		t.Errorf("a healthy hub's page does not say all is well:\n%s", body)
+	}
+	reload = ReloadStatus{Time: now.Add(-time.Second), Loaded: now.Add(-time.Minute), Err: errors.New("sdhub.yml:3: bad")}
+	_, _, body = do(t, NewHandler(o), http.MethodGet, "/")
+	if strings.Contains(body, "All well") || !strings.Contains(body, "<strong>1 problem:</strong>") ||
+		!strings.Contains(body, "the last reload of the configuration failed 1s ago: sdhub.yml:3: bad; the configuration loaded 1m0s ago keeps running") {
+		t.Errorf("after a failed reload the page does not say so first:\n%s", body)
+	}
+}
