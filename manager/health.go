@@ -21,6 +21,10 @@ type Health struct {
 	// Failing is true when the latest report was an error: the provider's
 	// targets may be stale.
 	Failing bool
+	// Since is when the provider entered its current state: while Failing,
+	// its first error after its last sync; otherwise its first sync after
+	// its last error (or ever). Zero while it has neither failed nor synced.
+	Since time.Time
 	// LastSync is when the discoverer last reported that everything it sent
 	// reflected its source; zero before that. A discoverer that has nothing
 	// more to watch (it closed its channel after its full set) is in sync at
@@ -55,6 +59,9 @@ func (ph *providerHealth) Failed(err error) {
 	}
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
+	if !ph.h.Failing {
+		ph.h.Since = ph.now()
+	}
 	ph.h.LastError, ph.h.LastErrorTime, ph.h.Failing = err.Error(), ph.now(), true
 	ph.h.Failures++
 	for _, job := range ph.jobs {
@@ -66,14 +73,25 @@ func (ph *providerHealth) Failed(err error) {
 func (ph *providerHealth) Synced() {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
-	ph.h.LastSync, ph.h.Failing = ph.now(), false
+	ph.recover()
+	ph.h.LastSync = ph.now()
+}
+
+// recover ends a spell of failures, or starts the first spell of health.
+// Called with ph.mu held.
+func (ph *providerHealth) recover() {
+	if ph.h.Failing || ph.h.Since.IsZero() {
+		ph.h.Since = ph.now()
+	}
+	ph.h.Failing = false
 }
 
 // done records that the discoverer closed its channel after its full set.
 func (ph *providerHealth) done() {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
-	ph.finished, ph.h.Failing = true, false
+	ph.finished = true
+	ph.recover()
 }
 
 func (ph *providerHealth) get() Health {

@@ -95,6 +95,9 @@ func TestProviderHealth(t *testing.T) {
 		if !js.Healthy || !js.LastSync.Equal(synced) {
 			t.Errorf("job a after its first set = %+v, want healthy, synced at delivery", js)
 		}
+		if p := e.m.Providers()[0]; !p.Since.Equal(synced) {
+			t.Errorf("provider after its first set: since %v, want its first sync %v", p.Since.Sub(start), synced.Sub(start))
+		}
 
 		time.Sleep(10 * time.Second) // fake time: the error comes later
 		h := e.h.healthOf("one")
@@ -112,6 +115,14 @@ func TestProviderHealth(t *testing.T) {
 				t.Errorf("failures of job %s = %v, want 1", job, got)
 			}
 		}
+		failed := time.Now()
+		time.Sleep(time.Second)
+		h.Failed(errors.New("connection reset"))
+		if p := e.m.Providers()[0]; !p.Since.Equal(failed) || p.Failures != 2 || !p.LastErrorTime.Equal(time.Now()) {
+			t.Errorf("provider after a second error: since %v, %d failures, last at %v; want failing since the first %v",
+				p.Since.Sub(start), p.Failures, p.LastErrorTime.Sub(start), failed.Sub(start))
+		}
+		h.Failed(errors.New("connection refused"))
 
 		time.Sleep(10 * time.Second)
 		h.Synced()
@@ -119,6 +130,12 @@ func TestProviderHealth(t *testing.T) {
 		p = e.m.Providers()[0]
 		if !js.Healthy || !js.LastSync.Equal(time.Now()) || p.Failing || p.LastError != "connection refused" {
 			t.Errorf("after recovery: job %+v, provider %+v; want healthy, synced now, the last error kept as history", js, p)
+		}
+		recovered := time.Now()
+		time.Sleep(time.Second)
+		h.Synced()
+		if p := e.m.Providers()[0]; !p.Since.Equal(recovered) {
+			t.Errorf("provider in sync again: since %v, want the sync that ended the failures %v", p.Since.Sub(start), recovered.Sub(start))
 		}
 
 		// Job b leaves: its failure series go.

@@ -18,6 +18,7 @@ import (
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/web"
 )
 
 // reloadDebounce is how long the config watcher waits for a burst of file
@@ -34,6 +35,7 @@ type reloader struct {
 	mu       sync.Mutex // serialises reloads
 	checksum [sha256.Size]byte
 	current  atomic.Pointer[config.Config] // the running config
+	last     atomic.Pointer[web.ReloadStatus]
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -57,6 +59,8 @@ func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prom
 		return nil, err
 	}
 	rl.current.Store(cfg)
+	now := time.Now()
+	rl.last.Store(&web.ReloadStatus{Time: now, Loaded: now})
 	rl.success.Set(1)
 	rl.successTime.SetToCurrentTime()
 	if data, err := os.ReadFile(file); err == nil {
@@ -74,11 +78,14 @@ func (rl *reloader) reload() error {
 	if err == nil {
 		err = rl.apply(data)
 	}
+	now := time.Now()
 	if err != nil {
+		rl.last.Store(&web.ReloadStatus{Time: now, Err: err, Loaded: rl.last.Load().Loaded})
 		rl.success.Set(0)
 		rl.logger.Error("Error reloading config, keeping the running config", "file", rl.file, "err", err)
 		return err
 	}
+	rl.last.Store(&web.ReloadStatus{Time: now, Loaded: now})
 	rl.success.Set(1)
 	rl.successTime.SetToCurrentTime()
 	rl.checksum = sha256.Sum256(data)
@@ -100,6 +107,9 @@ func (rl *reloader) apply(data []byte) error {
 	rl.logger.Info("Completed loading of configuration file", "file", rl.file, "jobs", len(cfg.ScrapeConfigs))
 	return nil
 }
+
+// status returns the outcome of the last load of the config file.
+func (rl *reloader) status() web.ReloadStatus { return *rl.last.Load() }
 
 // config returns the running config.
 func (rl *reloader) config() *config.Config { return rl.current.Load() }
