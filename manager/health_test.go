@@ -1,8 +1,10 @@
 package manager
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -198,6 +200,30 @@ func TestConfigErrorsInJobStatus(t *testing.T) {
 		js := e.m.Jobs()["a"]
 		if js.FailedConfigs != 1 || len(js.ConfigErrors) != 1 || js.ConfigErrors[0] != "test_sd_configs: cannot reach the test backend" || js.Healthy {
 			t.Errorf("job a = %+v, want one failed config with its error, unhealthy", js)
+		}
+	})
+}
+
+// A spell of failures is logged once when it starts, at one level whatever
+// its cause, and its end once, with how long it lasted.
+func TestProviderHealthLogs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		e := newEnv(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		e.apply(map[string]discovery.Configs{"a": {e.cfg("one")}})
+		h := e.h.healthOf("one")
+		h.Failed(errors.New("connection refused")) // before its first set, as at start
+		h.Failed(errors.New("connection refused"))
+		time.Sleep(3 * time.Second)
+		h.Failed(errors.New("EOF"))
+		h.Synced()
+		h.Synced()
+		got := logs.String()
+		if n := strings.Count(got, `level=WARN msg="Service discovery is failing; its last targets are kept" discovery=test config=a provider=test/0 err="connection refused" jobs=[a]`); n != 1 {
+			t.Errorf("%d warnings for the spell of failures, want 1:\n%s", n, got)
+		}
+		if n := strings.Count(got, `level=INFO msg="Service discovery recovered" discovery=test config=a provider=test/0 failed_for=3s failures=3 jobs=[a]`); n != 1 {
+			t.Errorf("%d recovery lines, want 1:\n%s", n, got)
 		}
 	})
 }
