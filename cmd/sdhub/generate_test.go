@@ -58,14 +58,15 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 			for _, keep := range []string{
 				"# The prometheus.yml sdhub reads", "# every 15 s", "external_labels", "rule_files", "alertmanager:9093",
 				"scrape_config_files", "# The node exporters: static, relabelled.", "target_label: environment",
-				"metrics_path: /internal/metrics", "password: scrape-pa55", "dns_sd_configs", "http://inventory.example/targets",
+				"metrics_path: /internal/metrics", "password: scrape-pa55",
 				"honor_labels: true", `regex: ".*,metrics,.*"`,
 			} {
 				if !strings.Contains(out, keep) {
 					t.Errorf("the output lost %q", keep)
 				}
 			}
-			for _, gone := range []string{"static_configs: [{targets: [\"127.0.0.1:9200\"]}]", "in/*.json", "127.0.0.1:9100", "consul_sd_configs:", "consul-acl-token", "dockerswarm_sd_configs:"} {
+			for _, gone := range []string{"static_configs: [{targets: [\"127.0.0.1:9200\"]}]", "in/*.json", "127.0.0.1:9100", "consul_sd_configs:", "consul-acl-token",
+				"dockerswarm_sd_configs:", "dns_sd_configs:", "http://inventory.example/targets", "ec2_sd_configs:", "aws-s3cret-key"} {
 				if strings.Contains(out, gone) {
 					t.Errorf("the output still has %q", gone)
 				}
@@ -109,13 +110,13 @@ func TestGenerateLoadsInPrometheus(t *testing.T) {
 	promtool := filepath.Join(filepath.Dir(prometheusBin(t)), "promtool")
 	dir := t.TempDir()
 	// The files the config names, so promtool checks them as well.
-	for _, f := range []string{"rules/a.yml", "sd/node.json", "sd/web.json", "sd/mixed%20job.json", "sd/services.json"} {
+	for _, f := range []string{"rules/a.yml", "sd/node.json", "sd/web.json", "sd/mixed%20job.json", "sd/services.json", "sd/dns.json", "sd/ec2.json"} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	writeFile(t, filepath.Join(dir, "rules/a.yml"), "groups: []\n")
-	for _, job := range []string{"node", "web", "mixed%20job", "services"} {
+	for _, job := range []string{"node", "web", "mixed%20job", "services", "dns", "ec2"} {
 		writeFile(t, filepath.Join(dir, "sd", job+".json"), `[{"targets": ["127.0.0.1:1"], "labels": {}}]`)
 	}
 	// Debian's Prometheus 2.42 predates scrape_config_files (2.43).
