@@ -114,3 +114,31 @@ func TestCheckConfigServesEveryMechanism(t *testing.T) {
 		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", stdout.String(), stderr.String(), want)
 	}
 }
+
+// TestPrometheusInvalidRefusedEverywhere: a file Prometheus rejects is
+// refused by the server at start (exit 2) and by generate, with the same
+// error as check config's.
+func TestPrometheusInvalidRefusedEverywhere(t *testing.T) {
+	c := checkCases[0]
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	writeFile(t, f, c.config)
+	want := f + c.want
+
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"generate", "prometheus-config", "--config.file=" + f}, &stdout, &stderr); code != exitBadConfig || stdout.Len() != 0 {
+		t.Errorf("generate: exit %d, stdout %q; want exit %d and nothing", code, stdout.String(), exitBadConfig)
+	}
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("generate's stderr %q lacks %q", stderr.String(), want)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	out := filepath.Join(t.TempDir(), "out")
+	if code := runMain([]string{"--config.file=" + f, "--output.dir=" + out, "--web.listen-address=127.0.0.1:0"}, &stdout, &stderr); code != exitBadConfig {
+		t.Errorf("the server: exit %d, want %d", code, exitBadConfig)
+	}
+	if !strings.Contains(strings.ReplaceAll(stderr.String(), `\"`, `"`), want) {
+		t.Errorf("the server's log lacks %q:\n%s", want, stderr.String())
+	}
+}
