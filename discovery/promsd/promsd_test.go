@@ -468,3 +468,27 @@ func TestFirstUpdateBounded(t *testing.T) {
 		<-done
 	})
 }
+
+// TestUnmarshalYAML: a block decoded into a mechanism's fresh config gets
+// Prometheus's defaults, keys and validation.
+func TestUnmarshalYAML(t *testing.T) {
+	var mech discovery.Mechanism
+	for _, m := range Mechanisms() {
+		if m.Name == "dns" {
+			mech = m
+		}
+	}
+	c := mech.NewConfig().(*SDConfig)
+	if err := yamlv2.UnmarshalStrict([]byte("names: [_x._tcp.example.org]\n"), c); err != nil {
+		t.Fatal(err)
+	}
+	d := c.Config.(*dns.SDConfig)
+	if d.RefreshInterval != model.Duration(30*time.Second) || d.Type != "SRV" || !reflect.DeepEqual(d.Names, []string{"_x._tcp.example.org"}) {
+		t.Fatalf("decoded %+v, want Prometheus's defaults (30s, SRV)", d)
+	}
+	c = mech.NewConfig().(*SDConfig)
+	err := yamlv2.UnmarshalStrict([]byte("names: [a.example.org]\ntype: MX\nport: 0\n"), c)
+	if want := "a port is required in DNS-SD configs for all record types except SRV"; err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+}
