@@ -73,8 +73,9 @@ func (c *Config) Jobs() map[string]discovery.Configs {
 	return jobs
 }
 
-// topLevelKeys are the top-level keys of prometheus.yml that sdhub accepts
-// and ignores; scrape_configs and scrape_config_files are read.
+// topLevelKeys are the top-level keys of prometheus.yml that sdhub's own
+// pass leaves to Prometheus's loader; scrape_configs and
+// scrape_config_files are read.
 var topLevelKeys = []string{
 	"global", "runtime", "alerting", "rule_files", "storage", "tracing", "remote_write", "remote_read", "otlp",
 }
@@ -408,8 +409,9 @@ type scrapeNode struct {
 	line int
 }
 
-// UnmarshalYAML decodes a scrape config: job_name, static_configs and every
-// `*_sd_configs` key strictly, the other keys ignored.
+// UnmarshalYAML decodes a scrape config: job_name, static_configs and the
+// native mechanisms' `*_sd_configs` strictly; the other keys are left to
+// Prometheus's loader, which reads the whole file after this pass.
 func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 	var node nodeCapture
 	if err := unmarshal(&node); err != nil {
