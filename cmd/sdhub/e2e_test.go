@@ -21,8 +21,6 @@ scrape_configs:
   - job_name: files
     file_sd_configs:
       - files: ["in/*.json"]
-  - job_name: kube
-    kubernetes_sd_configs: [{role: pod}]
 `
 
 // configV2 removes job static, adds job extra, keeps files unchanged.
@@ -63,12 +61,6 @@ func TestServeAndReload(t *testing.T) {
 	eventually(t, "files.json", outputIs(t, filesOut,
 		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
 		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
-	if _, ok := readOutput(t, filepath.Join(outDir, "kube.json")); ok {
-		t.Fatal("kube.json written for a job sdhub leaves to Prometheus")
-	}
-	if !strings.Contains(p.log(), `job \"kube\": kubernetes_sd_configs left to Prometheus`) {
-		t.Errorf("no warning about job kube in the log")
-	}
 	eventually(t, "/-/ready", func() bool { code, _ := p.get(t, "/-/ready"); return code == http.StatusOK })
 	if code, _ := p.get(t, "/-/healthy"); code != http.StatusOK {
 		t.Errorf("/-/healthy = %d", code)
@@ -202,8 +194,8 @@ func TestCheckConfig(t *testing.T) {
 	if stdout.String() != wantOut {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), wantOut)
 	}
-	if want := "  WARNING: job \"kube\": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)\n"; stderr.String() != want {
-		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	if stderr.String() != "" {
+		t.Errorf("stderr:\n%s\nwant nothing", stderr.String())
 	}
 
 	stdout.Reset()

@@ -69,7 +69,8 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", stderr.String(), wantWarn)
 			}
 			out := stdout.String()
-			for _, gone := range []string{"in/*.json", "# The files the CMDB writes.", "127.0.0.1:8080", "consul-acl-token", "# tags: [metrics]", "dockerswarm_sd_configs:", "in/mixed.json", "in/last.json"} {
+			for _, gone := range []string{"in/*.json", "# The files the CMDB writes.", "127.0.0.1:8080", "consul-acl-token", "# tags: [metrics]", "dockerswarm_sd_configs:", "in/mixed.json", "in/last.json",
+				"dns_sd_configs:", "http://inventory.example/targets", "ec2_sd_configs:", "aws-s3cret-key"} {
 				if strings.Contains(out, gone) {
 					t.Errorf("the output still has %q", gone)
 				}
@@ -98,7 +99,10 @@ func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL stri
 	if err := yaml.Unmarshal(out, &got); err != nil {
 		t.Fatalf("the output is not YAML: %v", err)
 	}
-	sdKeys := []string{"static_configs", "consul_sd_configs", "dockerswarm_sd_configs", "file_sd_configs"}
+	sdKeys := []string{"static_configs"}
+	for _, m := range config.Mechanisms {
+		sdKeys = append(sdKeys, m.Key())
+	}
 	for _, j := range want["scrape_configs"].([]any) {
 		job := j.(map[string]any)
 		var replaced []string

@@ -155,6 +155,10 @@ func serve(f flags, logger *slog.Logger) int {
 	for _, w := range cfg.Warnings {
 		logger.Warn("Configuration warning", "file", f.configFile, "warning", w)
 	}
+	if err := cfg.CheckOutputDir(f.outputDir); err != nil {
+		logger.Error("Error loading config", "file", f.configFile, "err", err)
+		return exitBadConfig
+	}
 	if err := checkWebConfig(f.webConfigFile); err != nil {
 		logger.Error("Error loading web config", "file", f.webConfigFile, "err", err)
 		return exitBadConfig
@@ -198,6 +202,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
 	}
+	rl.outputDir = f.outputDir
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig

@@ -39,6 +39,9 @@ type reloader struct {
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
+
+	// outputDir, if set, is checked for every config (config.CheckOutputDir).
+	outputDir string
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -96,6 +99,11 @@ func (rl *reloader) apply(data []byte) error {
 	cfg, err := config.Load(data, rl.file)
 	if err != nil {
 		return err
+	}
+	if rl.outputDir != "" {
+		if err := cfg.CheckOutputDir(rl.outputDir); err != nil {
+			return err
+		}
 	}
 	for _, w := range cfg.Warnings {
 		rl.logger.Warn("Configuration warning", "file", rl.file, "warning", w)
