@@ -33,6 +33,9 @@ type Config struct {
 	// ScrapeConfigs are the jobs sdhub serves: those with at least one
 	// mechanism sdhub runs, in file order.
 	ScrapeConfigs []*ScrapeConfig
+	// Skipped are the other jobs of the file, left to Prometheus: their
+	// Unsupported mechanisms (a build that leaves them out), or none at all.
+	Skipped []*ScrapeConfig
 	// Warnings name the jobs and mechanisms left to Prometheus, job names
 	// whose output files are one file where case is ignored, and what the
 	// mechanisms find in their configs taken together
@@ -251,6 +254,7 @@ func (c *Config) build(raw []rawScrapeConfig) {
 			if len(r.sc.Unsupported) == 0 {
 				c.Warnings = append(c.Warnings, fmt.Sprintf("job %q: no service discovery configs, skipped", name))
 			}
+			c.Skipped = append(c.Skipped, r.sc)
 			continue
 		}
 		// Prometheus accepts job names that differ only in case; their

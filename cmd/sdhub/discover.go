@@ -128,15 +128,16 @@ func argOrFlag(name, arg, flag string) (string, error) {
 	return flag, nil
 }
 
-// leftToPrometheus returns what cfg says of a job in its file that sdhub
-// does not serve (its warning about the job, past the job's name), ""
-// when it names no such job. Every job sdhub skips has one warning that
-// starts `job "<name>": `.
+// leftToPrometheus says why sdhub does not serve job, a job of cfg's file
+// (config.Config.Skipped); "" when the file has no such job.
 func leftToPrometheus(cfg *config.Config, job string) string {
-	prefix := fmt.Sprintf("job %q: ", job)
-	for _, w := range cfg.Warnings {
-		if rest, ok := strings.CutPrefix(w, prefix); ok {
-			return rest
+	for _, sc := range cfg.Skipped {
+		switch {
+		case sc.JobName != job:
+		case len(sc.Unsupported) > 0:
+			return strings.Join(sc.Unsupported, ", ") + " left to Prometheus (this build of sdhub leaves them out)"
+		default:
+			return "it has no service discovery configs"
 		}
 	}
 	return ""

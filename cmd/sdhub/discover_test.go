@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/url"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,14 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"github.com/prometheus/prometheus/model/relabel"
-	"gopkg.in/yaml.v3"
 
-	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
-	"github.com/sdhub/sdhub/web"
 )
 
 func TestDiscoverCommand(t *testing.T) {
@@ -34,8 +28,7 @@ func TestDiscoverCommand(t *testing.T) {
         labels: {env: prod}
   - job_name: other
     static_configs: [{targets: ["127.0.0.2:9100"]}]
-  - job_name: kube
-    kubernetes_sd_configs: [{role: pod}]
+  - job_name: bare
 `)
 	// promtool's format, without relabel rules: after relabelling is
 	// before it with the __meta_ labels gone and instance set.
@@ -141,9 +134,9 @@ func TestDiscoverCommand(t *testing.T) {
 	}{
 		{"unknown job", []string{cfgFile, "nope"}, exitBadConfig,
 			`sdhub discover: no job "nope" in ` + cfgFile + " (jobs sdhub serves: files, other)\n"},
-		{"a job left to Prometheus", []string{cfgFile, "kube"}, exitBadConfig,
-			`sdhub discover: job "kube" is not served by sdhub: kubernetes_sd_configs left to Prometheus (sdhub does not implement it); ` +
-				"`promtool check service-discovery " + cfgFile + " kube` discovers it\n"},
+		{"a job left to Prometheus", []string{cfgFile, "bare"}, exitBadConfig,
+			`sdhub discover: job "bare" is not served by sdhub: it has no service discovery configs; ` +
+				"`promtool check service-discovery " + cfgFile + " bare` discovers it\n"},
 		{"no job", []string{cfgFile}, exitBadConfig, "sdhub discover: no job given: sdhub discover CONFIG JOB\n"},
 		{"argument and flag disagree", []string{"--job=other", cfgFile, "files"}, exitBadConfig,
 			`sdhub discover: the job argument "files" and its flag "other" disagree: give one` + "\n"},
@@ -255,21 +248,8 @@ scrape_configs:
         labels: {env: dev}
       - targets: ["10.0.0.4:80"]
     relabel_configs:`+rulesYAML+"\n")
-	var rules []*relabel.Config
-	if err := yaml.Unmarshal([]byte(rulesYAML), &rules); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rules {
-		if err := r.Validate(model.UTF8Validation); err != nil {
-			t.Fatal(err)
-		}
-	}
-	jobRelabel = func(_ *config.Config, job string) []*relabel.Config { return rules }
-	jobScrape = func(_ *config.Config, job string) web.ScrapeSettings {
-		return web.ScrapeSettings{Scheme: "https", Interval: model.Duration(15 * time.Second), Params: url.Values{"module": {"http_2xx"}}}
-	}
-	t.Cleanup(func() { jobRelabel, jobScrape = nil, nil })
-
+	// The rules and settings come from the config, as Prometheus's loader
+	// parsed them (jobRelabel, jobScrape).
 	var stdout, stderr bytes.Buffer
 	if code := runMain([]string{"discover", cfgFile, "node"}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("sdhub discover: exit %d\n%s", code, stderr.String())

@@ -133,13 +133,43 @@ var errSignal = errors.New("received a termination signal")
 
 // The consuming Prometheus's view of a job, for the pages and discover:
 // its relabel_configs and the scrape settings it sets as labels before
-// them, from the loaded config. Nil while sdhub's config does not keep
-// them: the pages then leave out what the job keeps and drops, and
-// discover applies no rules and Prometheus's default settings.
+// them, as Prometheus's config package loaded them. Variables, so that a
+// test can give a job rules its config does not hold.
 var (
-	jobRelabel func(cfg *config.Config, job string) []*relabel.Config
-	jobScrape  func(cfg *config.Config, job string) web.ScrapeSettings
+	jobRelabel = func(cfg *config.Config, job string) []*relabel.Config {
+		if sc := scrapeConfig(cfg, job); sc != nil {
+			return sc.RelabelConfigs()
+		}
+		return nil
+	}
+	jobScrape = func(cfg *config.Config, job string) web.ScrapeSettings {
+		sc := scrapeConfig(cfg, job)
+		if sc == nil || sc.Prometheus == nil {
+			return web.ScrapeSettings{}
+		}
+		p := sc.Prometheus
+		return web.ScrapeSettings{
+			Scheme: p.Scheme, MetricsPath: p.MetricsPath, Interval: p.ScrapeInterval, Timeout: p.ScrapeTimeout, Params: p.Params,
+			ScrapeNativeHistograms:         p.ScrapeNativeHistogramsEnabled(),
+			ConvertClassicHistogramsToNHCB: p.ConvertClassicHistogramsToNHCBEnabled(),
+			AlwaysScrapeClassicHistograms:  p.AlwaysScrapeClassicHistogramsEnabled(),
+		}
+	}
 )
+
+// scrapeConfig is job's scrape config in cfg, nil when sdhub does not
+// serve it.
+func scrapeConfig(cfg *config.Config, job string) *config.ScrapeConfig {
+	if cfg == nil {
+		return nil
+	}
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName == job {
+			return sc
+		}
+	}
+	return nil
+}
 
 func serve(f flags, logger *slog.Logger) int {
 	started := time.Now()
