@@ -353,7 +353,7 @@ func TestMetricsExist(t *testing.T) {
 	addr := ""
 	sc := bufio.NewScanner(stderr)
 	for addr == "" && sc.Scan() {
-		if m := regexp.MustCompile(`msg=Listening address=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+		if m := regexp.MustCompile(`msg="Listening on" .*address=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
 			addr = m[1]
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/sdhub/sdhub/discovery/promsd"
 	"github.com/sdhub/sdhub/internal/swarmtest"
 	"github.com/sdhub/sdhub/internal/testenv"
+	"github.com/sdhub/sdhub/output"
 )
 
 // These end-to-end tests run mechanisms sdhub runs with Prometheus's code
@@ -163,11 +164,17 @@ func merge(dst, src model.LabelSet) {
 // reference.targets.
 func outputTargets(t *testing.T, path string) []string {
 	entries, _ := readOutput(t, path)
+	// The rules `generate prometheus-config` puts first in the consuming
+	// job give these two labels back their native names.
+	native := map[string]string{output.FilepathLabel: "__meta_filepath", output.URLLabel: "__meta_url"}
 	var out []string
 	for _, e := range entries {
 		for _, target := range e.Targets {
 			ls := model.LabelSet{model.AddressLabel: model.LabelValue(target)}
 			for k, v := range e.Labels {
+				if n, ok := native[k]; ok {
+					k = n
+				}
 				ls[model.LabelName(k)] = model.LabelValue(v)
 			}
 			out = append(out, ls.String())
