@@ -15,11 +15,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,11 +32,12 @@ import (
 // hands on. A change after a quiet spell goes out after settleDelay; changes
 // that follow within the interval are gathered into the next update, so a
 // burst becomes one update per interval. Prometheus's own sender spaces its
-// updates 100 ms to 7.5 s apart and its scrape manager applies new targets
-// at most every 5 s; 500 ms bounds the writer to two rounds of file writes
-// (each an fsync of the file and of the directory) per second however busy
-// the discoverers are, without delaying a lone change.
-const DefaultFlushInterval = 500 * time.Millisecond
+// updates 100 ms to 7.5 s apart. The output stage renders only what
+// changed, so 100 ms costs little; it bounds the stage to ten rounds of
+// file writes per second however busy the discoverers are, and a stage that
+// takes longer to write a large file gets the newest state when it is done
+// (the updates in between are folded).
+const DefaultFlushInterval = 100 * time.Millisecond
 
 // settleDelay is how long the sender waits after a change that follows a
 // quiet spell, so that the updates one event causes in several providers
@@ -62,16 +63,23 @@ type Options struct {
 	RefreshMetrics *discovery.RefreshMetrics
 }
 
-// Update is the complete state of every configured job, including jobs with
-// no targets and jobs whose providers have not delivered yet. It is never a
-// delta: a job missing from an Update is no longer configured.
-type Update map[string]JobTargets
+// Update is the state of every configured job, including jobs with no
+// targets and jobs whose providers have not delivered yet. It is never a
+// delta: a job missing from an Update is no longer configured. A job whose
+// state did not change since the previous Update has the same *JobTargets
+// (and Gen) in both, so a consumer skips it in O(1).
+type Update map[string]*JobTargets
 
-// JobTargets is the state of one job.
+// JobTargets is the state of one job. It is immutable: the manager builds a
+// new one when anything in it changes.
 type JobTargets struct {
-	// Groups are the groups of every provider of the job, never nil. The
-	// groups are shared with the manager and must not be modified.
-	Groups []*targetgroup.Group
+	// Groups are the groups of every provider of the job, in no particular
+	// order, never nil. The groups are shared with the manager and must not
+	// be modified.
+	Groups []Group
+	// Gen identifies this state: a JobTargets with another Gen differs in
+	// its groups, Complete or FailedConfigs. Gens are unique in the process.
+	Gen uint64
 	// Complete is true when every provider of the job has delivered its first
 	// full set since it was started and none of the job's configs failed to
 	// instantiate. A consumer should not replace its last output of a job
@@ -82,6 +90,45 @@ type JobTargets struct {
 	FailedConfigs int
 }
 
+// Group is one target group of a provider. Provider and Source identify it
+// across updates; Gen changes whenever its content does, so a consumer that
+// keeps something derived from a group redoes it only for a new Gen.
+type Group struct {
+	*targetgroup.Group
+	Provider string
+	Gen      uint64
+}
+
+// lastGen numbers groups and job states, process-wide.
+var lastGen atomic.Uint64
+
+// NewGen returns a generation number never returned before.
+func NewGen() uint64 { return lastGen.Add(1) }
+
+// NewGroup wraps g as a group of provider with a new generation: for
+// consumers' tests and benchmarks that build updates by hand.
+func NewGroup(provider string, g *targetgroup.Group) Group {
+	return Group{Group: g, Provider: provider, Gen: NewGen()}
+}
+
+// NewJob returns a job state with a new generation: for consumers' tests
+// and benchmarks that build updates by hand.
+func NewJob(complete bool, groups ...Group) *JobTargets {
+	if groups == nil {
+		groups = []Group{}
+	}
+	return &JobTargets{Groups: groups, Gen: NewGen(), Complete: complete}
+}
+
+// Targets is the number of targets in the job's groups.
+func (jt *JobTargets) Targets() int {
+	n := 0
+	for _, g := range jt.Groups {
+		n += len(g.Targets)
+	}
+	return n
+}
+
 // ProviderStatus describes one provider, for a status page.
 type ProviderStatus struct {
 	Name      string   // "<mechanism>/<n>"
@@ -89,6 +136,26 @@ type ProviderStatus struct {
 	Jobs      []string // the jobs it serves, sorted
 	Started   bool     // running: started and not cancelled
 	Delivered bool     // it has delivered its first full set
+	Health
+}
+
+// JobStatus is one job's discovery state.
+type JobStatus struct {
+	Job       string
+	Providers []string // the names of its providers, in the order they were created
+	// FailedConfigs is how many of the job's SD configs failed to start at
+	// the last ApplyConfig, and ConfigErrors why.
+	FailedConfigs int
+	ConfigErrors  []string
+	// Delivered is true when every provider delivered its first full set.
+	Delivered bool
+	// Healthy is true when the job is Delivered, no config failed to start
+	// and no provider's latest report is a failure.
+	Healthy bool
+	// LastSync is the oldest of its providers' last syncs: until then,
+	// everything the job's sources held is in its state. Zero until every
+	// provider synced once.
+	LastSync time.Time
 }
 
 // provider is one running discoverer and the jobs it serves.
@@ -97,15 +164,50 @@ type provider struct {
 	mechanism string
 	cfg       discovery.Config
 	d         discovery.Discoverer
+	health    *providerHealth
 
 	cancel context.CancelFunc // nil until started
 	wg     sync.WaitGroup     // the discoverer's and the updater's goroutines
 
 	// Guarded by Manager.mu.
 	subs      map[string]struct{}
-	groups    map[string]*targetgroup.Group // by Source; shared by every sub
+	groups    []Group        // in no particular order
+	index     map[string]int // Source -> position in groups
+	gen       uint64         // changes with groups and delivered
 	delivered bool
 	cancelled bool
+}
+
+// set stores g in place of the group with its Source; a group without
+// targets removes it. Called with Manager.mu held.
+func (p *provider) set(g *targetgroup.Group) {
+	i, ok := p.index[g.Source]
+	switch {
+	case len(g.Targets) > 0 && ok:
+		p.groups[i] = NewGroup(p.name, g)
+	case len(g.Targets) > 0:
+		p.index[g.Source] = len(p.groups)
+		p.groups = append(p.groups, NewGroup(p.name, g))
+	case ok:
+		last := len(p.groups) - 1
+		p.groups[i] = p.groups[last]
+		p.index[p.groups[i].Source] = i
+		p.groups[last] = Group{}
+		p.groups = p.groups[:last]
+		delete(p.index, g.Source)
+	default:
+		return
+	}
+	p.gen = NewGen()
+}
+
+// jobState is what the manager keeps of a configured job.
+type jobState struct {
+	failed    int
+	errs      []string
+	last      *JobTargets
+	lastProvs []*provider // the providers last built from, with their gens
+	lastGens  []uint64
 }
 
 // Manager maintains the providers of every job and sends the state of every
@@ -118,12 +220,13 @@ type Manager struct {
 	metrics     *metrics
 	syncCh      chan Update
 	trigger     chan struct{} // buffer 1: a pending "state changed"
+	now         func() time.Time
 
 	applyMu sync.Mutex // serialises ApplyConfig
 
 	mu           sync.Mutex
 	providers    []*provider
-	jobs         map[string]int // configured job -> number of configs that failed
+	jobs         map[string]*jobState // by configured job
 	lastProvider uint
 	running      bool
 	stopped      bool
@@ -134,7 +237,7 @@ type Manager struct {
 func New(o Options) (*Manager, error) {
 	logger := o.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	flush := o.FlushInterval
 	if flush < 0 {
@@ -143,20 +246,22 @@ func New(o Options) (*Manager, error) {
 	if flush == 0 {
 		flush = DefaultFlushInterval
 	}
-	met, err := newMetrics(o.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("registering discovery manager metrics: %w", err)
-	}
-	return &Manager{
+	m := &Manager{
 		logger:      logger,
 		flush:       flush,
 		mechMetrics: o.Metrics,
 		refresh:     o.RefreshMetrics,
-		metrics:     met,
 		syncCh:      make(chan Update),
 		trigger:     make(chan struct{}, 1),
-		jobs:        map[string]int{},
-	}, nil
+		now:         time.Now,
+		jobs:        map[string]*jobState{},
+	}
+	met, err := newMetrics(o.Registerer, m)
+	if err != nil {
+		return nil, fmt.Errorf("registering discovery manager metrics: %w", err)
+	}
+	m.metrics = met
+	return m, nil
 }
 
 // SyncCh is the channel the state of every job is sent on. It is unbuffered
@@ -249,10 +354,10 @@ func (m *Manager) notify() {
 // job name. Providers whose config is unchanged keep running (their
 // discoverer is not restarted) and serve the jobs that now use that config;
 // obsolete providers are cancelled and waited for; new ones are started. A
-// config whose discoverer cannot be built is logged and counted in
-// prometheus_sd_failed_configs, and leaves its job incomplete; the next
-// ApplyConfig tries it again. The only error is calling it after Run
-// returned.
+// config whose discoverer cannot be built is logged, counted in
+// prometheus_sd_failed_configs and kept in the job's status, and leaves its
+// job incomplete; the next ApplyConfig tries it again. The only error is
+// calling it after Run returned.
 func (m *Manager) ApplyConfig(cfg map[string]discovery.Configs) error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
@@ -264,18 +369,23 @@ func (m *Manager) ApplyConfig(cfg map[string]discovery.Configs) error {
 	}
 	before := m.mechanismJobs()
 
-	jobs := make(map[string]int, len(cfg))
+	jobs := make(map[string]*jobState, len(cfg))
 	newSubs := map[*provider]map[string]struct{}{}
 	var fresh []*provider
 	failed := 0
 	// Sorted, so that provider numbers do not depend on map order.
 	for _, job := range sortedKeys(cfg) {
-		jobs[job] = 0
+		st := &jobState{}
+		if old := m.jobs[job]; old != nil {
+			st.last, st.lastProvs, st.lastGens = old.last, old.lastProvs, old.lastGens
+		}
+		jobs[job] = st
 		for _, c := range cfg[job] {
 			p, err := m.providerFor(c, job, fresh)
 			if err != nil {
-				m.logger.Error("cannot create service discovery", "err", err, "config", job)
-				jobs[job]++
+				m.logger.Error("Cannot create service discovery", "err", err, "config", job)
+				st.failed++
+				st.errs = append(st.errs, err.Error())
 				failed++
 				continue
 			}
@@ -295,10 +405,12 @@ func (m *Manager) ApplyConfig(cfg map[string]discovery.Configs) error {
 		subs := newSubs[p]
 		if len(subs) == 0 {
 			m.stop(p)
+			p.health.setJobs(nil)
 			obsolete = append(obsolete, p)
 			continue
 		}
 		p.subs = subs
+		p.health.setJobs(sortedKeys(subs))
 		kept = append(kept, p)
 	}
 	m.providers = kept
@@ -354,10 +466,13 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 	}
 	mech := c.Name()
 	name := fmt.Sprintf("%s/%d", mech, m.lastProvider)
+	logger := m.logger.With("discovery", mech, "config", job, "provider", name)
+	h := newProviderHealth(name, mech, m.metrics.failures, m.now, logger)
 	d, err := c.NewDiscoverer(discovery.Options{
-		Logger:  m.logger.With("discovery", mech, "config", job, "provider", name),
+		Logger:  logger,
 		SetName: job,
 		Metrics: m.mechMetrics[mech],
+		Health:  h,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)
@@ -367,7 +482,9 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 		mechanism: mech,
 		cfg:       c,
 		d:         d,
-		groups:    map[string]*targetgroup.Group{},
+		health:    h,
+		index:     map[string]int{},
+		gen:       NewGen(),
 	}
 	m.lastProvider++
 	return p, nil
@@ -420,7 +537,8 @@ func (m *Manager) stop(p *provider) {
 // updater folds a provider's updates into its groups until the provider is
 // cancelled. A group with targets replaces the group with the same Source; a
 // group without targets deletes it. A discoverer that closes its channel
-// keeps its targets until the provider is cancelled.
+// keeps its targets until the provider is cancelled, and is in sync from
+// then on: it has nothing more to watch.
 func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetgroup.Group) {
 	for {
 		select {
@@ -430,6 +548,7 @@ func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetg
 			m.metrics.receivedUpdates.Inc()
 			if !ok {
 				m.logger.Debug("discoverer channel closed", "provider", p.name)
+				p.health.done()
 				<-ctx.Done()
 				return
 			}
@@ -439,60 +558,90 @@ func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetg
 				return
 			}
 			for _, tg := range tgs {
-				if tg == nil {
-					continue
-				}
-				if len(tg.Targets) > 0 {
-					p.groups[tg.Source] = tg
-				} else {
-					delete(p.groups, tg.Source)
+				if tg != nil {
+					p.set(tg)
 				}
 			}
-			if !p.delivered {
+			first := !p.delivered
+			if first {
 				p.delivered = true
-				m.logger.Debug("provider delivered its first set", "provider", p.name)
+				p.gen = NewGen()
 			}
 			m.mu.Unlock()
+			if first {
+				// The first full set reflects the source as it is now.
+				p.health.Synced()
+				m.logger.Debug("provider delivered its first set", "provider", p.name)
+			}
 			m.notify()
 		}
 	}
 }
 
-// state is the complete state of every configured job. It also sets the
-// per-job gauges, under the lock, so a removed job's series stay deleted.
+// state is the state of every configured job. A job whose providers and
+// failed configs did not change keeps its last *JobTargets, so building an
+// update costs O(jobs + providers) plus the groups of the jobs that changed.
+// It also sets the per-job gauges, under the lock, so a removed job's series
+// stay deleted.
 func (m *Manager) state() Update {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	provs := m.jobProviders()
+	now := float64(m.now().UnixNano()) / 1e9
 	u := make(Update, len(m.jobs))
-	for job, failed := range m.jobs {
-		u[job] = JobTargets{Groups: []*targetgroup.Group{}, Complete: failed == 0, FailedConfigs: failed}
-	}
-	for _, p := range m.providers {
-		sources := sortedKeys(p.groups)
-		for job := range p.subs {
-			jt, ok := u[job]
-			if !ok {
-				continue
-			}
-			for _, s := range sources {
-				jt.Groups = append(jt.Groups, p.groups[s])
-			}
-			if !p.delivered {
-				jt.Complete = false
-			}
-			u[job] = jt
+	for job, st := range m.jobs {
+		ps := provs[job]
+		if st.last == nil || st.last.FailedConfigs != st.failed || !sameProviders(st, ps) {
+			st.build(ps)
+			m.metrics.discoveredTargets.WithLabelValues(job).Set(float64(st.last.Targets()))
 		}
-	}
-	now := float64(time.Now().UnixNano()) / 1e9
-	for job, jt := range u {
-		n := 0
-		for _, g := range jt.Groups {
-			n += len(g.Targets)
-		}
-		m.metrics.discoveredTargets.WithLabelValues(job).Set(float64(n))
+		u[job] = st.last
 		m.metrics.lastUpdate.WithLabelValues(job).Set(now)
 	}
 	return u
+}
+
+// jobProviders lists the providers of every job, in provider order. Called
+// with m.mu held.
+func (m *Manager) jobProviders() map[string][]*provider {
+	out := make(map[string][]*provider, len(m.jobs))
+	for _, p := range m.providers {
+		for job := range p.subs {
+			out[job] = append(out[job], p)
+		}
+	}
+	return out
+}
+
+// sameProviders reports whether ps are the providers st was last built
+// from, unchanged since.
+func sameProviders(st *jobState, ps []*provider) bool {
+	if len(ps) != len(st.lastProvs) {
+		return false
+	}
+	for i, p := range ps {
+		if p != st.lastProvs[i] || p.gen != st.lastGens[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// build makes the job's state from its providers. Called with Manager.mu held.
+func (st *jobState) build(ps []*provider) {
+	n := 0
+	for _, p := range ps {
+		n += len(p.groups)
+	}
+	jt := &JobTargets{Groups: make([]Group, 0, n), Gen: NewGen(), Complete: st.failed == 0, FailedConfigs: st.failed}
+	st.lastProvs, st.lastGens = st.lastProvs[:0], st.lastGens[:0]
+	for _, p := range ps {
+		jt.Groups = append(jt.Groups, p.groups...)
+		jt.Complete = jt.Complete && p.delivered
+		st.lastProvs = append(st.lastProvs, p)
+		st.lastGens = append(st.lastGens, p.gen)
+	}
+	st.last = jt
 }
 
 // Providers describes the current providers in the order they were created.
@@ -507,7 +656,38 @@ func (m *Manager) Providers() []ProviderStatus {
 			Jobs:      sortedKeys(p.subs),
 			Started:   p.cancel != nil && !p.cancelled,
 			Delivered: p.delivered,
+			Health:    p.health.get(),
 		})
+	}
+	return out
+}
+
+// Jobs describes the discovery state of every configured job.
+func (m *Manager) Jobs() map[string]JobStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	provs := m.jobProviders()
+	out := make(map[string]JobStatus, len(m.jobs))
+	for job, st := range m.jobs {
+		js := JobStatus{Job: job, FailedConfigs: st.failed, ConfigErrors: st.errs, Delivered: true}
+		failing, synced := false, true
+		for _, p := range provs[job] {
+			h := p.health.get()
+			js.Providers = append(js.Providers, p.name)
+			js.Delivered = js.Delivered && p.delivered
+			failing = failing || h.Failing
+			switch {
+			case h.LastSync.IsZero():
+				synced = false
+			case js.LastSync.IsZero() || h.LastSync.Before(js.LastSync):
+				js.LastSync = h.LastSync
+			}
+		}
+		if !synced {
+			js.LastSync = time.Time{}
+		}
+		js.Healthy = js.Delivered && st.failed == 0 && !failing
+		out[job] = js
 	}
 	return out
 }

@@ -30,12 +30,14 @@ type hub struct {
 	builds  map[string]int // NewDiscoverer calls per config ID
 	feeds   map[string]chan []*targetgroup.Group
 	closeUp map[string]bool
+	health  map[string]discovery.Health // the Health each config's discoverer was given
 }
 
 func newHub() *hub {
 	return &hub{
 		runs: map[string]int{}, exits: map[string]int{}, builds: map[string]int{},
 		feeds: map[string]chan []*targetgroup.Group{}, closeUp: map[string]bool{},
+		health: map[string]discovery.Health{},
 	}
 }
 
@@ -64,9 +66,10 @@ type testConfig struct {
 
 func (c testConfig) Name() string { return "test" }
 
-func (c testConfig) NewDiscoverer(discovery.Options) (discovery.Discoverer, error) {
+func (c testConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, error) {
 	c.h.mu.Lock()
 	c.h.builds[c.ID]++
+	c.h.health[c.ID] = o.Health
 	c.h.mu.Unlock()
 	if c.Fail {
 		return nil, errors.New("cannot reach the test backend")
@@ -194,7 +197,7 @@ func (e *env) latest() Update {
 	return e.next()
 }
 
-func addrs(jt JobTargets) []string {
+func addrs(jt *JobTargets) []string {
 	var out []string
 	for _, g := range jt.Groups {
 		for _, t := range g.Targets {

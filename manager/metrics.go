@@ -21,9 +21,11 @@ type metrics struct {
 	receivedUpdates   prometheus.Counter
 	delayedUpdates    prometheus.Counter
 	sentUpdates       prometheus.Counter
+	// sdhub's own: discoverers' reported errors per job and provider.
+	failures *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, mgr *Manager) (*metrics, error) {
 	constLabels := prometheus.Labels{"name": managerName}
 	m := &metrics{
 		failedConfigs: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -56,10 +58,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:        "Total number of update events sent to the SD consumers.",
 			ConstLabels: constLabels,
 		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sdhub_sd_failures_total",
+			Help: "Number of errors a provider's discoverer reported while serving a job; its targets are kept meanwhile.",
+		}, []string{"job", "mechanism", "provider"}),
 	}
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.failedConfigs, m.discoveredTargets, m.lastUpdate,
-			m.receivedUpdates, m.delayedUpdates, m.sentUpdates); err != nil {
+			m.receivedUpdates, m.delayedUpdates, m.sentUpdates, m.failures, newJobCollector(mgr)); err != nil {
 			return nil, err
 		}
 	}

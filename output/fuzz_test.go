@@ -2,7 +2,6 @@ package output
 
 import (
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -86,16 +85,12 @@ func FuzzRenderHostile(f *testing.F) {
 	})
 }
 
-// renderChecked filters and renders groups, parses the file as
+// renderChecked renders groups, parses the file as
 // Prometheus's file_sd does and checks it as Prometheus 2.x would; it
 // returns how many (address, labels) targets the file holds.
 func renderChecked(t *testing.T, groups []*targetgroup.Group) int {
 	t.Helper()
-	kept := newDroppedTargets().filter(slog.New(slog.DiscardHandler), "job", groups)
-	data, _, err := render(kept)
-	if err != nil {
-		t.Fatalf("render failed after filtering: %v", err)
-	}
+	data := Render(groups)
 	if !utf8.Valid(data) {
 		t.Fatalf("output not valid UTF-8: %q", data)
 	}

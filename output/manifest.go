@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -106,10 +107,20 @@ func removeTempFiles(dir string) ([]string, error) {
 // the new content, never a part: a temp file in the same directory, written,
 // fsynced, made 0644 and renamed over name, then the directory is fsynced.
 // The temp file is removed on any failure.
-func writeAtomic(dir, name string, data []byte) (err error) {
+func writeAtomic(dir, name string, data []byte) error {
+	_, err := writeAtomicFunc(dir, name, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	return err
+}
+
+// writeAtomicFunc is writeAtomic of what write writes. It returns the
+// file's information as written, to recognise the file later.
+func writeAtomicFunc(dir, name string, write func(io.Writer) error) (_ fs.FileInfo, err error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := f.Name()
 	defer func() {
@@ -118,22 +129,26 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
-		return err
+	if err = write(f); err != nil {
+		return nil, err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Chmod(0o644); err != nil {
-		return err
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
+		return nil, err
 	}
-	return syncDir(dir)
+	return info, syncDir(dir)
 }
 
 // syncDir makes a rename or a removal in dir durable. Windows cannot fsync

@@ -4,36 +4,43 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/manager"
 )
 
-// metrics are the writer's metrics. Per-job series are deleted when the job
-// leaves the config.
+// metrics are the stage's metrics. Per-job series start at zero when the job
+// appears and are deleted when it leaves the config.
 type metrics struct {
 	writes     *prometheus.CounterVec
 	failures   *prometheus.CounterVec
 	unchanged  *prometheus.CounterVec
+	repairs    *prometheus.CounterVec
 	lastWrite  *prometheus.GaugeVec
 	targets    *prometheus.GaugeVec
+	dropped    *prometheus.GaugeVec
 	waiting    prometheus.Gauge
 	removed    prometheus.Counter
 	ready      prometheus.Gauge
-	dropped    *droppedTargets // validate.go
 	perJobVecs []interface{ DeleteLabelValues(...string) bool }
+	counters   []*prometheus.CounterVec // started at zero per job
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, s *Stage, disc func() map[string]manager.JobStatus) (*metrics, error) {
 	m := &metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sdhub_output_writes_total",
-			Help: "Number of times a job's targets file was written because its content changed.",
+			Help: "Number of times a job's targets file was written because its content changed or it had to be put back.",
 		}, []string{"job"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sdhub_output_write_failures_total",
-			Help: "Number of failed attempts to render or write a job's targets file.",
+			Help: "Number of failed attempts to write a job's targets file.",
 		}, []string{"job"}),
 		unchanged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sdhub_output_unchanged_total",
-			Help: "Number of updates of a job whose targets file already held the same bytes, so was not rewritten.",
+			Help: "Number of changes of a job's discovered targets that left its output the same, so its file was not rewritten.",
+		}, []string{"job"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sdhub_output_repairs_total",
+			Help: "Number of times a job's targets file was put back after someone else removed or changed it.",
 		}, []string{"job"}),
 		lastWrite: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sdhub_output_last_write_timestamp_seconds",
@@ -41,11 +48,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"job"}),
 		targets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sdhub_output_targets",
-			Help: "Number of targets in a job's targets file as last rendered.",
+			Help: "Number of targets in a job's output.",
+		}, []string{"job"}),
+		dropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sdhub_output_dropped_targets",
+			Help: "Number of targets left out of a job's output because Prometheus would reject them (a label name it does not accept, a label value that is not valid UTF-8).",
 		}, []string{"job"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_output_waiting_jobs",
-			Help: "Number of jobs not written because a provider has not delivered its first full set or a config failed to start; their previous file, if any, stays.",
+			Help: "Number of jobs whose output is not updated because a provider has not delivered its first full set or a config failed to start; their previous output, if any, stays.",
 		}),
 		removed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sdhub_output_files_removed_total",
@@ -53,22 +64,78 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_output_ready",
-			Help: "1 when every configured job's targets file is up to date since this process started, else 0.",
+			Help: "1 when every configured job's targets file holds its current output, else 0.",
 		}),
 	}
-	m.dropped = newDroppedTargets()
-	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.lastWrite, m.targets, m.dropped}
+	m.counters = []*prometheus.CounterVec{m.writes, m.failures, m.unchanged, m.repairs}
+	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets, m.dropped}
 	if reg != nil {
-		if err := discovery.RegisterAll(reg, m.writes, m.failures, m.unchanged, m.lastWrite, m.targets,
-			m.waiting, m.removed, m.ready, m.dropped.gauge); err != nil {
+		if err := discovery.RegisterAll(reg, m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets,
+			m.dropped, m.waiting, m.removed, m.ready, newHealthCollector(s, disc)); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
 }
 
+// initJob starts a new job's counters at zero, so that rate() and
+// increase() see its first increment.
+func (m *metrics) initJob(job string) {
+	for _, c := range m.counters {
+		c.WithLabelValues(job)
+	}
+}
+
 func (m *metrics) deleteJob(job string) {
 	for _, v := range m.perJobVecs {
 		v.DeleteLabelValues(job)
+	}
+}
+
+// setReady sets sdhub_output_ready from the snapshots.
+func (m *metrics) setReady(jobs map[string]*Snapshot) {
+	ready := 1.0
+	for _, s := range jobs {
+		if !s.Serving() || !s.OnDisk() {
+			ready = 0
+		}
+	}
+	m.ready.Set(ready)
+}
+
+// healthCollector exports, at scrape time, whether each job is healthy: its
+// discovery is (every provider delivered, no config failed to start, no
+// provider's latest report is an error) and its output is served and on
+// disk.
+type healthCollector struct {
+	s    *Stage
+	disc func() map[string]manager.JobStatus
+	desc *prometheus.Desc
+}
+
+func newHealthCollector(s *Stage, disc func() map[string]manager.JobStatus) *healthCollector {
+	return &healthCollector{s: s, disc: disc, desc: prometheus.NewDesc("sdhub_job_healthy",
+		"1 when every provider of the job delivered and its latest read succeeded, no SD config failed to start, and the job's output is served and written; else 0.",
+		[]string{"job"}, nil)}
+}
+
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	jobs, _ := c.s.Snapshots()
+	var disc map[string]manager.JobStatus
+	if c.disc != nil {
+		disc = c.disc()
+	}
+	for job, snap := range jobs {
+		ok := snap.Serving() && !snap.Waiting && snap.OnDisk()
+		if disc != nil {
+			ok = ok && disc[job].Healthy
+		}
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, job)
 	}
 }

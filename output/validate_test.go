@@ -60,7 +60,7 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 				{Source: "b", Labels: tc.group, Targets: []model.LabelSet{tc.target, good}},
 			}
 			before := slices.Clone(groups[1].Targets)
-			apply(t, w, manager.Update{"job": {Groups: groups, Complete: true}})
+			apply(t, w, manager.Update{"job": manager.NewJob(true, wrap(groups)...)})
 			if !slices.EqualFunc(groups[1].Targets, before, func(a, b model.LabelSet) bool { return a.Equal(b) }) {
 				t.Error("filter modified the manager's group")
 			}
@@ -92,7 +92,7 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 			if bytes.Contains(data, []byte(`\ufffd`)) || !isUTF8(data) {
 				t.Errorf("file has a replaced or invalid byte:\n%.300s", data)
 			}
-			if got := testutil.ToFloat64(w.metrics.dropped.gauge.WithLabelValues("job")); got != float64(tc.dropped) {
+			if got := testutil.ToFloat64(w.metrics.dropped.WithLabelValues("job")); got != float64(tc.dropped) {
 				t.Errorf("sdhub_output_dropped_targets = %v, want %d", got, tc.dropped)
 			}
 			if tc.dropped > 0 && !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), strings.Trim(strconv.Quote(tc.reason), `"`)) {
@@ -103,7 +103,7 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 			}
 			// The job leaving the config deletes its series.
 			apply(t, w, manager.Update{})
-			if n := testutil.CollectAndCount(w.metrics.dropped.gauge); n != 0 {
+			if n := testutil.CollectAndCount(w.metrics.dropped); n != 0 {
 				t.Errorf("%d dropped-target series after the job left", n)
 			}
 		})
@@ -111,14 +111,3 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 }
 
 func isUTF8(b []byte) bool { return strings.ToValidUTF8(string(b), "") == string(b) }
-
-// TestFilterKeepsGroupsWhenNothingDropped checks the common case costs no
-// copy: the groups come back as they were given.
-func TestFilterKeepsGroupsWhenNothingDropped(t *testing.T) {
-	d := newDroppedTargets()
-	groups := []*targetgroup.Group{{Source: "a", Labels: model.LabelSet{"x": "y"}, Targets: []model.LabelSet{{model.AddressLabel: "a:1"}}}}
-	got := d.filter(slog.New(slog.DiscardHandler), "job", groups)
-	if &got[0] != &groups[0] {
-		t.Error("filter copied groups although nothing was dropped")
-	}
-}

@@ -341,7 +341,7 @@ func verifyCrashOutput(data []byte, input string, targets int, ok map[int]bool) 
 		if err != nil {
 			return fmt.Errorf("entry without a group label: %v", e.Labels)
 		}
-		if e.Labels["__meta_filepath"] != input || len(e.Labels) != 3 {
+		if e.Labels["__meta_sdhub_filepath"] != input || len(e.Labels) != 3 {
 			return fmt.Errorf("unexpected labels %v", e.Labels)
 		}
 		var want []string

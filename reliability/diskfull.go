@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,7 @@ const skipNoMount = "cannot mount a tmpfs"
 // DiskFull runs sdhub with its output directory on a small tmpfs. It fills
 // the tmpfs with a job's larger output, then makes it read-only: each time
 // the job's old file must stay intact, the failure be logged and counted
-// for that job only, /-/ready answer 503, and the next successful write
+// for that job only, the job be unhealthy (sdhub_job_healthy), and the next successful write
 // (a smaller input, or the writer's retry once the mount is writable again)
 // recover, with no temp file left behind.
 func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
@@ -86,15 +85,12 @@ func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
 			r.Errors = append(r.Errors, "sdhub log tail: "+tail(p.Log(), 2000))
 		}
 	}()
-	ready := func() int {
-		code, _, _ := p.Do(http.MethodGet, "/-/ready")
-		return code
-	}
+
 	failures := func(job string) float64 {
 		v, _ := p.Metric(fmt.Sprintf(`sdhub_output_write_failures_total{job=%q}`, job))
 		return v
 	}
-	if err := Eventually("1000 targets written and ready", func() bool { return hasTargets(1000, 1)() && ready() == 200 }); err != nil {
+	if err := Eventually("1000 targets written and ready", func() bool { return hasTargets(1000, 1)() && allWritten(p) }); err != nil {
 		r.Fail("%v", err)
 		return r
 	}
@@ -122,25 +118,25 @@ func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
 		if err != nil || !bytes.Equal(now, old) {
 			r.Fail("%s: the old file changed (err %v)", name, err)
 		}
-		if code := ready(); code != http.StatusServiceUnavailable {
-			r.Fail("%s: /-/ready = %d during the failure, want 503", name, code)
+		if jobHealthy(p, "big") || allWritten(p) {
+			r.Fail("%s: job big healthy, or every file written, during the failure", name)
 		}
 		if !strings.Contains(p.Log(), logText) {
 			r.Fail("%s: no %q in the log", name, logText)
 		}
-		if failures("small") != smallBefore {
-			r.Fail("%s: failures counted for job small too", name)
+		if failures("small") != smallBefore || !jobHealthy(p, "small") {
+			r.Fail("%s: failures counted for job small too, or it is not healthy", name)
 		}
 		if !recover() {
 			return
 		}
-		if err := Eventually(name+": recovery", func() bool { return hasTargets(n, k)() && ready() == 200 }); err != nil {
+		if err := Eventually(name+": recovery", func() bool { return hasTargets(n, k)() && jobHealthy(p, "big") && allWritten(p) }); err != nil {
 			r.Fail("%v", err)
 		}
 		if temps, _ := TempFiles(out); len(temps) > 0 {
 			r.Fail("%s: temp files left: %v", name, temps)
 		}
-		r.Fig("%s: old file intact, failure counted and logged, ready 503, recovered", name)
+		r.Fig("%s: old file intact, failure counted and logged, job unhealthy (the other healthy), recovered", name)
 	}
 	// 20,000 targets are about 700 kB: more than the tmpfs holds.
 	fault("full", "no space left on device",

@@ -108,7 +108,7 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	}
 	stopP := sync.OnceValue(p.Stop)
 	defer func() { _ = stopP() }()
-	if err := Eventually(fmt.Sprintf("%d consul targets written", total), func() bool { return count() == total && readyOK(p) }); err != nil {
+	if err := Eventually(fmt.Sprintf("%d consul targets written", total), func() bool { return count() == total && jobHealthy(p, "svc") }); err != nil {
 		r.Fail("%v (%d)", err, count())
 		return r
 	}
@@ -203,19 +203,22 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
 		r.Fail("svc.json changed while Consul was unreachable at start (err %v)", err)
 	}
-	if readyOK(p2) {
-		r.Fail("/-/ready is 200 while Consul is unreachable")
+	if jobHealthy(p2, "svc") || jobServed(p2, "svc") {
+		r.Fail("job svc is healthy or served over http_sd while Consul is unreachable")
+	}
+	if !readyOK(p2) {
+		r.Fail("/-/ready is not 200: sdhub serves every job by its own state")
 	}
 	if err := agent.Restart(ctx); err != nil {
 		r.Fail("restarting consul: %v", err)
 		return r
 	}
-	if err := Eventually("ready once Consul answers", func() bool { return readyOK(p2) }); err != nil {
+	if err := Eventually("job svc healthy and served once Consul answers", func() bool { return jobHealthy(p2, "svc") && jobServed(p2, "svc") }); err != nil {
 		r.Fail("%v", err)
 	}
 	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
 		r.Fail("svc.json differs after Consul came back with the same catalog (err %v)", err)
 	}
-	r.Fig("at start: file untouched while down, not ready, ready with the same %d targets once Consul answered", total)
+	r.Fig("at start: file untouched while down, job unhealthy and not served, then healthy with the same %d targets once Consul answered", total)
 	return r
 }

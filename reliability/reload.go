@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -128,7 +129,7 @@ func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	settled := func(i int) error {
 		want := append([]string{".sdhub-manifest"}, reloadConfigs[i%len(reloadConfigs)].want...)
 		return Eventually(fmt.Sprintf("outputs of config %d", i%len(reloadConfigs)), func() bool {
-			return slices.Equal(listNames(out), want) && outputsValid(out) && readyOK(p)
+			return slices.Equal(listNames(out), want) && outputsValid(out) && readyOK(p) && allWritten(p)
 		})
 	}
 	// Warm up: every config once, so that lazily started goroutines and
@@ -283,5 +284,25 @@ func outputsValid(dir string) bool {
 
 func readyOK(p *Proc) bool {
 	c, _, err := p.Do(http.MethodGet, "/-/ready")
+	return err == nil && c == http.StatusOK
+}
+
+// allWritten reports whether every job's file holds its current output
+// (sdhub_output_ready).
+func allWritten(p *Proc) bool {
+	v, err := p.Metric("sdhub_output_ready")
+	return err == nil && v == 1
+}
+
+// jobHealthy reports whether job is healthy (sdhub_job_healthy): its
+// providers delivered and read their sources, its output is on disk.
+func jobHealthy(p *Proc, job string) bool {
+	v, err := p.Metric(fmt.Sprintf(`sdhub_job_healthy{job=%q}`, job))
+	return err == nil && v == 1
+}
+
+// jobServed reports whether job's http_sd endpoint answers 200.
+func jobServed(p *Proc, job string) bool {
+	c, _, err := p.Do(http.MethodGet, "/api/v1/sd/"+url.PathEscape(job))
 	return err == nil && c == http.StatusOK
 }

@@ -151,7 +151,7 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	}
 	stopP := sync.OnceValue(p.Stop)
 	defer func() { _ = stopP() }()
-	if err := Eventually("3 services in swarm.json", func() bool { return services() == 3 && readyOK(p) }); err != nil {
+	if err := Eventually("3 services in swarm.json", func() bool { return services() == 3 && jobHealthy(p, "swarm") }); err != nil {
 		r.Fail("%v (%d)", err, services())
 		return r
 	}
@@ -172,7 +172,7 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	if err := Eventually("refresh failures counted", func() bool { return failures(p) > before }); err != nil {
 		r.Fail("%v", err)
 	}
-	if _, page, _ := p.Do(http.MethodGet, "/"); !strings.Contains(page, "Unable to refresh") || !strings.Contains(page, "refresh failures, dockerswarm") {
+	if _, page, _ := p.Do(http.MethodGet, "/"); !strings.Contains(page, "dockerswarm/0</code>:\n<span class=\"err\">failing for") {
 		r.Fail("the status page does not show the engine failure")
 	}
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
@@ -222,19 +222,19 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		r.Fail("swarm.json changed while the engine was unreachable at start")
 	}
-	if readyOK(p2) {
-		r.Fail("/-/ready is 200 while the engine is unreachable")
+	if jobHealthy(p2, "swarm") || jobServed(p2, "swarm") {
+		r.Fail("job swarm is healthy or served over http_sd while the engine is unreachable")
 	}
 	if err := px.Restore(); err != nil {
 		r.Fail("%v", err)
 		return r
 	}
-	if err := Eventually("ready once the engine answers", func() bool { return readyOK(p2) }); err != nil {
+	if err := Eventually("job swarm healthy once the engine answers", func() bool { return jobHealthy(p2, "swarm") && jobServed(p2, "swarm") }); err != nil {
 		r.Fail("%v", err)
 	}
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		r.Fail("swarm.json differs after the engine came back unchanged")
 	}
-	r.Fig("at start: file untouched while cut, not ready, then ready with the same file")
+	r.Fig("at start: file untouched while cut, job unhealthy and not served, then healthy with the same file")
 	return r
 }

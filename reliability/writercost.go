@@ -28,8 +28,8 @@ type WriterOptions struct {
 	RSSTargets int
 }
 
-// WriterCost measures a changed job written end to end by output.Writer
-// (filter, render, compare, temp file, fsync, rename, directory fsync) at
+// WriterCost measures a changed job written end to end by the output stage
+// (every group new: render, temp file, fsync, rename, directory fsync) at
 // each size, with consul-like targets (every target its own label set),
 // and checks the cost grows linearly: the time per target at the largest
 // size is at most three times that at the smallest. Then it runs sdhub on
@@ -51,7 +51,11 @@ func WriterCost(ctx context.Context, o WriterOptions) (r Result) {
 		var times []time.Duration
 		for i := 0; i < o.Reps && ctx.Err() == nil; i++ {
 			t0 := time.Now()
-			if err := w.Apply(manager.Update{"big": {Groups: versions[i%2], Complete: true}}); err != nil {
+			gs := make([]manager.Group, len(versions[i%2]))
+			for j, g := range versions[i%2] {
+				gs[j] = manager.NewGroup("p", g)
+			}
+			if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
 				r.Fail("%d targets: %v", n, err)
 				break
 			}

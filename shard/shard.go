@@ -25,8 +25,6 @@ import (
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // Of returns the shard, in [0, n), that the target at address of job belongs
@@ -64,37 +62,4 @@ func Validate(shard, shards int) error {
 		return fmt.Errorf("invalid shard %d (must be from 0 to shards-1 = %d)", shard, shards-1)
 	}
 	return nil
-}
-
-// Filter returns the part of job's groups that falls in shard out of
-// shards: the groups with only their targets of that shard, in the same
-// order, groups left without targets dropped. A target's address is its own
-// `__address__`, else its group's, as Prometheus and output.Render read it.
-// The groups are not modified; a group whose targets all stay is returned
-// as it is.
-func Filter(job string, groups []*targetgroup.Group, shard, shards int) []*targetgroup.Group {
-	out := make([]*targetgroup.Group, 0, len(groups))
-	for _, g := range groups {
-		if g == nil {
-			continue
-		}
-		var kept []model.LabelSet
-		for _, t := range g.Targets {
-			addr, ok := t[model.AddressLabel]
-			if !ok {
-				addr = g.Labels[model.AddressLabel]
-			}
-			if Of(job, string(addr), shards) == shard {
-				kept = append(kept, t)
-			}
-		}
-		switch len(kept) {
-		case 0:
-		case len(g.Targets):
-			out = append(out, g)
-		default:
-			out = append(out, &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: kept})
-		}
-	}
-	return out
 }

@@ -6,10 +6,6 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
-	"github.com/sdhub/sdhub/output"
 )
 
 const nTargets = 10000
@@ -58,30 +54,26 @@ func TestDocumentedFunction(t *testing.T) {
 	}
 }
 
-// TestEveryTargetInOneShard checks, through Filter, that the shards of a
-// job partition its targets: their union is the job and no target is in
-// two shards, and that each shard gets about 1/N of them.
+// TestEveryTargetInOneShard checks that the shards of a job partition its
+// targets: their union is the job and no target is in two shards, and that
+// each shard gets about 1/N of them. (output's TestSnapshotShards checks
+// the http_sd answers built on Of.)
 func TestEveryTargetInOneShard(t *testing.T) {
 	addrs := addresses(nTargets)
-	groups := []*targetgroup.Group{{Source: "a", Labels: model.LabelSet{"env": "prod"}}, {Source: "b"}}
-	for i, a := range addrs {
-		g := groups[i%2]
-		g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
-	}
 	for n := 1; n <= 10; n++ {
 		t.Run(fmt.Sprintf("shards=%d", n), func(t *testing.T) {
 			seen := make(map[string]int, nTargets)
 			for s := range n {
 				count := 0
-				for _, g := range Filter("web", groups, s, n) {
-					for _, tg := range g.Targets {
-						a := string(tg[model.AddressLabel])
-						if prev, ok := seen[a]; ok {
-							t.Fatalf("%s in shards %d and %d", a, prev, s)
-						}
-						seen[a] = s
-						count++
+				for _, a := range addrs {
+					if Of("web", a, n) != s {
+						continue
 					}
+					if prev, ok := seen[a]; ok {
+						t.Fatalf("%s in shards %d and %d", a, prev, s)
+					}
+					seen[a] = s
+					count++
 				}
 				// Binomial(10000, 1/n): 5 standard deviations at most.
 				mean := float64(nTargets) / float64(n)
@@ -134,49 +126,6 @@ func TestJobMatters(t *testing.T) {
 	}
 	if same > 350 { // 250 expected by chance
 		t.Errorf("%d of %d addresses in the same shard for two jobs, want about a quarter", same, len(addrs))
-	}
-}
-
-// TestFilter checks the groups Filter returns: group labels kept, a group's
-// own address used for targets without one, empty groups dropped, input
-// unchanged, and the rendered shards adding up to the rendered job.
-func TestFilter(t *testing.T) {
-	groups := []*targetgroup.Group{
-		{Source: "g1", Labels: model.LabelSet{"env": "prod"}, Targets: []model.LabelSet{
-			{model.AddressLabel: "a:1"}, {model.AddressLabel: "b:1"}, {model.AddressLabel: "c:1"}, {model.AddressLabel: "d:1"},
-		}},
-		{Source: "g2", Labels: model.LabelSet{model.AddressLabel: "group:1"}, Targets: []model.LabelSet{{"x": "y"}}},
-		nil,
-		{Source: "empty"},
-	}
-	before := fmt.Sprint(groups)
-	total := 0
-	for s := range 3 {
-		part := Filter("web", groups, s, 3)
-		for _, g := range part {
-			if len(g.Targets) == 0 {
-				t.Errorf("shard %d: empty group %q returned", s, g.Source)
-			}
-			if g.Source == "g1" && g.Labels["env"] != "prod" {
-				t.Errorf("shard %d: group labels lost: %v", s, g.Labels)
-			}
-			if g.Source == "g2" && Of("web", "group:1", 3) != s {
-				t.Errorf("shard %d: target without address not placed by its group's address", s)
-			}
-			total += len(g.Targets)
-		}
-		if _, err := output.Render(part); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if total != 5 {
-		t.Errorf("the shards hold %d targets, want 5", total)
-	}
-	if fmt.Sprint(groups) != before {
-		t.Errorf("Filter modified its input")
-	}
-	if got := Filter("web", groups, 0, 1); len(got) != 2 || got[0] != groups[0] || got[1] != groups[1] {
-		t.Errorf("one shard: got %v, want the non-empty groups unchanged", got)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/sdhub/sdhub/output"
 	"github.com/sdhub/sdhub/shard"
 )
 
@@ -15,50 +14,54 @@ import (
 const SDPath = "/api/v1/sd/{job}"
 
 // serveSD answers Prometheus's http_sd_configs with a job's targets: 200 and
-// the bytes of the job's file (or of the asked shard's part), 404 for a job
-// sdhub does not serve, 503 until the job's first complete state, so that
+// the bytes of the job's output (or of the asked shard's part), 404 for a
+// job sdhub does not serve, 503 until the job's first complete state, so that
 // Prometheus keeps the targets it has.
 func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 	job := r.PathValue("job")
-	sh, shards, sharded, err := parseShard(r.URL.Query())
+	sh, shards, _, err := parseShard(r.URL.Query())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "bad_data", err.Error())
 		return
 	}
-	state, st := h.o.Targets.job(job)
-	if state == stateNoUpdate && h.o.Config != nil {
-		// Before the manager's first state the running config tells
-		// whether sdhub serves the job at all.
-		if cfg := h.o.Config(); cfg != nil {
-			if _, ok := cfg.Jobs()[job]; !ok {
-				state = stateUnknown
-			}
-		}
-	}
-	switch state {
-	case stateNoUpdate:
-		apiError(w, http.StatusServiceUnavailable, "unavailable", "no discovery state yet: sdhub is starting")
-		return
-	case stateUnknown:
+	jobs, applied := h.o.Outputs.Snapshots()
+	snap := jobs[job]
+	switch {
+	case !applied && h.unknown(job):
 		apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("job %q is not served by sdhub", job))
 		return
-	case stateWaiting:
+	case !applied:
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "no discovery state yet: sdhub is starting")
+		return
+	case snap == nil:
+		apiError(w, http.StatusNotFound, "not_found", fmt.Sprintf("job %q is not served by sdhub", job))
+		return
+	case !snap.Serving():
 		apiError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("job %q is waiting for the first full set of targets of every provider", job))
 		return
 	}
-	data, err := st.data, st.err
-	if sharded && err == nil {
-		data, err = output.RenderValid(shard.Filter(job, st.groups, sh, shards))
-	}
-	if err != nil {
-		apiError(w, http.StatusInternalServerError, "internal", fmt.Sprintf("rendering the targets of job %q: %v", job, err))
-		return
-	}
+	snap = snap.Shard(sh, shards)
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("Content-Length", strconv.Itoa(snap.Size))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(data)
+	if r.Method != http.MethodHead {
+		_, _ = snap.WriteTo(w)
+	}
+}
+
+// unknown reports whether the running config has no job named job: before
+// the first update, the config tells whether sdhub serves it at all.
+func (h *handler) unknown(job string) bool {
+	if h.o.Config == nil {
+		return false
+	}
+	cfg := h.o.Config()
+	if cfg == nil {
+		return false
+	}
+	_, ok := cfg.Jobs()[job]
+	return !ok
 }
 
 // parseShard reads ?shard=I&shards=N; sharded is false when neither is given.

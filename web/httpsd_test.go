@@ -1,13 +1,11 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
@@ -26,21 +24,44 @@ func group(source string, labels model.LabelSet, addrs ...string) *targetgroup.G
 	return g
 }
 
+// job wraps groups as a job's state from one provider.
+func job(complete bool, groups ...*targetgroup.Group) *manager.JobTargets {
+	gs := make([]manager.Group, len(groups))
+	for i, g := range groups {
+		gs[i] = manager.NewGroup("p", g)
+	}
+	return manager.NewJob(complete, gs...)
+}
+
+// newStage returns an output stage that writes no files.
+func newStage(t *testing.T) *output.Stage {
+	t.Helper()
+	s, err := output.New("", output.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func apply(t *testing.T, s *output.Stage, u manager.Update) {
+	t.Helper()
+	if err := s.Apply(u); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type apiErr struct {
 	Status, ErrorType, Error string
 }
 
 func TestHTTPSD(t *testing.T) {
-	store := NewTargets()
-	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Targets: store})
+	store := newStage(t)
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Outputs: store})
 	web := []*targetgroup.Group{
 		group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"),
 		group("b", nil, "10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80", "10.0.1.4:80"),
 	}
-	want, err := output.Render(web)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := output.Render(web)
 
 	check := func(path string, code int, errType string) string {
 		t.Helper()
@@ -60,10 +81,10 @@ func TestHTTPSD(t *testing.T) {
 	// Before the first update: 503 for every job.
 	check("/api/v1/sd/web", http.StatusServiceUnavailable, "unavailable")
 
-	store.Apply(manager.Update{
-		"web":   {Groups: web, Complete: true},
-		"empty": {Groups: []*targetgroup.Group{}, Complete: true},
-		"slow":  {Groups: []*targetgroup.Group{group("c", nil, "10.0.2.1:80")}},
+	apply(t, store, manager.Update{
+		"web":   job(true, web...),
+		"empty": job(true),
+		"slow":  job(false, group("c", nil, "10.0.2.1:80")),
 	})
 	if got := check("/api/v1/sd/web", http.StatusOK, ""); got != string(want) {
 		t.Errorf("GET /api/v1/sd/web = %s, want the job's file %s", got, want)
@@ -122,83 +143,15 @@ func TestHTTPSD(t *testing.T) {
 	// A reload leaves web waiting for a new provider: the last complete
 	// state is still served, as the job's file still holds it. A job that
 	// leaves the config is gone.
-	store.Apply(manager.Update{"web": {Groups: web[:1]}})
+	apply(t, store, manager.Update{"web": job(false, web[:1]...)})
 	if got := check("/api/v1/sd/web", http.StatusOK, ""); got != string(want) {
 		t.Errorf("while waiting after a reload: %s, want the last complete state %s", got, want)
 	}
 	check("/api/v1/sd/empty", http.StatusNotFound, "not_found")
-	store.Apply(manager.Update{"web": {Groups: web[:1], Complete: true}})
-	want1, _ := output.Render(web[:1])
+	apply(t, store, manager.Update{"web": job(true, web[:1]...)})
+	want1 := output.Render(web[:1])
 	if got := check("/api/v1/sd/web", http.StatusOK, ""); got != string(want1) {
 		t.Errorf("after the new complete state: %s, want %s", got, want1)
-	}
-}
-
-// TestTargetsLastUpdate checks that the last update time moves only when
-// the job's targets change.
-func TestTargetsLastUpdate(t *testing.T) {
-	store := NewTargets()
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	store.now = func() time.Time { return now }
-	g := []*targetgroup.Group{group("a", nil, "a:1")}
-	updated := func() time.Time { _, st := store.job("j"); return st.updated }
-
-	store.Apply(manager.Update{"j": {Groups: g}})
-	if !updated().IsZero() {
-		t.Errorf("updated at %s before the first complete state", updated())
-	}
-	store.Apply(manager.Update{"j": {Groups: g, Complete: true}})
-	first := now
-	if updated() != first {
-		t.Errorf("updated = %s, want %s", updated(), first)
-	}
-	now = now.Add(time.Minute)
-	// The same targets in new groups: no change.
-	store.Apply(manager.Update{"j": {Groups: []*targetgroup.Group{group("a", nil, "a:1")}, Complete: true}})
-	if updated() != first {
-		t.Errorf("same targets: updated = %s, want %s", updated(), first)
-	}
-	store.Apply(manager.Update{"j": {Groups: []*targetgroup.Group{group("a", nil, "a:2")}, Complete: true}})
-	if updated() != now {
-		t.Errorf("changed targets: updated = %s, want %s", updated(), now)
-	}
-}
-
-// TestTargetsRun checks the tee between the manager and the writer: every
-// update is recorded at once, and a busy writer gets the newest.
-func TestTargetsRun(t *testing.T) {
-	store := NewTargets()
-	in, out := make(chan manager.Update), make(chan manager.Update)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- store.Run(ctx, in, out) }()
-
-	u := func(addr string) manager.Update {
-		return manager.Update{"j": {Groups: []*targetgroup.Group{group("a", nil, addr)}, Complete: true}}
-	}
-	timeout := time.After(10 * time.Second)
-	for _, a := range []string{"a:1", "a:2", "a:3"} {
-		select {
-		case in <- u(a): // accepted while nobody reads out
-		case <-timeout:
-			t.Fatal("Run did not take an update while the writer was busy")
-		}
-	}
-	select {
-	case got := <-out:
-		if a := got["j"].Groups[0].Targets[0][model.AddressLabel]; a != "a:3" {
-			t.Errorf("the writer got %s, want the newest a:3", a)
-		}
-	case <-timeout:
-		t.Fatal("the writer got nothing")
-	}
-	// Run applies an update before it offers it: the store has a:3 too.
-	if _, st := store.job("j"); string(st.groups[0].Targets[0][model.AddressLabel]) != "a:3" {
-		t.Errorf("store holds %v, want a:3", st.groups[0].Targets)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run = %v", err)
 	}
 }
 
@@ -209,7 +162,7 @@ func TestHTTPSDBeforeFirstUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Targets: NewTargets(), Config: func() *config.Config { return cfg }})
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Outputs: newStage(t), Config: func() *config.Config { return cfg }})
 	for path, want := range map[string]int{"/api/v1/sd/web": http.StatusServiceUnavailable, "/api/v1/sd/nope": http.StatusNotFound} {
 		if code, _, body := do(t, h, http.MethodGet, path); code != want {
 			t.Errorf("GET %s = %d, want %d: %s", path, code, want, body)

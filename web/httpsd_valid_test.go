@@ -24,23 +24,18 @@ func TestHTTPSDServesTheFilesBytes(t *testing.T) {
 		{Source: "a", Labels: model.LabelSet{"env": "prod"}, Targets: []model.LabelSet{{model.AddressLabel: "good:1"}}},
 		{Source: "b", Targets: []model.LabelSet{{model.AddressLabel: "dotted:1", "a.b": "v"}, {model.AddressLabel: "h:1/x"}}},
 	}
-	u := manager.Update{"job": {Groups: groups, Complete: true}}
-	store := NewTargets()
-	store.Apply(u)
-	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Targets: store})
-	code, _, body := do(t, h, http.MethodGet, "/api/v1/sd/job")
-	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/sd/job = %d: %s", code, body)
-	}
-
 	dir := t.TempDir()
 	w, err := output.New(dir, output.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Apply(u); err != nil {
-		t.Fatal(err)
+	apply(t, w, manager.Update{"job": job(true, groups...)})
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Outputs: w})
+	code, _, body := do(t, h, http.MethodGet, "/api/v1/sd/job")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/sd/job = %d: %s", code, body)
 	}
+
 	file, err := os.ReadFile(output.Path(dir, "job"))
 	if err != nil {
 		t.Fatal(err)

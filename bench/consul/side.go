@@ -22,6 +22,7 @@ import (
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/discovery/consul"
 	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
 )
 
 // A side is one discovery pipeline under test, run in a child process so
@@ -102,12 +103,36 @@ func runSide(a sideArgs) error {
 		if a.proto == "https" {
 			c.Scheme, c.HTTPClientConfig.TLSConfig = "https", config.TLSConfig{CAFile: a.caFile}
 		}
+		dir, err := os.MkdirTemp("", "consul-bench-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		stage, err := output.New(dir, output.Options{Registerer: reg})
+		if err != nil {
+			return err
+		}
 		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg)
 		if err != nil {
 			return err
 		}
+		var last uint64
 		for u := range updates {
-			outp.all(u["bench"].Groups)
+			// What Stage.Run does with each update: render the job and
+			// write its file. The change is in the file once Apply returns.
+			if err := stage.Apply(u); err != nil {
+				return err
+			}
+			jt := u["bench"]
+			if jt == nil || !jt.Complete || jt.Gen == last {
+				continue
+			}
+			last = jt.Gen
+			tgs := make([]*targetgroup.Group, len(jt.Groups))
+			for i, g := range jt.Groups {
+				tgs[i] = g.Group
+			}
+			outp.all(tgs)
 		}
 		wait()
 	case "prometheus":
@@ -166,11 +191,10 @@ func requestMix(g prometheus.Gatherer) string {
 }
 
 // startHub runs sdhub's pipeline for one job "bench" whose one config is
-// cfg, as cmd/sdhub runs it, up to the stage the side is measured at: the
-// discovery manager, at its default flush interval. Its updates are what
-// the stage that owns each job's output reads; that stage is not run here,
-// so the side's CPU time and RSS are discovery's. The channel closes once
-// ctx ends; wait then waits for the pipeline to stop.
+// cfg, as cmd/sdhub runs it: the discovery manager, at its default flush
+// interval. Its updates are what the output stage reads (runSide applies
+// them to one). The channel closes once ctx ends; wait then waits for the
+// manager to stop.
 func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry) (updates <-chan manager.Update, wait func(), err error) {
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {

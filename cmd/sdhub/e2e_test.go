@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,8 +21,6 @@ scrape_configs:
   - job_name: files
     file_sd_configs:
       - files: ["in/*.json"]
-  - job_name: kube
-    kubernetes_sd_configs: [{role: pod}]
 `
 
 // configV2 removes job static, adds job extra, keeps files unchanged.
@@ -60,14 +59,8 @@ func TestServeAndReload(t *testing.T) {
 
 	eventually(t, "static.json", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
 	eventually(t, "files.json", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
-	if _, ok := readOutput(t, filepath.Join(outDir, "kube.json")); ok {
-		t.Fatal("kube.json written for a job sdhub leaves to Prometheus")
-	}
-	if !strings.Contains(p.log(), `job \"kube\": kubernetes_sd_configs left to Prometheus`) {
-		t.Errorf("no warning about job kube in the log")
-	}
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 	eventually(t, "/-/ready", func() bool { code, _ := p.get(t, "/-/ready"); return code == http.StatusOK })
 	if code, _ := p.get(t, "/-/healthy"); code != http.StatusOK {
 		t.Errorf("/-/healthy = %d", code)
@@ -75,7 +68,7 @@ func TestServeAndReload(t *testing.T) {
 
 	// A change of a file_sd input reaches the output.
 	writeFile(t, inPath, `[{"targets": ["127.0.0.1:8082"], "labels": {"app": "api"}}]`)
-	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_filepath="+inPath+",app=api"))
+	eventually(t, "files.json after the input changed", outputIs(t, filesOut, "127.0.0.1:8082 __meta_sdhub_filepath="+inPath+",app=api"))
 
 	// A file sdhub did not write is never touched.
 	foreign := filepath.Join(outDir, "foreign.json")
@@ -113,11 +106,18 @@ func TestServeAndReload(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Fatalf("files.json changed by a failed reload:\n%s\n%s", before, after)
 	}
+	// The status page says so, first thing, and is not all green.
+	_, page := p.get(t, "/")
+	want := regexp.MustCompile(`the last reload of the configuration failed (just now|[0-9]+s ago): ` +
+		regexp.QuoteMeta(cfgFile+":8: found multiple scrape configs with job name &#34;files&#34;"))
+	if !want.MatchString(page) || strings.Contains(page, "All well") || !strings.Contains(page, "The last reload failed") {
+		t.Errorf("the status page after a failed reload lacks %s:\n%s", want, page)
+	}
 	// The running config still works: an input change still propagates.
 	writeFile(t, inPath, inputV1)
 	eventually(t, "files.json after a failed reload", outputIs(t, filesOut,
-		"127.0.0.1:8080 __meta_filepath="+inPath+",app=web",
-		"127.0.0.1:8081 __meta_filepath="+inPath+",app=web"))
+		"127.0.0.1:8080 __meta_sdhub_filepath="+inPath+",app=web",
+		"127.0.0.1:8081 __meta_sdhub_filepath="+inPath+",app=web"))
 
 	// A good config over /-/reload.
 	writeFile(t, cfgFile, configV1)
@@ -126,6 +126,9 @@ func TestServeAndReload(t *testing.T) {
 	}
 	eventually(t, "static.json back", outputIs(t, staticOut, "127.0.0.1:9100 env=prod"))
 	eventually(t, "extra.json removed", func() bool { _, ok := readOutput(t, filepath.Join(outDir, "extra.json")); return !ok })
+	if _, page := p.get(t, "/"); strings.Contains(page, "reload failed") || !strings.Contains(page, "The last load succeeded") {
+		t.Errorf("the status page after a good reload still shows the failure:\n%s", page)
+	}
 
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
@@ -171,7 +174,7 @@ func TestHelpExits(t *testing.T) {
 	if code := runMain([]string{"--help"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("--help: exit %d", code)
 	}
-	if !strings.Contains(stdout.String(), "--config.file") || stderr.Len() != 0 {
+	if !strings.Contains(stdout.String(), "sdhub run --help") || stderr.Len() != 0 {
 		t.Fatalf("--help printed:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 }
@@ -191,8 +194,8 @@ func TestCheckConfig(t *testing.T) {
 	if stdout.String() != wantOut {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), wantOut)
 	}
-	if want := "  WARNING: job \"kube\": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)\n"; stderr.String() != want {
-		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	if stderr.String() != "" {
+		t.Errorf("stderr:\n%s\nwant nothing", stderr.String())
 	}
 
 	stdout.Reset()
@@ -240,7 +243,8 @@ func untouched(t *testing.T, path string) {
 
 // TestRestartKeepsOutputs starts sdhub on an output dir holding the file of
 // a job whose source does not answer (Consul on a closed port): the file
-// stays byte for byte, the other job is written, and sdhub is not ready.
+// stays byte for byte, the other job is written; sdhub is ready (it serves),
+// the waiting job's http_sd answers 503 and the job is not healthy.
 func TestRestartKeepsOutputs(t *testing.T) {
 	p, waiting := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
@@ -255,15 +259,14 @@ func TestRestartKeepsOutputs(t *testing.T) {
 		v := p.metric(t, `prometheus_sd_consul_rpc_failures_total`)
 		return v != "" && v != "0"
 	})
-	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
-		t.Errorf("/-/ready = %d while a job waits for its first full set, want 503", code)
-	}
+	checkOneJobWaits(t, p, "waiting")
 	untouched(t, waiting)
 }
 
 // TestFailedConfigKeepsOutput: a job whose SD config cannot start (its CA
-// file is missing) keeps the file it had, sdhub is not ready, and the
-// status page says why; the other jobs are written.
+// file is missing) keeps the file it had, is not healthy and is not served
+// over http_sd, and the status page says why; the other jobs are written
+// and served.
 func TestFailedConfigKeepsOutput(t *testing.T) {
 	p, broken := hubWithOldOutput(t, `scrape_configs:
   - job_name: ok
@@ -277,13 +280,28 @@ func TestFailedConfigKeepsOutput(t *testing.T) {
 	if v := p.metric(t, `prometheus_sd_failed_configs{name="scrape"}`); v != "1" {
 		t.Errorf("prometheus_sd_failed_configs = %q, want 1", v)
 	}
-	if code, _ := p.get(t, "/-/ready"); code != http.StatusServiceUnavailable {
-		t.Errorf("/-/ready = %d with a job whose config failed, want 503", code)
-	}
+	checkOneJobWaits(t, p, "broken")
 	if _, page := p.get(t, "/job/broken"); !strings.Contains(page, "missing-ca.pem") {
 		t.Errorf("/job/broken does not say why the config failed:\n%s", page)
 	}
 	untouched(t, broken)
+}
+
+// checkOneJobWaits checks readiness is per job: sdhub is ready, job ok is
+// served and healthy, job waiting answers 503 on http_sd and is unhealthy.
+func checkOneJobWaits(t *testing.T, p *sdhubProc, waiting string) {
+	t.Helper()
+	if code, _ := p.get(t, "/-/ready"); code != http.StatusOK {
+		t.Errorf("/-/ready = %d, want 200: sdhub serves every job by its own state", code)
+	}
+	eventually(t, "job ok served", func() bool { code, _ := p.get(t, "/api/v1/sd/ok"); return code == http.StatusOK })
+	if code, _ := p.get(t, "/api/v1/sd/"+waiting); code != http.StatusServiceUnavailable {
+		t.Errorf("/api/v1/sd/%s = %d, want 503", waiting, code)
+	}
+	eventually(t, "job ok healthy", func() bool { return p.metric(t, `sdhub_job_healthy{job="ok"}`) == "1" })
+	if v := p.metric(t, `sdhub_job_healthy{job="`+waiting+`"}`); v != "0" {
+		t.Errorf("sdhub_job_healthy{job=%q} = %q, want 0", waiting, v)
+	}
 }
 
 // TestVersion: --version prints the version as Prometheus does and exits 0;

@@ -48,8 +48,8 @@ scrape_configs:
 	webURL := "http://" + p.addr + "/api/v1/sd/web"
 	inFile := filepath.Join(inDir, "a.json")
 	wantWeb := []string{
-		"web 127.0.0.1:8080 __meta_filepath=" + inFile + ",__meta_url=" + webURL + ",app=web,job=web",
-		"web 127.0.0.1:8081 __meta_filepath=" + inFile + ",__meta_url=" + webURL + ",app=web,job=web",
+		"web 127.0.0.1:8080 __meta_sdhub_filepath=" + inFile + ",__meta_url=" + webURL + ",app=web,job=web",
+		"web 127.0.0.1:8081 __meta_sdhub_filepath=" + inFile + ",__meta_url=" + webURL + ",app=web,job=web",
 	}
 	var shards [2][]string
 	eventually(t, "both Prometheus servers to show sdhub's targets", func() bool {
@@ -99,7 +99,7 @@ scrape_configs:
 			}
 		}
 		return slices.Equal(describe(web, discovered, skip...), []string{
-			"web 127.0.0.1:8090 __meta_filepath=" + inFile + ",__meta_url=" + webURL + ",app=api,job=web",
+			"web 127.0.0.1:8090 __meta_sdhub_filepath=" + inFile + ",__meta_url=" + webURL + ",app=api,job=web",
 		})
 	})
 }

@@ -184,8 +184,8 @@ scrape_configs:
 		"node 127.0.0.1:9100 __meta_filepath=" + nodeOut + ",env=prod,job=node",
 		"node 127.0.0.2:9100 __meta_filepath=" + nodeOut + ",env=prod,job=node",
 		"node 127.0.0.3:9100 __meta_filepath=" + nodeOut + ",env=dev,job=node",
-		"web 127.0.0.1:8080 __meta_filepath=" + webOut + ",app=web,job=web",
-		"web 127.0.0.1:8081 __meta_filepath=" + webOut + ",app=web,job=web",
+		"web 127.0.0.1:8080 __meta_filepath=" + webOut + ",__meta_sdhub_filepath=" + inPath + ",app=web,job=web",
+		"web 127.0.0.1:8081 __meta_filepath=" + webOut + ",__meta_sdhub_filepath=" + inPath + ",app=web,job=web",
 	}
 	var got []string
 	eventually(t, "prometheus to show sdhub's targets", func() bool {
@@ -214,9 +214,9 @@ scrape_configs:
 		active, dropped := promTargets(t, addr)
 		a = describe(active, discovered, skip...)
 		d = describe(dropped, discovered, skip...)
-		return slices.Contains(a, "web 127.0.0.1:8083 __meta_filepath="+webOut+",app=web,job=web") &&
+		return slices.Contains(a, "web 127.0.0.1:8083 __meta_filepath="+webOut+",__meta_sdhub_filepath="+inPath+",app=web,job=web") &&
 			!slices.ContainsFunc(a, func(s string) bool { return strings.HasPrefix(s, "web 127.0.0.1:8080 ") }) &&
-			slices.Contains(d, "web 127.0.0.1:8084 __meta_filepath="+webOut+",app=api,job=web")
+			slices.Contains(d, "web 127.0.0.1:8084 __meta_filepath="+webOut+",__meta_sdhub_filepath="+inPath+",app=api,job=web")
 	})
 }
 

@@ -346,7 +346,7 @@ func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
 // to a cap, each reported to the watch.
 func TestBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := &Discovery{backoffMin: 100 * time.Millisecond, backoffMax: 2 * time.Second, metrics: mustMetrics(t), logger: discard(nil)}
+		d := backoffDiscovery(t, 100*time.Millisecond, 2*time.Second)
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls []time.Time
 		events := make(chan event)
@@ -390,7 +390,7 @@ func TestBackoff(t *testing.T) {
 // TestBackoffCancellable: a long backoff ends as soon as ctx does.
 func TestBackoffCancellable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := &Discovery{backoffMin: time.Hour, backoffMax: time.Hour, metrics: mustMetrics(t), logger: discard(nil)}
+		d := backoffDiscovery(t, time.Hour, time.Hour)
 		ctx, cancel := context.WithCancel(context.Background())
 		start := time.Now()
 		go func() {
@@ -405,6 +405,12 @@ func TestBackoffCancellable(t *testing.T) {
 			t.Fatalf("detect returned after %v, want 1s", waited)
 		}
 	})
+}
+
+// backoffDiscovery is a Discovery with only what detect needs: its backoff
+// bounds, metrics, a logger and a health sink that discards.
+func backoffDiscovery(t *testing.T, lo, hi time.Duration) *Discovery {
+	return &Discovery{backoffMin: lo, backoffMax: hi, metrics: mustMetrics(t), logger: discard(nil), health: discovery.HealthOf(discovery.Options{})}
 }
 
 func mustMetrics(t *testing.T) *Metrics {

@@ -125,6 +125,7 @@ type Discovery struct {
 	dirs     []string // the parent directory of each pattern, once each
 	interval time.Duration
 	logger   *slog.Logger
+	health   discovery.Health
 	metrics  *Metrics
 
 	// Used by one goroutine only: Run, or a test calling refresh.
@@ -158,6 +159,7 @@ func NewDiscovery(conf *SDConfig, opts discovery.Options) (*Discovery, error) {
 		paths:       slices.Clone(conf.Files),
 		interval:    time.Duration(conf.RefreshInterval),
 		logger:      logger,
+		health:      discovery.HealthOf(opts),
 		metrics:     m,
 		lastRefresh: map[string]int{},
 		watchFailed: map[string]bool{},
@@ -268,6 +270,9 @@ func (d *Discovery) update(ctx context.Context, up chan<- []*targetgroup.Group, 
 	}
 	if err != nil {
 		d.logger.Error("cannot read target files; keeping their last good targets", "err", err)
+		d.health.Failed(err)
+	} else {
+		d.health.Synced()
 	}
 	msg := changes(groups, sent)
 	if first {

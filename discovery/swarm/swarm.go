@@ -149,6 +149,7 @@ type Discovery struct {
 	filters  filters.Args
 	interval time.Duration
 	logger   *slog.Logger
+	health   discovery.Health
 	refreshM *discovery.Refresh
 	metrics  *Metrics
 	watch    watchTiming
@@ -187,6 +188,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		filters:  f,
 		interval: time.Duration(c.RefreshInterval),
 		logger:   logger,
+		health:   discovery.HealthOf(opts),
 		refreshM: m.refresh.Instantiate(mechanism, opts.SetName),
 		metrics:  m,
 		watch:    defaultWatchTiming,

@@ -137,8 +137,10 @@ func (d *Discovery) instrumentedRefresh(ctx context.Context) ([]*targetgroup.Gro
 	}
 	d.refreshM.Observe(start, err)
 	if err != nil {
+		d.health.Failed(err)
 		return nil, err
 	}
+	d.health.Synced()
 	for _, tg := range tgs {
 		slices.SortFunc(tg.Targets, func(a, b model.LabelSet) int { return cmp.Compare(a.String(), b.String()) })
 	}

@@ -71,6 +71,9 @@ type Options struct {
 	// `consul tls cert create -server` in the agent's directory (CAFile).
 	// Consul's HTTPS listener speaks HTTP/2 as well as HTTP/1.1.
 	TLS bool
+	// ConfigDir, if set, is a directory of agent config files (services to
+	// register, ...) loaded with -config-dir.
+	ConfigDir string
 }
 
 // Agent is a running (or stopped) Consul agent.
@@ -266,6 +269,9 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, https = %d, dns = 
 	cmd := exec.Command(a.bin, "agent", "-server", "-bootstrap-expect=1", "-node=sdhub-test",
 		"-bind=127.0.0.1", "-client="+client, "-data-dir="+filepath.Join(a.dir, "data"),
 		"-log-level=warn", "-disable-host-node-id", "-hcl", hcl)
+	if a.opts.ConfigDir != "" {
+		cmd.Args = append(cmd.Args, "-config-dir="+a.opts.ConfigDir)
+	}
 	var out io.Writer = &a.tail
 	if a.opts.Log != nil {
 		out = io.MultiWriter(&a.tail, a.opts.Log)

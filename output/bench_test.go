@@ -1,0 +1,170 @@
+package output
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/manager"
+)
+
+// fileLike returns n targets shaped like a file_sd job's: one group per
+// target, 12 labels each.
+func fileLike(n int) []*targetgroup.Group {
+	groups := make([]*targetgroup.Group, n)
+	for i := range groups {
+		ls := model.LabelSet{"__meta_filepath": "/etc/prometheus/targets/big.json"}
+		for l := range 11 {
+			ls[model.LabelName(fmt.Sprintf("label_%02d", l))] = model.LabelValue(fmt.Sprintf("value-%d-%d", l, i%(l*37+5)))
+		}
+		groups[i] = &targetgroup.Group{
+			Source:  fmt.Sprintf("big.json:%d", i),
+			Labels:  ls,
+			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("host-%06d.example:9100", i))}},
+		}
+	}
+	return groups
+}
+
+func wrap(groups []*targetgroup.Group) []manager.Group {
+	out := make([]manager.Group, len(groups))
+	for i, g := range groups {
+		out[i] = manager.NewGroup("p", g)
+	}
+	return out
+}
+
+// changeOne returns gs with group i replaced by a changed copy under a new
+// generation.
+func changeOne(gs []manager.Group, i int, round int) []manager.Group {
+	out := make([]manager.Group, len(gs))
+	copy(out, gs)
+	g := *gs[i].Group
+	g.Targets = append([]model.LabelSet(nil), g.Targets...)
+	t := g.Targets[0].Clone()
+	t["__meta_round"] = model.LabelValue(fmt.Sprint(round))
+	g.Targets[0] = t
+	out[i] = manager.NewGroup("p", &g)
+	return out
+}
+
+// BenchmarkRenderJob compares, on jobs of 100,000 targets, rendering the
+// whole job from scratch ("full") with the stage's incremental render of a
+// change of one group ("one-group"): the job's new entries, ready to be
+// served and written. Shapes: consul (groups of 50 targets) and file (one
+// target per group, 12 labels).
+func BenchmarkRenderJob(b *testing.B) {
+	for _, shape := range []struct {
+		name   string
+		groups []*targetgroup.Group
+	}{{"consul", consulLike(100_000)}, {"file", fileLike(100_000)}} {
+		gs := wrap(shape.groups)
+		b.Run(shape.name+"/full", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := newJobRender("big")
+				r.apply(gs)
+				s := &Snapshot{entries: r.order}
+				s.count()
+			}
+		})
+		b.Run(shape.name+"/one-group", func(b *testing.B) {
+			r := newJobRender("big")
+			r.apply(gs)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if !r.apply(changeOne(gs, i%len(gs), i)) {
+					b.Fatal("no change")
+				}
+				s := &Snapshot{entries: r.order}
+				s.count()
+			}
+		})
+	}
+}
+
+// BenchmarkApply measures a changed 100,000-target job end to end, render
+// and file (temp file, fsync, rename, directory fsync): every group changed
+// ("all-groups"), or one ("one-group").
+func BenchmarkApply(b *testing.B) {
+	groups := consulLike(100_000)
+	b.Run("all-groups", func(b *testing.B) {
+		w, err := New(b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		other := consulLike(100_001)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			g := groups
+			if i%2 == 1 {
+				g = other
+			}
+			i++
+			if err := w.Apply(manager.Update{"big": manager.NewJob(true, wrap(g)...)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one-group", func(b *testing.B) {
+		w, err := New(b.TempDir(), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gs := wrap(groups)
+		if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			if err := w.Apply(manager.Update{"big": manager.NewJob(true, changeOne(gs, i%len(gs), i)...)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkApplyManyJobs applies updates to N jobs of 2,000 targets where
+// one job changes each time, as the manager sends them: every job's state,
+// the unchanged ones as they were. The cost per update should not grow with
+// N.
+func BenchmarkApplyManyJobs(b *testing.B) {
+	for _, jobs := range []int{10, 50, 200} {
+		b.Run(fmt.Sprintf("jobs=%d", jobs), func(b *testing.B) {
+			w, err := New(b.TempDir(), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			u := manager.Update{}
+			gs := wrap(consulLike(2000))
+			for j := range jobs {
+				u[fmt.Sprintf("job-%d", j)] = manager.NewJob(true, gs...)
+			}
+			if err := w.Apply(u); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				next := make(manager.Update, len(u))
+				for k, v := range u {
+					next[k] = v
+				}
+				job := fmt.Sprintf("job-%d", i%jobs)
+				next[job] = manager.NewJob(true, changeOne(gs, i%len(gs), i)...)
+				if err := w.Apply(next); err != nil {
+					b.Fatal(err)
+				}
+				u = next
+			}
+		})
+	}
+}

@@ -1,0 +1,283 @@
+package output
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/manager"
+)
+
+// jobRender keeps one job's output incrementally. The output has one entry
+// per distinct label set (an agg); each group of the job contributes targets
+// to aggs (a piece). A changed group takes back its old contributions and
+// adds its new ones; only the aggs it touched are encoded again, and the
+// job's entries are rebuilt from the unchanged ones by reference. So a
+// change costs about the size of the groups that changed, plus one pass
+// over the entries' pointers.
+//
+// A jobRender is used by one goroutine at a time. The entries it publishes
+// are immutable and shared with every snapshot that holds them.
+type jobRender struct {
+	job    string
+	pieces map[groupKey]*piece
+	aggs   map[string]*agg // by label key
+	order  []*entry        // the published entries, sorted; never modified in place
+	gen    uint64          // the manager's JobTargets.Gen last applied, 0 before
+	epoch  uint64          // marks the pieces seen by the apply in progress
+
+	targets int // distinct targets in order
+	dropped int // targets left out because Prometheus would reject them
+	// example is one dropped target of the last apply that dropped any.
+	exampleAddr, exampleReason string
+
+	dirty   []*agg      // aggs touched by the apply in progress
+	scratch []labelPair // reused per target
+	key     []byte      // reused per target
+}
+
+type groupKey struct{ provider, source string }
+
+// piece is what one group contributes to its job's output.
+type piece struct {
+	gen      uint64
+	epoch    uint64
+	contribs []contrib
+	dropped  int
+}
+
+type contrib struct {
+	a    *agg
+	addr string
+}
+
+// agg is one distinct label set of a job and the targets that have it.
+type agg struct {
+	key     string      // the label set as its entry's labels body: canonical
+	targets []targetRef // sorted by addr, merged from delta when published
+	delta   []targetRef // changes not merged yet: n is +1 or -1
+	pub     *entry      // the entry the published output holds; nil if none
+	dirty   bool
+}
+
+// targetRef is a target address of an agg and how many groups give it.
+type targetRef struct {
+	addr string
+	n    int32
+}
+
+func newJobRender(job string) *jobRender {
+	return &jobRender{job: job, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}}
+}
+
+// apply makes the output hold groups, the job's complete state, and reports
+// whether the entries changed. Groups whose Provider, Source and Gen it has
+// seen at the last apply are not looked at again.
+func (r *jobRender) apply(groups []manager.Group) bool {
+	r.epoch++
+	for _, g := range groups {
+		k := groupKey{g.Provider, g.Source}
+		p := r.pieces[k]
+		if p != nil && p.gen == g.Gen {
+			p.epoch = r.epoch
+			continue
+		}
+		if p == nil {
+			p = &piece{}
+			r.pieces[k] = p
+		} else {
+			r.take(p)
+		}
+		r.add(p, g.Group)
+		p.gen, p.epoch = g.Gen, r.epoch
+	}
+	if len(r.pieces) > len(groups) {
+		for k, p := range r.pieces {
+			if p.epoch != r.epoch {
+				r.take(p)
+				delete(r.pieces, k)
+			}
+		}
+	}
+	return r.publish()
+}
+
+// take withdraws a piece's contributions.
+func (r *jobRender) take(p *piece) {
+	for _, c := range p.contribs {
+		c.a.delta = append(c.a.delta, targetRef{c.addr, -1})
+		r.touch(c.a)
+	}
+	r.dropped -= p.dropped
+	p.contribs, p.dropped = p.contribs[:0], 0
+}
+
+// add contributes group g's targets through p.
+func (r *jobRender) add(p *piece, g *targetgroup.Group) {
+	if g == nil {
+		return
+	}
+	badGroup := invalidLabels(g.Labels) // "" in the common case
+	for _, t := range g.Targets {
+		if reason := targetProblem(t, g.Labels, badGroup); reason != "" {
+			p.dropped++
+			r.exampleAddr, r.exampleReason = string(address(t, g.Labels)), reason
+			continue
+		}
+		addr := string(address(t, g.Labels))
+		a := r.aggs[string(r.labelKey(t, g.Labels))] // no allocation for the lookup
+		if a == nil {
+			a = &agg{key: string(r.key)}
+			r.aggs[a.key] = a
+		}
+		a.delta = append(a.delta, targetRef{addr, 1})
+		r.touch(a)
+		p.contribs = append(p.contribs, contrib{a, addr})
+	}
+	r.dropped += p.dropped
+}
+
+func (r *jobRender) touch(a *agg) {
+	if !a.dirty {
+		a.dirty = true
+		r.dirty = append(r.dirty, a)
+	}
+}
+
+// labelKey encodes target t's labels, merged over its group's gl, without
+// __address__, as its entry's labels body, into r.key.
+func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
+	pairs := r.scratch[:0]
+	for n, v := range t {
+		if name := outputLabelName(string(n)); n != model.AddressLabel && name != "" {
+			pairs = append(pairs, labelPair{name, string(v)})
+		}
+	}
+	for n, v := range gl {
+		if n == model.AddressLabel {
+			continue
+		}
+		if _, ok := t[n]; ok {
+			continue
+		}
+		if name := outputLabelName(string(n)); name != "" {
+			pairs = append(pairs, labelPair{name, string(v)})
+		}
+	}
+	slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
+	r.scratch = pairs
+	r.key = appendLabelsBody(r.key[:0], pairs)
+	return r.key
+}
+
+// publish merges the touched aggs' changes, encodes the aggs whose targets
+// changed and rebuilds the order. It reports whether the entries changed.
+func (r *jobRender) publish() bool {
+	var gone, added []*entry
+	for _, a := range r.dirty {
+		a.dirty = false
+		before := len(a.targets)
+		a.merge()
+		if a.pub != nil && sameTargets(a.pub.targets, a.targets) {
+			continue
+		}
+		r.targets += len(a.targets) - before
+		if a.pub != nil {
+			gone = append(gone, a.pub)
+			a.pub = nil
+		}
+		if len(a.targets) == 0 {
+			delete(r.aggs, a.key)
+			continue
+		}
+		a.pub = newEntry(a.key, a.targets)
+		added = append(added, a.pub)
+	}
+	clear(r.dirty)
+	r.dirty = r.dirty[:0]
+	if len(gone) == 0 && len(added) == 0 {
+		return false
+	}
+	r.order = rebuildOrder(r.order, gone, added)
+	return true
+}
+
+// merge applies a's delta to its targets.
+func (a *agg) merge() {
+	if len(a.delta) == 0 {
+		return
+	}
+	slices.SortFunc(a.delta, func(x, y targetRef) int { return strings.Compare(x.addr, y.addr) })
+	out := make([]targetRef, 0, len(a.targets)+len(a.delta))
+	i := 0
+	for j := 0; j < len(a.delta); {
+		addr := a.delta[j].addr
+		var n int32
+		for ; j < len(a.delta) && a.delta[j].addr == addr; j++ {
+			n += a.delta[j].n
+		}
+		for i < len(a.targets) && a.targets[i].addr < addr {
+			out = append(out, a.targets[i])
+			i++
+		}
+		if i < len(a.targets) && a.targets[i].addr == addr {
+			n += a.targets[i].n
+			i++
+		}
+		if n > 0 {
+			out = append(out, targetRef{addr, n})
+		}
+	}
+	out = append(out, a.targets[i:]...)
+	a.targets = out
+	clear(a.delta)
+	a.delta = a.delta[:0]
+}
+
+func sameTargets(pub []string, refs []targetRef) bool {
+	if len(pub) != len(refs) {
+		return false
+	}
+	for i, t := range pub {
+		if refs[i].addr != t {
+			return false
+		}
+	}
+	return true
+}
+
+// rebuildOrder returns order without gone and with added, sorted. It never
+// modifies order: a snapshot may hold it.
+func rebuildOrder(order, gone, added []*entry) []*entry {
+	kept := order
+	if len(gone) > 0 {
+		for _, e := range gone {
+			e.gone = true
+		}
+		kept = make([]*entry, 0, len(order))
+		for _, e := range order {
+			if !e.gone {
+				kept = append(kept, e)
+			}
+		}
+	}
+	slices.SortFunc(added, compareEntries)
+	out := make([]*entry, 0, len(kept)+len(added))
+	i := 0
+	for _, e := range added {
+		j, _ := slices.BinarySearchFunc(kept[i:], e, compareEntries)
+		out = append(out, kept[i:i+j]...)
+		out = append(out, e)
+		i += j
+	}
+	return append(out, kept[i:]...)
+}
+
+// compareEntries orders entries by their first target, then by their labels,
+// name by name.
+func compareEntries(a, b *entry) int {
+	return cmp.Or(strings.Compare(a.targets[0], b.targets[0]), compareLabelsBodies(a.labels, b.labels))
+}

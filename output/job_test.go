@@ -1,0 +1,137 @@
+package output
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/shard"
+)
+
+// TestIncrementalMatchesRender changes, adds and removes groups at random,
+// one to many at a time, and checks after each step that the incremental
+// output has the bytes of a render from scratch of the same groups. The
+// groups share addresses and label sets (entries fed by several groups,
+// the same address with other labels, ties broken by labels), hold targets
+// Prometheus would reject, and come from two providers with the same
+// Sources.
+func TestIncrementalMatchesRender(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	values := []string{"", "a", "b", "a!", "a\"", "x\\y", "\xff", "é"}
+	randomGroup := func(source string) *targetgroup.Group {
+		g := &targetgroup.Group{Source: source, Labels: model.LabelSet{}}
+		for range rng.IntN(3) {
+			g.Labels[model.LabelName(fmt.Sprintf("g%d", rng.IntN(3)))] = model.LabelValue(values[rng.IntN(len(values))])
+		}
+		for range rng.IntN(6) {
+			tg := model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:1", rng.IntN(8)))}
+			for range rng.IntN(3) {
+				tg[model.LabelName(fmt.Sprintf("g%d", rng.IntN(4)))] = model.LabelValue(values[rng.IntN(len(values))])
+			}
+			if rng.IntN(20) == 0 {
+				tg["bad.name"] = "x"
+			}
+			g.Targets = append(g.Targets, tg)
+		}
+		return g
+	}
+	for run := range 50 {
+		r := newJobRender("job")
+		current := map[groupKey]manager.Group{}
+		for step := range 40 {
+			changes := 1 + rng.IntN(3)
+			if rng.IntN(5) == 0 {
+				changes = 1 + rng.IntN(30)
+			}
+			for range changes {
+				k := groupKey{fmt.Sprintf("p%d", rng.IntN(2)), fmt.Sprintf("s%d", rng.IntN(12))}
+				if rng.IntN(4) == 0 {
+					delete(current, k)
+					continue
+				}
+				current[k] = manager.Group{Group: randomGroup(k.source), Provider: k.provider, Gen: manager.NewGen()}
+			}
+			gs := slices.Collect(mapValues(current))
+			rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })
+			r.apply(gs)
+			got := (&Snapshot{entries: r.order}).withCount().Bytes()
+			var plain []*targetgroup.Group
+			for _, g := range gs {
+				plain = append(plain, g.Group)
+			}
+			want := Render(plain)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("run %d, step %d: incremental output differs from a full render:\n%s\nwant\n%s", run, step, got, want)
+			}
+			if !slices.IsSortedFunc(r.order, compareEntries) {
+				t.Fatalf("run %d, step %d: entries out of order", run, step)
+			}
+		}
+	}
+}
+
+func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
+	return func(yield func(V) bool) {
+		for _, v := range m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Snapshot) withCount() *Snapshot {
+	s.count()
+	return s
+}
+
+// Shards split the output's targets, keep each entry's labels, and stay
+// sorted although a shard may take an entry's first target away.
+func TestSnapshotShards(t *testing.T) {
+	var groups []*targetgroup.Group
+	for i := range 200 {
+		groups = append(groups, &targetgroup.Group{Source: fmt.Sprint(i), Labels: model.LabelSet{"svc": model.LabelValue(fmt.Sprint(i % 7))},
+			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:%d", i%13, i%3))}}})
+	}
+	r := newJobRender("job")
+	r.apply(wrap(groups))
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, shards: &shardCache{}}).withCount()
+	for _, n := range []int{1, 2, 3, 5} {
+		total := 0
+		for i := range n {
+			part := s.Shard(i, n)
+			if part != s.Shard(i, n) {
+				t.Errorf("shard %d/%d computed twice", i, n)
+			}
+			b := part.Bytes()
+			if len(b) != part.Size {
+				t.Errorf("shard %d/%d: Size %d, bytes %d", i, n, part.Size, len(b))
+			}
+			if !slices.IsSortedFunc(part.entries, compareEntries) {
+				t.Errorf("shard %d/%d out of order", i, n)
+			}
+			for _, e := range part.Entries() {
+				for _, addr := range e.Targets {
+					if got := shardOf(t, "job", addr, n); got != i {
+						t.Errorf("target %s in shard %d/%d, belongs to %d", addr, i, n, got)
+					}
+				}
+			}
+			total += part.Targets
+		}
+		if total != s.Targets {
+			t.Errorf("shards of %d hold %d targets, want %d", n, total, s.Targets)
+		}
+	}
+}
+
+func shardOf(t *testing.T, job, addr string, n int) int {
+	t.Helper()
+	return shard.Of(job, addr, n)
+}

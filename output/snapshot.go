@@ -1,0 +1,251 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/shard"
+)
+
+// Snapshot is one job's output as the stage published it: the bytes its
+// file holds (or will hold once written), what is known of them and of the
+// file. It is immutable; the stage publishes a new one for every change.
+type Snapshot struct {
+	Job string
+	// Gen numbers the content: two snapshots of a job with the same Gen
+	// have the same bytes. 0 means the job has had no complete state since
+	// sdhub started: there is nothing to serve yet.
+	Gen uint64
+	// Targets is the number of distinct targets in the output, Dropped the
+	// number of the job's targets left out because Prometheus would reject
+	// them.
+	Targets, Dropped int
+	// Size is the length of the output in bytes.
+	Size int
+	// Changed is when the content last changed (zero before the first).
+	Changed time.Time
+	// Waiting is true while the job's discovery state is incomplete (a
+	// provider has not delivered its first full set, or a config failed to
+	// start): the snapshot keeps the job's last complete output, if any.
+	Waiting       bool
+	FailedConfigs int
+	// File is what sdhub knows of the job's file.
+	File FileState
+
+	entries []*entry
+	shards  *shardCache
+}
+
+// FileState is what sdhub knows of a job's file.
+type FileState struct {
+	// Path is the file; "" when the stage writes no files.
+	Path string
+	// Gen is the Gen of the content the file holds: 0 when sdhub has not
+	// written it, or found it to hold the current content, since it started.
+	Gen uint64
+	// Targets is the number of targets in the content the file holds
+	// (the Targets of the snapshot of Gen); meaningless when Gen is 0.
+	Targets int
+	// Written is when sdhub last wrote the file (zero: never, in this process).
+	Written time.Time
+	// Err is the error of the last attempt to write the file, nil if it
+	// succeeded; ErrTime when it happened.
+	Err     error
+	ErrTime time.Time
+}
+
+// Serving reports whether the snapshot has content: the job had a complete
+// state since sdhub started.
+func (s *Snapshot) Serving() bool { return s.Gen != 0 }
+
+// OnDisk reports whether the job's file holds the snapshot's content (always
+// true when the stage writes no files).
+func (s *Snapshot) OnDisk() bool {
+	return s.File.Path == "" || (s.File.Gen == s.Gen && s.File.Err == nil)
+}
+
+// WriteTo writes the output: the file_sd JSON of the job's targets.
+func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	var out stringWriter = cw
+	var buf *bufio.Writer
+	switch w.(type) {
+	case *bytes.Buffer, *bufio.Writer:
+	default:
+		buf = bufio.NewWriterSize(cw, 64<<10)
+		out = buf
+	}
+	err := s.write(out)
+	if buf != nil && err == nil {
+		err = buf.Flush()
+	}
+	return cw.n, err
+}
+
+type stringWriter interface {
+	io.Writer
+	io.StringWriter
+}
+
+func (s *Snapshot) write(w stringWriter) error {
+	if len(s.entries) == 0 {
+		_, err := w.WriteString("[]\n")
+		return err
+	}
+	if _, err := w.WriteString("[\n"); err != nil {
+		return err
+	}
+	for i, e := range s.entries {
+		if _, err := w.Write(e.head); err != nil {
+			return err
+		}
+		if _, err := w.WriteString(e.labels); err != nil {
+			return err
+		}
+		sep := entryTail + ",\n"
+		if i == len(s.entries)-1 {
+			sep = entryTail + "\n]\n"
+		}
+		if _, err := w.WriteString(sep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Bytes returns the output.
+func (s *Snapshot) Bytes() []byte {
+	var b bytes.Buffer
+	b.Grow(s.Size)
+	_, _ = s.WriteTo(&b)
+	return b.Bytes()
+}
+
+// Entry is one entry of the output.
+type Entry struct {
+	Targets []string
+	Labels  []LabelPair // sorted by name
+}
+
+// Entries returns the output's entries, in order.
+func (s *Snapshot) Entries() []Entry {
+	out := make([]Entry, len(s.entries))
+	for i, e := range s.entries {
+		out[i] = Entry{Targets: e.targets, Labels: labelsOf(e.labels)}
+	}
+	return out
+}
+
+// Shard returns the part of the output in shard i of n (shard.Of on the
+// job and each target's address): the same entries with only that shard's
+// targets, entries left without targets out, in the output's order. Its
+// Gen is the snapshot's; it has no File. Shards are computed once per
+// snapshot.
+func (s *Snapshot) Shard(i, n int) *Snapshot {
+	if n <= 1 {
+		return s
+	}
+	return s.shards.get(i, n, func() *Snapshot {
+		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs}
+		for _, e := range s.entries {
+			var kept []string
+			for j, t := range e.targets {
+				in := shard.Of(s.Job, t, n) == i
+				switch {
+				case in && kept != nil:
+					kept = append(kept, t)
+				case !in && kept == nil:
+					kept = append(make([]string, 0, len(e.targets)), e.targets[:j]...)
+				}
+			}
+			switch {
+			case kept == nil:
+				part.entries = append(part.entries, e)
+			case len(kept) > 0:
+				refs := make([]targetRef, len(kept))
+				for j, t := range kept {
+					refs[j] = targetRef{addr: t, n: 1}
+				}
+				part.entries = append(part.entries, newEntry(e.labels, refs))
+			}
+		}
+		// A shard can take an entry's first target away, and so its place.
+		if !slices.IsSortedFunc(part.entries, compareEntries) {
+			slices.SortFunc(part.entries, compareEntries)
+		}
+		part.count()
+		return part
+	})
+}
+
+// count sets Targets and Size from the entries.
+func (s *Snapshot) count() {
+	s.Targets, s.Size = 0, len("[]\n")
+	if len(s.entries) == 0 {
+		return
+	}
+	// "[\n", the entries joined by ",\n", "\n]\n".
+	s.Size = len("[\n") + 2*(len(s.entries)-1) + len("\n]\n")
+	for _, e := range s.entries {
+		s.Targets += len(e.targets)
+		s.Size += e.size()
+	}
+}
+
+// shardCache keeps the shards of one snapshot that were asked for.
+type shardCache struct {
+	mu sync.Mutex
+	m  map[[2]int]*Snapshot
+}
+
+// maxShardsCached bounds the shards kept per snapshot: consumers use a few
+// shard counts at a time.
+const maxShardsCached = 64
+
+func (c *shardCache) get(i, n int, make func() *Snapshot) *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := [2]int{i, n}
+	if s, ok := c.m[k]; ok {
+		return s
+	}
+	if c.m == nil || len(c.m) >= maxShardsCached {
+		c.m = map[[2]int]*Snapshot{}
+	}
+	s := make()
+	c.m[k] = s
+	return s
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) WriteString(s string) (int, error) {
+	n, err := io.WriteString(c.w, s)
+	c.n += int64(n)
+	return n, err
+}
+
+// NewSnapshot returns the snapshot the stage would publish for a job whose
+// complete state is groups, without a file: for readers' tests.
+func NewSnapshot(job string, groups []*targetgroup.Group) *Snapshot {
+	s := &Snapshot{Job: job, Gen: manager.NewGen(), shards: &shardCache{}}
+	s.entries = renderOrder(groups)
+	s.count()
+	return s
+}
