@@ -149,9 +149,16 @@ func (c *child) waitComplete(deadline time.Time) bool {
 	return c.waitUntil(deadline, func() bool { return !c.complete.IsZero() })
 }
 
-// waitSeen waits until the child saw changes 0..n-1 at its output.
-func (c *child) waitSeen(n int, deadline time.Time) bool {
-	return c.waitUntil(deadline, func() bool { return len(c.seen["o"]) >= n })
+// waitSeen waits until the child saw every change of ids at its output.
+func (c *child) waitSeen(ids []string, deadline time.Time) bool {
+	return c.waitUntil(deadline, func() bool {
+		for _, id := range ids {
+			if _, ok := c.seen["o"][id]; !ok {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // at returns the child's last report at or before t.

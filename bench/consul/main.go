@@ -37,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +67,7 @@ func main() {
 		idle       = flag.Duration("idle", 130*time.Second, "the idle window, once every side is complete (Prometheus's blocking queries return after 2 minutes)")
 		settle     = flag.Duration("settle", 60*time.Second, "how long after the last change the sides may take to show every change")
 		complete   = flag.Duration("peer-timeout", 2*time.Minute, "how long a side may take to complete")
-		agentLimit = flag.Int("agent-limit", 15000, "http_max_conns_per_client of Prometheus's agent (sdhub's keeps Consul's default, 200)")
+		agentLimit = flag.Int("agent-limit", 15000, "http_max_conns_per_client of the agent, raised out of Prometheus's way (sdhub stays under Consul's default, 200)")
 		protos     = flag.String("protos", "http,https", "protocols to run, in turn")
 		sides      = flag.String("sides", "sdhub,prometheus", "sides to run")
 		seed       = flag.Uint64("seed", 1, "seed of the changes")
@@ -121,162 +122,118 @@ func run(cfg benchConfig) error {
 		return fmt.Errorf("no consul binary: %s", why)
 	}
 	ctx := context.Background()
-	agents := map[string]*agent{}
-	for _, side := range cfg.sides {
-		opts := consulagent.Options{TLS: true}
-		if side == "prometheus" {
-			opts.MaxConnsPerClient = cfg.agentLimit
-		}
-		a, err := consulagent.Start(ctx, bin, opts)
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		cat, err := newCatalog(a.Addr(), cfg.n, cfg.m)
-		if err != nil {
-			return err
-		}
-		agents[side] = &agent{Agent: a, cat: cat}
+	ca, err := consulagent.Start(ctx, bin, consulagent.Options{TLS: true, MaxConnsPerClient: cfg.agentLimit})
+	if err != nil {
+		return err
 	}
+	defer ca.Close()
+	cat, err := newCatalog(ca.Addr(), cfg.n, cfg.m)
+	if err != nil {
+		return err
+	}
+	a := &agent{Agent: ca, cat: cat}
 	start := time.Now()
-	if err := each(cfg.sides, func(side string) error { return agents[side].cat.fill(ctx) }); err != nil {
+	if err := cat.fill(ctx); err != nil {
 		return fmt.Errorf("filling the catalog: %w", err)
 	}
 	fmt.Printf("consul %s; %d services x %d instances = %d targets, one check per instance but on every tenth service; filled in %v\n",
 		consulagent.Version, cfg.n, cfg.m, cfg.n*cfg.m, time.Since(start).Round(time.Second))
-	fmt.Printf("sdhub's agent: http_max_conns_per_client 200 (default); Prometheus's: %d\n", cfg.agentLimit)
-	<-time.After(10 * time.Second) // the agents settle after the fill
-	if err := requestCosts(agents[cfg.sides[0]]); err != nil {
+	fmt.Printf("one agent, http_max_conns_per_client %d (Consul's default is 200); the sides run one after the other\n", cfg.agentLimit)
+	<-time.After(10 * time.Second) // the agent settles after the fill
+	if err := requestCosts(a); err != nil {
 		return err
 	}
-	m := newCatalogModel(agents[cfg.sides[0]].cat, cfg.seed)
-	want := cfg.n * cfg.m
+	m := newCatalogModel(cat, cfg.seed)
 	for _, proto := range cfg.protos {
-		r, err := runProto(cfg, proto, agents, m, want)
-		if err != nil {
-			return err
+		r := &result{proto: proto, made: map[string]map[int]time.Time{}, changes: map[string][]change{},
+			idle: map[string]*phase{}, churn: map[string]*phase{}}
+		for _, side := range cfg.sides {
+			if err := r.runSide(cfg, side, a, m); err != nil {
+				return err
+			}
 		}
 		r.print(cfg)
-		want = m.instances()
 	}
 	return nil
 }
 
-// each runs f for every side at once and returns the first error.
-func each(sides []string, f func(side string) error) error {
-	errs := make([]error, len(sides))
-	var wg sync.WaitGroup
-	for i, s := range sides {
-		wg.Go(func() { errs[i] = f(s) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// phase is a window of a run: its bounds, and the agents' CPU seconds then.
+// phase is a window of a run: its bounds, and the agent's CPU seconds then.
 type phase struct {
 	from, to       time.Time
-	cpuFrom, cpuTo map[string]float64
+	cpuFrom, cpuTo float64
 }
 
-func (p *phase) begin(agents map[string]*agent) {
-	p.from, p.cpuFrom = time.Now(), map[string]float64{}
-	for s, a := range agents {
-		p.cpuFrom[s] = a.cpu()
-	}
-}
+func (p *phase) begin(a *agent) { p.from, p.cpuFrom = time.Now(), a.cpu() }
+func (p *phase) end(a *agent)   { p.to, p.cpuTo = time.Now(), a.cpu() }
 
-func (p *phase) end(agents map[string]*agent) {
-	p.to, p.cpuTo = time.Now(), map[string]float64{}
-	for s, a := range agents {
-		p.cpuTo[s] = a.cpu()
-	}
-}
-
-// result is what one protocol's run measured.
+// result is what one protocol's run measured, side by side.
 type result struct {
-	proto         string
-	children      []*child
-	made          map[string]map[int]time.Time // side -> change -> when its agent had it
-	changes       []change
-	start         phase // from the start to every side complete
-	idle, churn   phase
-	startComplete map[string]time.Duration
+	proto       string
+	children    []*child
+	made        map[string]map[int]time.Time // side -> change -> when the agent had it
+	changes     map[string][]change          // side -> the changes made while it ran
+	idle, churn map[string]*phase
 }
 
-func runProto(cfg benchConfig, proto string, agents map[string]*agent, m *catalogModel, want int) (*result, error) {
-	r := &result{proto: proto, made: map[string]map[int]time.Time{}}
-	r.start.begin(agents)
-	for _, side := range cfg.sides {
-		a := agents[side]
-		args := sideArgs{side: side, proto: proto, server: a.Addr(), caFile: a.CAFile(), want: want, profile: cfg.profile}
-		port := a.HTTPPort()
-		if proto == "https" {
-			args.server, port = a.HTTPSAddr(), a.HTTPSPort()
-		}
-		c, err := startChild(args, port)
-		if err != nil {
-			return nil, err
-		}
-		defer c.stop()
-		r.children = append(r.children, c)
-		r.made[side] = map[int]time.Time{}
+// runSide runs one side on its own: it starts it, waits for it to
+// complete, measures it idle, makes the changes and waits for them.
+func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel) error {
+	args := sideArgs{side: side, proto: r.proto, server: a.Addr(), caFile: a.CAFile(), want: m.instances(), profile: cfg.profile}
+	port := a.HTTPPort()
+	if r.proto == "https" {
+		args.server, port = a.HTTPSAddr(), a.HTTPSPort()
 	}
-	deadline := time.Now().Add(cfg.complete)
-	for _, c := range r.children {
-		c.waitComplete(deadline)
+	c, err := startChild(args, port)
+	if err != nil {
+		return err
 	}
-	r.start.end(agents)
+	defer c.stop()
+	r.children = append(r.children, c)
+	r.made[side] = map[int]time.Time{}
+	idle, churn := &phase{}, &phase{}
+	r.idle[side], r.churn[side] = idle, churn
+	c.waitComplete(time.Now().Add(cfg.complete))
 
 	<-time.After(5 * time.Second) // let the start-up settle before the idle window
-	r.idle.begin(agents)
+	idle.begin(a)
 	<-time.After(cfg.idle)
-	r.idle.end(agents)
+	idle.end(a)
 
-	r.churn.begin(agents)
+	churn.begin(a)
 	total := int(cfg.rate * cfg.duration.Seconds())
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var ids []string
 	for i := range total {
 		if i > 0 {
 			<-tick.C
 		}
 		ch := m.next()
-		r.changes = append(r.changes, ch)
-		for _, c := range r.children {
-			wg.Go(func() {
-				if err := agents[c.side].cat.txn(context.Background(), ch.ops); err != nil {
-					fmt.Fprintf(os.Stderr, "consul-bench: change %d (%s) on %s's agent: %v\n", ch.id, kinds[ch.kind], c.side, err)
-					return
-				}
-				at := time.Now()
-				mu.Lock()
-				r.made[c.side][ch.id] = at
-				mu.Unlock()
-				c.expect(ch.id, ch.expect)
-			})
-		}
+		r.changes[side] = append(r.changes[side], ch)
+		ids = append(ids, strconv.Itoa(ch.id))
+		wg.Go(func() {
+			if err := a.cat.txn(context.Background(), ch.ops); err != nil {
+				fmt.Fprintf(os.Stderr, "consul-bench: change %d (%s): %v\n", ch.id, kinds[ch.kind], err)
+				return
+			}
+			at := time.Now()
+			mu.Lock()
+			r.made[side][ch.id] = at
+			mu.Unlock()
+			c.expect(ch.id, ch.expect)
+		})
 	}
 	tick.Stop()
 	wg.Wait()
 	last := time.Now()
 	// The window of the changes ends a few seconds after the last one;
-	// the sides may take longer to show them all.
+	// the side may take longer to show them all.
 	<-time.After(churnTail)
-	r.churn.end(agents)
-	for _, c := range r.children {
-		c.waitSeen(total, last.Add(cfg.settle))
-	}
-	for _, c := range r.children {
-		c.stop()
-	}
-	return r, nil
+	churn.end(a)
+	c.waitSeen(ids, last.Add(cfg.settle))
+	c.stop()
+	return nil
 }
 
 // churnTail is how long after the last change the window of the changes

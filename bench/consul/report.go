@@ -32,7 +32,7 @@ func ms(d time.Duration) string {
 func (r *result) latencies(c *child, point string, kind int, variant string) (lat []time.Duration, missed int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, ch := range r.changes {
+	for _, ch := range r.changes[c.side] {
 		if kind >= 0 && ch.kind != kind || variant != "" && ch.variant != variant {
 			continue
 		}
@@ -51,23 +51,23 @@ func (r *result) latencies(c *child, point string, kind int, variant string) (la
 	return lat, missed
 }
 
-func (r *result) cell(c *child, point string, kind int, variant string) string {
+// cell is a side's p50 / p99 of n changes, and how many it saw if not all.
+func (r *result) cell(c *child, point string, kind int, variant string, n int) string {
 	lat, missed := r.latencies(c, point, kind, variant)
 	if len(lat) == 0 {
-		return fmt.Sprintf("- / - (0 of %d)", missed)
+		return fmt.Sprintf("- / - (0 of %d)", n)
 	}
 	s := fmt.Sprintf("%s / %s", ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)))
-	if missed > 0 {
-		s += fmt.Sprintf(" (%d of %d)", len(lat), len(lat)+missed)
+	if missed > 0 || len(lat) != n {
+		s += fmt.Sprintf(" (%d of %d)", len(lat), n)
+	} else {
+		s += fmt.Sprintf(" (%d)", n)
 	}
 	return s
 }
 
 func (r *result) print(cfg benchConfig) {
 	fmt.Printf("\n## over %s\n\n", strings.ToUpper(r.proto))
-	idle := r.idle.to.Sub(r.idle.from).Seconds()
-	churn := r.churn.to.Sub(r.churn.from).Seconds()
-	fmt.Printf("idle window %.0f s; changes: %d at %g/s for %v, window %.0f s\n\n", idle, len(r.changes), cfg.rate, cfg.duration, churn)
 	fmt.Println("| side | targets | time to complete | CPU to complete | requests/s idle | requests/s changes | agent CPU idle | agent CPU changes | peak TCP connections | peak RSS | CPU total | RPC failures |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range r.children {
@@ -79,14 +79,21 @@ func (r *result) print(cfg benchConfig) {
 			complete = ms(c.complete.Sub(c.t0))
 			cpuComplete = fmt.Sprintf("%.1f s", c.at(c.complete.Add(time.Second)).cpu)
 		}
-		rate := func(p phase) float64 {
+		idle, churn := r.idle[c.side], r.churn[c.side]
+		rate := func(p *phase) float64 {
 			return (c.at(p.to).requests - c.at(p.from).requests) / p.to.Sub(p.from).Seconds()
 		}
 		fmt.Printf("| %s | %d | %s | %s | %.1f | %.1f | %.1f s | %.1f s | %d | %d MiB | %.1f s | %.0f |\n",
-			c.side, targets, complete, cpuComplete, rate(r.idle), rate(r.churn),
-			r.idle.cpuTo[c.side]-r.idle.cpuFrom[c.side], r.churn.cpuTo[c.side]-r.churn.cpuFrom[c.side],
+			c.side, targets, complete, cpuComplete, rate(idle), rate(churn),
+			idle.cpuTo-idle.cpuFrom, churn.cpuTo-churn.cpuFrom,
 			c.peak, rssKiB/1024, cpu, failures)
 	}
+	for _, c := range r.children {
+		idle, churn := r.idle[c.side], r.churn[c.side]
+		fmt.Printf("\n%s: idle window %.0f s; changes: %d at %g/s for %v, window %.0f s", c.side,
+			idle.to.Sub(idle.from).Seconds(), len(r.changes[c.side]), cfg.rate, cfg.duration, churn.to.Sub(churn.from).Seconds())
+	}
+	fmt.Println()
 	fmt.Println()
 	header, rule := "| kind |", "|---|"
 	for _, c := range r.children {
@@ -96,21 +103,19 @@ func (r *result) print(cfg benchConfig) {
 	fmt.Println(header)
 	fmt.Println(rule)
 	row := func(name string, kind int, variant string) {
-		n := 0
-		for _, ch := range r.changes {
-			if ch.kind == kind && (variant == "" || ch.variant == variant) {
-				n++
-			}
-		}
-		if kind >= 0 && n == 0 {
-			return
-		}
-		if kind < 0 {
-			n = len(r.changes)
-		}
-		line := fmt.Sprintf("| %s (%d) |", name, n)
+		line, some := "| "+name+" |", false
 		for _, c := range r.children {
-			line += fmt.Sprintf(" %s | %s |", r.cell(c, "o", kind, variant), r.cell(c, "d", kind, variant))
+			n := 0
+			for _, ch := range r.changes[c.side] {
+				if kind < 0 || ch.kind == kind && (variant == "" || ch.variant == variant) {
+					n++
+				}
+			}
+			some = some || n > 0
+			line += fmt.Sprintf(" %s | %s |", r.cell(c, "o", kind, variant, n), r.cell(c, "d", kind, variant, n))
+		}
+		if !some {
+			return
 		}
 		fmt.Println(line)
 	}

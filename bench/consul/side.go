@@ -112,7 +112,9 @@ func runSide(a sideArgs) error {
 		if err != nil {
 			return err
 		}
-		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg)
+		logs := newTally()
+		defer logs.print(os.Stderr, "consul-bench: sdhub over "+a.proto+" logged")
+		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg, slog.New(logs))
 		if err != nil {
 			return err
 		}
@@ -140,7 +142,9 @@ func runSide(a sideArgs) error {
 		if err != nil {
 			return err
 		}
-		mgr := promdiscovery.NewManager(ctx, slog.New(slog.DiscardHandler), reg, sdm, promdiscovery.Name("bench"))
+		logs := newTally()
+		defer logs.print(os.Stderr, "consul-bench: prometheus over "+a.proto+" logged")
+		mgr := promdiscovery.NewManager(ctx, slog.New(logs), reg, sdm, promdiscovery.Name("bench"))
 		go func() { _ = mgr.Run() }()
 		c := promconsul.DefaultSDConfig
 		c.Server = a.server
@@ -195,7 +199,7 @@ func requestMix(g prometheus.Gatherer) string {
 // interval. Its updates are what the output stage reads (runSide applies
 // them to one). The channel closes once ctx ends; wait then waits for the
 // manager to stop.
-func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry) (updates <-chan manager.Update, wait func(), err error) {
+func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry, logger *slog.Logger) (updates <-chan manager.Update, wait func(), err error) {
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
 		return nil, nil, err
@@ -204,7 +208,7 @@ func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registr
 	if err != nil {
 		return nil, nil, err
 	}
-	mgr, err := manager.New(manager.Options{Registerer: reg, Metrics: map[string]discovery.Metrics{consul.Mechanism.Name: cm}, RefreshMetrics: refresh})
+	mgr, err := manager.New(manager.Options{Logger: logger, Registerer: reg, Metrics: map[string]discovery.Metrics{consul.Mechanism.Name: cm}, RefreshMetrics: refresh})
 	if err != nil {
 		return nil, nil, err
 	}
