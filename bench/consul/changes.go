@@ -77,6 +77,10 @@ func newCatalogModel(cat *catalog, seed uint64) *catalogModel {
 	return m
 }
 
+// newRun starts a side's run of changes: what earlier runs touched may be
+// touched again, as their sides no longer watch.
+func (m *catalogModel) newRun() { m.touched = map[string]bool{} }
+
 // instances is how many instances the catalog has now, without the
 // agent's own.
 func (m *catalogModel) instances() int {

@@ -2,28 +2,28 @@
 // own (its discovery manager running its consul SD, what the custom-sd
 // adapter wraps), side by side in one run, over plain HTTP and over HTTPS.
 //
-// It starts two real Consul agents with HTTP and HTTPS listeners, fills
-// both with the same catalog of N services of M instances, and points
-// sdhub at one with Consul's default connection limit and Prometheus at the
-// other with the limit raised out of its way (-agent-limit), so that each
-// agent's CPU time is one side's cost. For each protocol it then runs both
-// sides, each in a child process (this binary re-executed with -side), and
+// It starts one real Consul agent with HTTP and HTTPS listeners and its
+// connection limit raised out of Prometheus's way (-agent-limit), and fills
+// it with a catalog of N services of M instances. For each protocol it then
+// runs each side in turn, in a child process (this binary re-executed with
+// -side), so that the agent's CPU time in a window is that side's cost and
+// the two sides do not compete for the machine's cores. Of each side it
 // measures:
 //
 //   - the time to a complete target set;
-//   - the requests each side sends while idle (-idle), and during the
-//     changes;
+//   - the requests it sends while idle (-idle), and during the changes;
 //   - a steady stream of changes (-rate per second for -duration), of
-//     every kind in turn (see kinds in changes.go), made to both agents at
-//     once: for each, the time from the API call returning on a side's
-//     agent to the change being in the side's output, and in its
+//     every kind in turn (see kinds in changes.go), each to a service or
+//     node no earlier change touched: for each, the time from the API call
+//     returning to the change being in the side's output, and in its
 //     discoverer's output;
-//   - each agent's CPU seconds while idle and during the changes, each
-//     side's peak TCP connections to its agent, CPU seconds and peak RSS.
+//   - the agent's CPU seconds while idle and during the changes, the side's
+//     peak TCP connections to the agent, CPU seconds and peak RSS.
 //
-// Each side is measured at its discoverer's channel and at its discovery
-// manager's output: sdhub's manager at its default flush interval
-// (startHub in side.go), Prometheus's with its own throttle (5 s at most).
+// sdhub's output is its job's file: its discovery manager at the default
+// flush interval, whose updates the output stage applies (renders and
+// writes) as Stage.Run does. Prometheus's is its discovery manager's
+// channel, which sends at most every 5 s.
 //
 //	go run ./bench/consul                  # 5000x10, 2 changes/s for 60 s, http then https
 //	go run ./bench/consul -size 2000x5 -protos https
@@ -64,7 +64,7 @@ func main() {
 		size       = flag.String("size", "5000x10", "catalog size, services x instances")
 		rate       = flag.Float64("rate", 2, "changes per second")
 		duration   = flag.Duration("duration", 60*time.Second, "how long changes are made")
-		idle       = flag.Duration("idle", 130*time.Second, "the idle window, once every side is complete (Prometheus's blocking queries return after 2 minutes)")
+		idle       = flag.Duration("idle", 330*time.Second, "the idle window, once a side is complete: long enough for sdhub's blocking queries (5 minutes, plus Consul's jitter of up to 1/16) to return once, and Prometheus's (2 minutes, each after a 30 s tick) twice")
 		settle     = flag.Duration("settle", 60*time.Second, "how long after the last change the sides may take to show every change")
 		complete   = flag.Duration("peer-timeout", 2*time.Minute, "how long a side may take to complete")
 		agentLimit = flag.Int("agent-limit", 15000, "http_max_conns_per_client of the agent, raised out of Prometheus's way (sdhub stays under Consul's default, 200)")
@@ -200,6 +200,7 @@ func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel
 	idle.end(a)
 
 	churn.begin(a)
+	m.newRun()
 	total := int(cfg.rate * cfg.duration.Seconds())
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
 	var mu sync.Mutex
