@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sdhub/sdhub/discovery"
 )
 
 func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
@@ -281,7 +283,7 @@ func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
 // and every wait ends with its context.
 func TestBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := &Discovery{backoffMin: 100 * time.Millisecond, backoffMax: 2 * time.Second, detectFloor: 0, metrics: mustMetrics(t), logger: discard(nil)}
+		d := &Discovery{backoffMin: 100 * time.Millisecond, backoffMax: 2 * time.Second, detectFloor: 0, metrics: mustMetrics(t), logger: discard(nil), health: discovery.HealthOf(discovery.Options{})}
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls []time.Time
 		done := make(chan struct{})
