@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/relabel"
@@ -267,6 +268,7 @@ func (c *Config) build(raw []rawScrapeConfig) {
 			folded[key] = r
 		}
 		c.ScrapeConfigs = append(c.ScrapeConfigs, r.sc)
+		c.Warnings = append(c.Warnings, consumerLabelWarnings(r)...)
 	}
 	for _, m := range Mechanisms {
 		if m.Warnings == nil {
@@ -282,6 +284,38 @@ func (c *Config) build(raw []rawScrapeConfig) {
 		}
 		c.Warnings = append(c.Warnings, m.Warnings(configs)...)
 	}
+}
+
+// consumerLabels are the labels that the consuming Prometheus sets itself
+// on what it reads from sdhub: file_sd's __meta_filepath is sdhub's output
+// file and http_sd's __meta_url sdhub's endpoint, where native SD gives the
+// source's. sdhub's output carries the source's values under its own names
+// (output.FilepathLabel, output.URLLabel).
+var consumerLabels = []model.LabelName{"__meta_filepath", "__meta_url"}
+
+// consumerLabelWarnings names each relabel rule of r's job that reads a
+// consumer label: without the rules `sdhub generate prometheus-config`
+// puts first in the consuming job, such a rule means something else there.
+func consumerLabelWarnings(r rawScrapeConfig) []string {
+	var warnings []string
+	for i, rc := range r.sc.RelabelConfigs() {
+		var read []string
+		for _, l := range consumerLabels {
+			reads := slices.Contains(rc.SourceLabels, l)
+			switch rc.Action {
+			case relabel.LabelMap, relabel.LabelDrop, relabel.LabelKeep:
+				reads = reads || rc.Regex.MatchString(string(l))
+			}
+			if reads {
+				read = append(read, string(l))
+			}
+		}
+		if len(read) > 0 {
+			warnings = append(warnings, fmt.Sprintf("job %q (%s:%d): relabel_configs[%d] (action %s) reads %s, which the consuming Prometheus sets itself: keep the relabel rules `sdhub generate prometheus-config` puts first in the consuming job, which give the rule the value native service discovery gives",
+				r.sc.JobName, r.filename, r.line, i, rc.Action, strings.Join(read, " and ")))
+		}
+	}
+	return warnings
 }
 
 func plural(n int, one, many string) string {

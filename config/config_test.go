@@ -303,3 +303,42 @@ func TestConsulConnectionWarning(t *testing.T) {
 		t.Fatalf("warnings = %q, want one about 208 connections to consul:8500", cfg.Warnings)
 	}
 }
+
+// TestConsumerLabelWarning: a relabel rule that reads __meta_filepath or
+// __meta_url, by source_labels or by a labelmap, labeldrop or labelkeep
+// regex, means something else in a consumer without sdhub's restoring
+// rules; the loader names each such rule once, and no other.
+func TestConsumerLabelWarning(t *testing.T) {
+	cfg, err := Load([]byte(`scrape_configs:
+  - job_name: files
+    file_sd_configs: [{files: [in/*.json]}]
+    relabel_configs:
+      - source_labels: [__meta_filepath]
+        regex: '.*/(.*)\.json'
+        target_label: source_file
+      - source_labels: [__meta_consul_service]
+        target_label: service
+      - action: labelmap
+        regex: __meta_(.+)
+      - action: labelmap
+        regex: __meta_consul_(.+)
+      - action: labeldrop
+        regex: __meta_url
+`), "sdhub.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`job "files" (sdhub.yml:2): relabel_configs[0] (action replace) reads __meta_filepath, `,
+		`job "files" (sdhub.yml:2): relabel_configs[2] (action labelmap) reads __meta_filepath and __meta_url, `,
+		`job "files" (sdhub.yml:2): relabel_configs[4] (action labeldrop) reads __meta_url, `,
+	}
+	if len(cfg.Warnings) != len(want) {
+		t.Fatalf("warnings = %q, want %d starting %q", cfg.Warnings, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(cfg.Warnings[i], w) || !strings.Contains(cfg.Warnings[i], "sdhub generate prometheus-config") {
+			t.Errorf("warning %d = %q, want it to start %q and name sdhub generate prometheus-config", i, cfg.Warnings[i], w)
+		}
+	}
+}

@@ -132,9 +132,12 @@ func TestSwarmMatchesNativePrometheus(t *testing.T) {
 	host := swarmtest.Host()
 	services := fmt.Sprintf("[{name: label, values: [%q]}]", swarmtest.LabelRun+"="+e.Prefix)
 	tasks := fmt.Sprintf("[{name: service, values: [%q, %q]}]", e.Name("web"), e.Name("agent"))
+	// Both sides re-read every 5 s, not Prometheus's default 60 s: a task
+	// replaced after the native job's first read (a loaded machine can
+	// restart one) must reach both before the wait below ends.
 	nativeAndSdhub(t, map[string]string{
-		"services": fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: services, filters: %s}]\n", host, services),
-		"tasks":    fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: tasks, filters: %s}]\n", host, tasks),
-		"nodes":    fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: nodes}]\n", host),
+		"services": fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: services, refresh_interval: 5s, filters: %s}]\n", host, services),
+		"tasks":    fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: tasks, refresh_interval: 5s, filters: %s}]\n", host, tasks),
+		"nodes":    fmt.Sprintf("    dockerswarm_sd_configs: [{host: %q, role: nodes, refresh_interval: 5s}]\n", host),
 	}, map[string]int{"services": 2, "tasks": 5, "nodes": 1}) // web: 2 VIPs; 2 tasks × 2 networks; agent: 1 host port
 }
