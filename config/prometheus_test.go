@@ -112,7 +112,7 @@ func TestExtensionsLoad(t *testing.T) {
       - server: consul:8500
         max_connections: 8
       - {server: consul2:8500, max_connections: 6}
-      - max_connections: 4
+      - max_connections: 5
   - job_name: legacy
     scrape_classic_histograms: true
     static_configs: [{targets: ["127.0.0.1:9090"]}]
@@ -124,7 +124,7 @@ func TestExtensionsLoad(t *testing.T) {
 	if len(cs) != 3 {
 		t.Fatalf("consul has %d configs, want 3", len(cs))
 	}
-	for i, want := range []int{8, 6, 4} {
+	for i, want := range []int{8, 6, 5} {
 		if got := cs[i].(*consul.SDConfig).MaxConnections; got != want {
 			t.Errorf("config %d: max_connections %d, want %d", i, got, want)
 		}

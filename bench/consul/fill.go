@@ -10,9 +10,12 @@ import (
 
 const benchNodes = 50
 
-// catalog writes the benchmark's services through Consul's transaction
-// endpoint: n services of m instances each, spread over 50 external nodes,
-// every instance with one passing check.
+// catalog writes the benchmark's catalog through Consul's transaction
+// endpoint: n services of m instances each, spread over 50 external nodes.
+// Every instance has one check, except those of every tenth service
+// (services 9, 19, ...), which have none, as catalog-registered external
+// services and consul-k8s's synced services have none. The check passes,
+// except on instance 0 of every hundredth service, where it is critical.
 type catalog struct {
 	c    *api.Client
 	n, m int
@@ -27,15 +30,23 @@ func newCatalog(addr string, n, m int) (*catalog, error) {
 }
 
 func nodeName(i int) string           { return fmt.Sprintf("bench-node-%02d", i) }
+func nodeAddr(i, gen int) string      { return fmt.Sprintf("10.%d.%d.%d", 77+gen, i/250, i%250+1) }
 func serviceName(i int) string        { return fmt.Sprintf("svc-%05d", i) }
 func instanceID(svc, inst int) string { return fmt.Sprintf("svc-%05d-%02d", svc, inst) }
+func checkless(svc int) bool          { return svc%10 == 9 }
 
-func (c *catalog) instanceNode(svc, inst int) string { return nodeName((svc*c.m + inst) % benchNodes) }
+func fillStatus(svc, inst int) string {
+	if svc%100 == 0 && inst == 0 {
+		return api.HealthCritical
+	}
+	return api.HealthPassing
+}
 
-func (c *catalog) check(svc, inst int, status string) *api.TxnOp {
+func (c *catalog) instanceNode(svc, inst int) int { return (svc*c.m + inst) % benchNodes }
+
+func checkOp(node, id, svc, status string) *api.TxnOp {
 	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-		Node: c.instanceNode(svc, inst), CheckID: instanceID(svc, inst) + "-tcp", Name: "tcp",
-		Status: status, ServiceID: instanceID(svc, inst), ServiceName: serviceName(svc),
+		Node: node, CheckID: id + "-tcp", Name: "tcp", Status: status, ServiceID: id, ServiceName: svc,
 	}}}
 }
 
@@ -44,8 +55,7 @@ func (c *catalog) fill(ctx context.Context) error {
 	var ops api.TxnOps
 	for i := range benchNodes {
 		ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
-			Node: nodeName(i), Address: fmt.Sprintf("10.77.%d.%d", i/250, i%250+1),
-			Meta: map[string]string{"rack": fmt.Sprintf("r%d", i%5)},
+			Node: nodeName(i), Address: nodeAddr(i, 0), Meta: map[string]string{"rack": fmt.Sprintf("r%d", i%5)},
 		}}})
 	}
 	if err := c.txn(ctx, ops); err != nil {
@@ -69,10 +79,13 @@ func (c *catalog) fill(ctx context.Context) error {
 loop:
 	for s := range c.n {
 		for i := range c.m {
-			ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: c.instanceNode(s, i),
+			node := nodeName(c.instanceNode(s, i))
+			ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node,
 				Service: api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + i,
-					Tags: []string{"bench", fmt.Sprintf("shard-%d", s%10)}, Meta: map[string]string{"instance": fmt.Sprint(i)}}}},
-				c.check(s, i, api.HealthPassing))
+					Tags: []string{"bench", fmt.Sprintf("shard-%d", s%10)}, Meta: map[string]string{"instance": fmt.Sprint(i)}}}})
+			if !checkless(s) {
+				ops = append(ops, checkOp(node, instanceID(s, i), serviceName(s), fillStatus(s, i)))
+			}
 			if len(ops) >= 64 {
 				select {
 				case batches <- ops:
@@ -100,11 +113,6 @@ loop:
 	default:
 		return nil
 	}
-}
-
-// setHealth sets one instance's check status.
-func (c *catalog) setHealth(ctx context.Context, svc, inst int, status string) error {
-	return c.txn(ctx, api.TxnOps{c.check(svc, inst, status)})
 }
 
 func (c *catalog) txn(ctx context.Context, ops api.TxnOps) error {

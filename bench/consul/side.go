@@ -3,20 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"strconv"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/config"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	promconsul "github.com/prometheus/prometheus/discovery/consul"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -28,23 +26,41 @@ import (
 )
 
 // A side is one discovery pipeline under test, run in a child process so
-// that its RSS, CPU time and connections are its own. Each side is measured
-// where a user would take its targets from: sdhub's at the file its writer
-// writes into dir (the parent watches it), Prometheus's at its discovery
-// manager's output. It writes lines to stdout (sdhub's side only the last):
+// that its RSS, CPU time and connections are its own. It is measured at two
+// points: at its discoverer's channel ("d"), and at its discovery
+// manager's output ("o"), which the rest of the program reads: sdhub's
+// output stage, Prometheus's scrape manager. It reads lines from stdin:
 //
-//	targets <n> <unix-nanos>   application targets found (not the agent's own service)
-//	critical <n> <unix-nanos>  targets whose health is critical
-//	final <targets> <critical> <rpc-failures> <peak-rss-kib> <cpu-seconds>
+//	expect <id> <predicate...>  a change was made; report when it holds
+//
+// and writes lines to stdout:
+//
+//	complete <unix-nanos>            the output first had every target
+//	seen <id> <d|o> <unix-nanos>     a change's predicate first held
+//	stat <requests> <cpu-seconds> <unix-nanos>   every second
+//	final <targets> <rpc-failures> <peak-rss-kib> <cpu-seconds>
 //
 // and stops when its stdin closes.
-func runSide(side, server, dir string) error {
+type sideArgs struct {
+	side, proto, server, caFile string
+	want                        int    // targets at start, without the agent's own
+	profile                     string // a directory for a CPU profile of the side; "" for none
+}
+
+func runSide(a sideArgs) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { // the parent closes stdin to stop us
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		cancel()
-	}()
+	if a.profile != "" {
+		f, err := os.Create(filepath.Join(a.profile, a.side+"-"+a.proto+".cpu.pprof"))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	out := bufio.NewWriter(os.Stdout)
 	var mu sync.Mutex
 	emit := func(format string, args ...any) {
@@ -53,206 +69,224 @@ func runSide(side, server, dir string) error {
 		fmt.Fprintf(out, format+"\n", args...)
 		_ = out.Flush()
 	}
-	switch side {
+	disc, outp := newPoint("d", emit), newPoint("o", emit)
+	outp.onComplete = func(at time.Time) { emit("complete %d", at.UnixNano()) }
+	outp.want = a.want
+	go func() { // the parent sends expectations, then closes stdin to stop us
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "expect" {
+				p := pred{id: f[1], words: f[2:]}
+				disc.expect(p)
+				outp.expect(p)
+			}
+		}
+		cancel()
+	}()
+	reg := prometheus.NewRegistry()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				emit("stat %.0f %.2f %d", requests(reg), cpuSeconds(), now.UnixNano())
+			}
+		}
+	}()
+	switch a.side {
 	case "sdhub":
-		return runHub(ctx, server, dir, emit)
+		c := consul.DefaultSDConfig
+		c.Server = a.server
+		if a.proto == "https" {
+			c.Scheme, c.HTTPClientConfig.TLSConfig = "https", config.TLSConfig{CAFile: a.caFile}
+		}
+		dir, err := os.MkdirTemp("", "consul-bench-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		stage, err := output.New(dir, output.Options{Registerer: reg})
+		if err != nil {
+			return err
+		}
+		logs := newTally()
+		defer logs.print(os.Stderr, "consul-bench: sdhub over "+a.proto+" logged")
+		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg, slog.New(logs))
+		if err != nil {
+			return err
+		}
+		var last uint64
+		for u := range updates {
+			// What Stage.Run does with each update: render the job and
+			// write its file. The change is in the file once Apply returns.
+			if err := stage.Apply(u); err != nil {
+				return err
+			}
+			jt := u["bench"]
+			if jt == nil || !jt.Complete || jt.Gen == last {
+				continue
+			}
+			last = jt.Gen
+			tgs := make([]*targetgroup.Group, len(jt.Groups))
+			for i, g := range jt.Groups {
+				tgs[i] = g.Group
+			}
+			outp.all(tgs)
+		}
+		wait()
 	case "prometheus":
-		reg := prometheus.NewRegistry()
 		sdm, err := promdiscovery.CreateAndRegisterSDMetrics(reg)
 		if err != nil {
 			return err
 		}
-		logger := slog.New(slog.DiscardHandler)
-		mgr := promdiscovery.NewManager(ctx, logger, reg, sdm, promdiscovery.Name("bench"))
+		logs := newTally()
+		defer logs.print(os.Stderr, "consul-bench: prometheus over "+a.proto+" logged")
+		mgr := promdiscovery.NewManager(ctx, slog.New(logs), reg, sdm, promdiscovery.Name("bench"))
 		go func() { _ = mgr.Run() }()
 		c := promconsul.DefaultSDConfig
-		c.Server = server
-		if err := mgr.ApplyConfig(map[string]promdiscovery.Configs{"bench": {&c}}); err != nil {
+		c.Server = a.server
+		if a.proto == "https" {
+			c.Scheme, c.HTTPClientConfig.TLSConfig = "https", config.TLSConfig{CAFile: a.caFile}
+		}
+		if err := mgr.ApplyConfig(map[string]promdiscovery.Configs{"bench": {&tappedProm{SDConfig: &c, tap: disc.groups}}}); err != nil {
 			return err
 		}
-		failures := func() float64 { return gathered(reg, "prometheus_sd_consul_rpc_failures_total") }
-		var counts counter
+	loop:
 		for {
 			select {
 			case <-ctx.Done():
-				return final(emit, counts, failures())
+				break loop
 			case tsets, ok := <-mgr.SyncCh():
 				if !ok {
-					return final(emit, counts, failures())
+					break loop
 				}
-				counts.report(emit, tsets["bench"], time.Now())
+				outp.all(tsets["bench"])
 			}
 		}
+	default:
+		return fmt.Errorf("unknown side %q (one of: sdhub, prometheus)", a.side)
 	}
-	return fmt.Errorf("unknown side %q (one of: sdhub, prometheus)", side)
-}
-
-// runHub runs sdhub as a user does: its manager, with one job "bench" whose
-// only config is a consul SD config, and its writer, at the default flush
-// interval, writing into dir. The parent watches the job's file there, so
-// that reading and counting it costs this process nothing: its RSS and CPU
-// time are sdhub's own.
-func runHub(ctx context.Context, server, dir string, emit func(string, ...any)) error {
-	// The consul mechanism's metrics are handed to the manager as
-	// cmd/sdhub does, so that the discoverer counts its RPC failures here.
-	reg := prometheus.NewRegistry()
-	refresh, err := discovery.NewRefreshMetrics(reg)
-	if err != nil {
-		return err
-	}
-	cm, err := consul.Mechanism.NewMetrics(reg, refresh)
-	if err != nil {
-		return err
-	}
-	mgr, err := manager.New(manager.Options{
-		Registerer:     reg,
-		FlushInterval:  manager.DefaultFlushInterval,
-		Metrics:        map[string]discovery.Metrics{consul.Mechanism.Name: cm},
-		RefreshMetrics: refresh,
-	})
-	if err != nil {
-		return err
-	}
-	w, err := output.New(dir, output.Options{Registerer: reg})
-	if err != nil {
-		return err
-	}
-	c := consul.DefaultSDConfig
-	c.Server = server
-	if err := mgr.ApplyConfig(map[string]discovery.Configs{"bench": {&c}}); err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = mgr.Run(ctx) })
-	wg.Go(func() { _ = w.Run(ctx, mgr.SyncCh()) })
-	<-ctx.Done()
-	wg.Wait()
-	return final(emit, counter{}, gathered(reg, "prometheus_sd_consul_rpc_failures_total"))
-}
-
-// watchFile reports the counts of the job's file in dir to c each time the
-// writer renames a new version into place, stamped with the time of the
-// fsnotify event: when the version became visible to a reader. It returns
-// when stop is closed.
-func watchFile(dir string, c *child, ready chan<- error, stop <-chan struct{}) {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		ready <- err
-		return
-	}
-	defer watcher.Close()
-	if err := watcher.Add(dir); err != nil {
-		ready <- err
-		return
-	}
-	ready <- nil
-	file := output.Path(dir, "bench")
-	for {
-		select {
-		case <-stop:
-			return
-		case err := <-watcher.Errors:
-			fmt.Fprintf(os.Stderr, "consul-bench: watching %s: %v\n", dir, err)
-			return
-		case ev := <-watcher.Events:
-			if ev.Name != file || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
-				continue
-			}
-			at := time.Now()
-			targets, critical, err := countFile(file)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "consul-bench: %v\n", err)
-				continue
-			}
-			c.counted(targets, critical, at)
-		}
-	}
-}
-
-// fileEntry is one group of a file_sd file, with only the labels counted.
-type fileEntry struct {
-	Targets []string `json:"targets"`
-	Labels  struct {
-		Service string `json:"__meta_consul_service"`
-		Health  string `json:"__meta_consul_health"`
-	} `json:"labels"`
-}
-
-// countFile counts the targets of a file_sd file and those whose health is
-// critical, leaving out the agent's own service.
-func countFile(path string) (targets, critical int, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	var entries []fileEntry
-	if err := json.Unmarshal(b, &entries); err != nil {
-		return 0, 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	for _, e := range entries {
-		if e.Labels.Service == "consul" {
-			continue
-		}
-		targets += len(e.Targets)
-		if e.Labels.Health == "critical" {
-			critical += len(e.Targets)
-		}
-	}
-	return targets, critical, nil
-}
-
-type counter struct{ targets, critical int }
-
-// report counts the groups received at time at and emits the counts that changed.
-func (c *counter) report(emit func(string, ...any), groups []*targetgroup.Group, at time.Time) {
-	var targets, critical int
-	for _, g := range groups {
-		if g == nil || g.Labels["__meta_consul_service"] == "consul" {
-			continue
-		}
-		targets += len(g.Targets)
-		for _, t := range g.Targets {
-			if t[model.LabelName("__meta_consul_health")] == "critical" {
-				critical++
-			}
-		}
-	}
-	c.set(emit, targets, critical, at)
-}
-
-// set emits the counts that changed, stamped at.
-func (c *counter) set(emit func(string, ...any), targets, critical int, at time.Time) {
-	if targets != c.targets {
-		c.targets = targets
-		emit("targets %d %d", targets, at.UnixNano())
-	}
-	if critical != c.critical {
-		c.critical = critical
-		emit("critical %d %d", critical, at.UnixNano())
-	}
-}
-
-func final(emit func(string, ...any), c counter, failures float64) error {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	emit("final %d %d %.0f %d %.2f", c.targets, c.critical, failures, peakRSS(), cpu)
+	emit("final %d %.0f %d %.2f", outp.targets(), gathered(reg, "prometheus_sd_consul_rpc_failures_total"), peakRSS(), cpuSeconds())
+	fmt.Fprintf(os.Stderr, "consul-bench: %s over %s sent %s\n", a.side, a.proto, requestMix(reg))
 	return nil
 }
 
-// peakRSS is VmHWM from /proc/self/status, in KiB.
-func peakRSS() int {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
-			return n
+// requestMix lists the side's requests by the endpoint and call labels
+// of prometheus_sd_consul_rpc_duration_seconds.
+func requestMix(g prometheus.Gatherer) string {
+	mfs, _ := g.Gather()
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != "prometheus_sd_consul_rpc_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var l []string
+			for _, lp := range m.GetLabel() {
+				l = append(l, lp.GetValue())
+			}
+			parts = append(parts, fmt.Sprintf("%s %d", strings.Join(l, "/"), m.GetSummary().GetSampleCount()))
 		}
 	}
-	return 0
+	return strings.Join(parts, ", ")
+}
+
+// startHub runs sdhub's pipeline for one job "bench" whose one config is
+// cfg, as cmd/sdhub runs it: the discovery manager, at its default flush
+// interval. Its updates are what the output stage reads (runSide applies
+// them to one). The channel closes once ctx ends; wait then waits for the
+// manager to stop.
+func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry, logger *slog.Logger) (updates <-chan manager.Update, wait func(), err error) {
+	refresh, err := discovery.NewRefreshMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cm, err := consul.Mechanism.NewMetrics(reg, refresh)
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr, err := manager.New(manager.Options{Logger: logger, Registerer: reg, Metrics: map[string]discovery.Metrics{consul.Mechanism.Name: cm}, RefreshMetrics: refresh})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.ApplyConfig(map[string]discovery.Configs{"bench": {cfg}}); err != nil {
+		return nil, nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = mgr.Run(ctx) })
+	return mgr.SyncCh(), wg.Wait, nil
+}
+
+// tapped is sdhub's consul config with its discoverer's messages copied to
+// tap on their way to the manager.
+type tapped struct {
+	*consul.SDConfig
+	tap func([]*targetgroup.Group, time.Time)
+}
+
+func (c *tapped) NewDiscoverer(o discovery.Options) (discovery.Discoverer, error) {
+	d, err := c.SDConfig.NewDiscoverer(o)
+	return tapRun{run: d.Run, tap: c.tap}, err
+}
+
+// tappedProm is the same for Prometheus's consul config.
+type tappedProm struct {
+	*promconsul.SDConfig
+	tap func([]*targetgroup.Group, time.Time)
+}
+
+func (c *tappedProm) NewDiscoverer(o promdiscovery.DiscovererOptions) (promdiscovery.Discoverer, error) {
+	d, err := c.SDConfig.NewDiscoverer(o)
+	if err != nil {
+		return nil, err
+	}
+	return tapRun{run: d.Run, tap: c.tap}, nil
+}
+
+type tapRun struct {
+	run func(context.Context, chan<- []*targetgroup.Group)
+	tap func([]*targetgroup.Group, time.Time)
+}
+
+func (t tapRun) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
+	in := make(chan []*targetgroup.Group)
+	go t.run(ctx, in)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case tgs := <-in:
+			at := time.Now()
+			select {
+			case up <- tgs:
+			case <-ctx.Done():
+				return
+			}
+			t.tap(tgs, at)
+		}
+	}
+}
+
+// requests is how many requests the side sent to Consul: the count of
+// prometheus_sd_consul_rpc_duration_seconds, which both observe for every
+// request (Prometheus for its two kinds, sdhub for all of its own).
+func requests(g prometheus.Gatherer) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consul-bench: gathering:", err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "prometheus_sd_consul_rpc_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				n += float64(m.GetSummary().GetSampleCount())
+			}
+		}
+	}
+	return n
 }
 
 func gathered(g prometheus.Gatherer, name string) float64 {
@@ -267,6 +301,26 @@ func gathered(g prometheus.Gatherer, name string) float64 {
 				sum += m.GetCounter().GetValue()
 			}
 			return sum
+		}
+	}
+	return 0
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// peakRSS is VmHWM from /proc/self/status, in KiB.
+func peakRSS() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")))
 		}
 	}
 	return 0

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"sync"
@@ -21,38 +23,90 @@ import (
 // client speaks the few Consul HTTP endpoints sdhub needs. It is built from
 // the config file alone: unlike the consul api library's NewClient, it reads
 // no CONSUL_HTTP_* environment variables.
+//
+// It has two pools of connections, each an http.Client of its own with the
+// file's HTTP settings, dialling through a gate that bounds its connections.
+// reads carries the detectors, the reads and the probes; over HTTP/1.1 it
+// holds every connection. streams carries one blocking query per service;
+// it is used only once the agent has answered over HTTP/2 (Consul's HTTPS
+// listener negotiates it), and then reads keeps one connection and streams
+// the rest.
 type client struct {
-	http      *http.Client
-	ep        endpoint
-	token     string
-	dc        string // configured datacenter; "" lets the agent pick its own
-	namespace string
-	partition string
-	stale     bool
-	gate      *connGate
+	reads, streams *pool
+	conns          *connCount
+	max            int // max_connections
+	ep             endpoint
+	token          string
+	dc             string // configured datacenter; "" lets the agent pick its own
+	namespace      string
+	partition      string
+	stale          bool
+	http2          atomic.Bool // the agent answered over HTTP/2
 }
 
-func newClient(c *SDConfig, gauge prometheus.Gauge) (*client, error) {
+func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, error) {
 	ep, err := parseServer(c.Server, c.Scheme, c.PathPrefix)
 	if err != nil {
 		return nil, err
 	}
-	gate := newConnGate(c.MaxConnections, gauge, ep.unixSocket)
-	hc, err := config.NewClientFromConfig(c.HTTPClientConfig, "consul_sd",
-		config.WithDialContextFunc(gate.dial), config.WithIdleConnTimeout(2*defaultWait))
+	conns := &connCount{gauge: gauge}
+	reads, err := newPool(c.HTTPClientConfig, newConnGate(maxConns, false, conns, ep.unixSocket))
 	if err != nil {
 		return nil, err
 	}
-	return &client{
-		http:      hc,
+	cl := &client{
+		reads:     reads,
+		conns:     conns,
+		max:       maxConns,
 		ep:        ep,
 		token:     string(c.Token),
 		dc:        c.Datacenter,
 		namespace: c.Namespace,
 		partition: c.Partition,
 		stale:     c.AllowStale,
-		gate:      gate,
-	}, nil
+	}
+	if ep.scheme == "https" && ep.unixSocket == "" {
+		// Refuses to dial until useStreams.
+		if cl.streams, err = newPool(c.HTTPClientConfig, newConnGate(0, true, conns, "")); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
+// useStreams reports whether the agent speaks HTTP/2, and if so hands every
+// connection but one to the streams pool. Call it once, after the first
+// request, before any request on streams.
+func (c *client) useStreams() bool {
+	if c.streams == nil || !c.http2.Load() {
+		return false
+	}
+	c.reads.serial = make(chan struct{}, 1)
+	c.streams.serial = make(chan struct{}, 1)
+	open := c.reads.gate.setLimit(1)
+	c.streams.gate.setLimit(c.max - max(open, 1))
+	return true
+}
+
+// pool is one http.Client and the gate its connections are dialled through.
+type pool struct {
+	http *http.Client
+	gate *connGate
+	// serial, when set (HTTP/2), lets one request at a time pick its
+	// connection: it is held from the request's start until the transport
+	// has reserved a stream on a connection (httptrace GotConn). Without
+	// it, requests that find every connection full each dial one at the
+	// same time, and all but one of those connections are closed again.
+	serial chan struct{}
+}
+
+func newPool(hc config.HTTPClientConfig, gate *connGate) (*pool, error) {
+	c, err := config.NewClientFromConfig(hc, "consul_sd",
+		config.WithDialContextFunc(gate.dial), config.WithIdleConnTimeout(2*defaultWait))
+	if err != nil {
+		return nil, err
+	}
+	return &pool{http: c, gate: gate}, nil
 }
 
 // query is one GET. index > 0 makes it a blocking query waiting up to wait.
@@ -74,11 +128,15 @@ func (e *errStatus) Error() string {
 	return fmt.Sprintf("unexpected response code %d (%s)", e.code, e.body)
 }
 
-// get runs q and decodes the JSON body into out. It returns Consul's
-// X-Consul-Index, never 0 (consul-template's rule: 0 would make the next
-// blocking query return at once, forever).
-func (c *client) get(ctx context.Context, q query, out any) (uint64, error) {
-	params := url.Values{}
+// bodies are reused response buffers.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// get runs q on p and hands the body to use, valid only during the call
+// (nil use discards it). It returns Consul's X-Consul-Index, never 0
+// (consul-template's rule: 0 would make the next blocking query return at
+// once, forever).
+func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte) error) (uint64, error) {
+	params := make(url.Values, len(q.params)+6)
 	for k, v := range q.params {
 		params[k] = v
 	}
@@ -102,6 +160,17 @@ func (c *client) get(ctx context.Context, q query, out any) (uint64, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, q.timeout)
 	defer cancel()
+	if p.serial != nil {
+		select {
+		case p.serial <- struct{}{}:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		var once sync.Once
+		release := func() { once.Do(func() { <-p.serial }) }
+		defer release()
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { release() }})
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, err
@@ -109,54 +178,52 @@ func (c *client) get(ctx context.Context, q query, out any) (uint64, error) {
 	if c.token != "" {
 		req.Header.Set("X-Consul-Token", c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := p.http.Do(req)
 	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		_ = resp.Body.Close()
-	}()
+	defer func() { _ = resp.Body.Close() }()
+	if resp.ProtoMajor == 2 {
+		c.http2.Store(true)
+	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		return 0, &errStatus{code: resp.StatusCode, body: string(b)}
 	}
 	idx, err := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
-	if err != nil {
+	if err != nil && q.path != selfPath {
 		return 0, fmt.Errorf("invalid X-Consul-Index %q from %s", resp.Header.Get("X-Consul-Index"), q.path)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return 0, fmt.Errorf("decoding %s response: %w", q.path, err)
+	buf := bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			buf.Reset()
+			bodies.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return 0, fmt.Errorf("reading %s response: %w", q.path, err)
+	}
+	if use != nil {
+		if err := use(buf.Bytes()); err != nil {
+			return 0, fmt.Errorf("decoding %s response: %w", q.path, err)
+		}
 	}
 	return max(idx, 1), nil
 }
 
+// selfPath answers without an X-Consul-Index.
+const selfPath = "/v1/agent/self"
+
 // datacenter asks the agent for its datacenter (GET /v1/agent/self).
 func (c *client) datacenter(ctx context.Context, timeout time.Duration) (string, error) {
-	u := url.URL{Scheme: c.ep.scheme, Host: c.ep.host, Path: c.ep.pathPrefix + "/v1/agent/self"}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", err
-	}
-	if c.token != "" {
-		req.Header.Set("X-Consul-Token", c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return "", &errStatus{code: resp.StatusCode, body: string(b)}
-	}
 	var self struct {
 		Config struct{ Datacenter string }
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&self); err != nil {
-		return "", fmt.Errorf("decoding /v1/agent/self response: %w", err)
+	if _, err := c.get(ctx, c.reads, query{path: selfPath, timeout: timeout}, func(b []byte) error {
+		return json.Unmarshal(b, &self)
+	}); err != nil {
+		return "", err
 	}
 	if self.Config.Datacenter == "" {
 		return "", errors.New("agent reported no datacenter in /v1/agent/self")
@@ -164,49 +231,151 @@ func (c *client) datacenter(ctx context.Context, timeout time.Duration) (string,
 	return self.Config.Datacenter, nil
 }
 
-func (c *client) close() { c.http.CloseIdleConnections() }
-
-// connGate bounds the open TCP connections of one client: a dial waits for
-// a free slot (or its context) and a slot is freed when the connection
-// closes. The http.Transport reuses idle connections, so requests queue
-// behind the bound instead of failing.
-type connGate struct {
-	slots  chan struct{}
-	open   atomic.Int64
-	peak   atomic.Int64 // most connections open at once
-	gauge  prometheus.Gauge
-	dialer net.Dialer
-	unix   string
-}
-
-func newConnGate(n int, gauge prometheus.Gauge, unixSocket string) *connGate {
-	return &connGate{
-		slots:  make(chan struct{}, n),
-		gauge:  gauge,
-		dialer: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
-		unix:   unixSocket,
+// close closes every connection, idle or not, and any that a dial still
+// under way opens: the transport finishes a dial whose request ended and
+// keeps the connection for later.
+func (c *client) close() {
+	for _, p := range []*pool{c.reads, c.streams} {
+		if p != nil {
+			p.http.CloseIdleConnections()
+			p.gate.shutdown()
+		}
 	}
 }
 
+// errConnLimit is the dial error of a full gate that does not wait: every
+// connection the streams pool may hold carries as many requests as the
+// agent allows on one (HTTP/2's concurrent streams, 250 on Consul).
+var errConnLimit = errors.New("no connection left within max_connections for another blocking query")
+
+// connCount counts the open connections of one client over its gates.
+type connCount struct {
+	open, peak atomic.Int64
+	gauge      prometheus.Gauge
+}
+
+func (n *connCount) add(d int64) {
+	v := n.open.Add(d)
+	for p := n.peak.Load(); v > p && !n.peak.CompareAndSwap(p, v); p = n.peak.Load() {
+	}
+	n.gauge.Add(float64(d))
+}
+
+// connGate bounds the open TCP connections of one pool: a dial waits for a
+// free slot (or its context), or with failFast fails at once with
+// errConnLimit, and a slot is freed when the connection closes. The
+// http.Transport reuses open connections, so requests queue behind the
+// bound instead of failing.
+type connGate struct {
+	mu       sync.Mutex
+	open     int
+	limit    int
+	free     chan struct{} // closed and replaced when a slot frees
+	conns    map[*gatedConn]struct{}
+	closed   bool // shut down: no more connections
+	failFast bool
+	count    *connCount
+	dialer   net.Dialer
+	unix     string
+}
+
+func newConnGate(limit int, failFast bool, conns *connCount, unixSocket string) *connGate {
+	return &connGate{
+		limit:    limit,
+		free:     make(chan struct{}),
+		conns:    map[*gatedConn]struct{}{},
+		failFast: failFast,
+		count:    conns,
+		dialer:   net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second},
+		unix:     unixSocket,
+	}
+}
+
+// setLimit changes the bound and returns the connections open now.
+func (g *connGate) setLimit(n int) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.limit = n
+	close(g.free)
+	g.free = make(chan struct{})
+	return g.open
+}
+
+func (g *connGate) acquire(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			return errGateClosed
+		}
+		if g.open < g.limit {
+			g.open++
+			g.mu.Unlock()
+			return nil
+		}
+		free := g.free
+		g.mu.Unlock()
+		if g.failFast {
+			return errConnLimit
+		}
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (g *connGate) release() {
+	g.mu.Lock()
+	g.open--
+	close(g.free)
+	g.free = make(chan struct{})
+	g.mu.Unlock()
+}
+
 func (g *connGate) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := g.acquire(ctx); err != nil {
+		return nil, err
 	}
 	if g.unix != "" {
 		network, addr = "unix", g.unix
 	}
 	conn, err := g.dialer.DialContext(ctx, network, addr)
 	if err != nil {
-		<-g.slots
+		g.release()
 		return nil, err
 	}
-	if n := g.open.Add(1); n > g.peak.Load() {
-		g.peak.Store(n) // only grows; a lost race under-counts by one at most briefly
+	g.count.add(1)
+	gc := &gatedConn{Conn: conn, gate: g}
+	g.mu.Lock()
+	closed := g.closed
+	if !closed {
+		g.conns[gc] = struct{}{}
 	}
-	g.gauge.Inc()
-	return &gatedConn{Conn: conn, gate: g}, nil
+	g.mu.Unlock()
+	if closed {
+		_ = gc.Close()
+		return nil, errGateClosed
+	}
+	return gc, nil
+}
+
+// errGateClosed is the dial error once the discoverer stopped.
+var errGateClosed = errors.New("consul discovery stopped")
+
+// shutdown closes every connection and refuses new ones.
+func (g *connGate) shutdown() {
+	g.mu.Lock()
+	g.closed = true
+	conns := make([]*gatedConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 type gatedConn struct {
@@ -218,9 +387,11 @@ type gatedConn struct {
 func (c *gatedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		c.gate.open.Add(-1)
-		c.gate.gauge.Dec()
-		<-c.gate.slots
+		c.gate.count.add(-1)
+		c.gate.mu.Lock()
+		delete(c.gate.conns, c)
+		c.gate.mu.Unlock()
+		c.gate.release()
 	})
 	return err
 }

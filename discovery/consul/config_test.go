@@ -17,7 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func decodeConfig(t *testing.T, data []byte) (*SDConfig, error) {
+func decodeConfig(t testing.TB, data []byte) (*SDConfig, error) {
 	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -66,7 +66,7 @@ func TestConfigFiles(t *testing.T) {
 		"bad-scheme.bad.yml":              `line 1: invalid scheme "ftp" for consul_sd_configs (one of: http, https)`,
 		"bad-server-protocol.bad.yml":     `line 1: unknown protocol "ftp" in consul SD server "ftp://consul.example" (one of: http, https, unix)`,
 		"zero-refresh.bad.yml":            `line 1: invalid refresh_interval "0s" for consul_sd_configs (must be greater than 0)`,
-		"bad-max-connections.bad.yml":     "line 1: invalid max_connections 3 for consul_sd_configs (must be at least 4: three change detectors and one reader)",
+		"bad-max-connections.bad.yml":     "line 1: invalid max_connections 3 for consul_sd_configs (must be 0 for the default, or at least 5: four change detectors and one reader)",
 		"unknown-key.bad.yml":             "yaml: unmarshal errors:\n  line 2: field service not found in type consul.plain",
 		"bad-http-config.bad.yml":         "line 1: invalid HTTP client settings for consul_sd_configs: at most one of bearer_token & bearer_token_file must be configured",
 		"bad-duration.bad.yml":            `line 1: not a valid duration string: "soon"`,

@@ -3,7 +3,6 @@ package consul
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +46,8 @@ func fixture(w *writer) {
 }
 
 // conformanceCases are consul_sd_configs bodies; "SERVER" is replaced
-// with the agent's address.
+// with the agent's HTTP address, "TLSSERVER" with its HTTPS one and
+// "CAFILE" with the CA that signed its certificate.
 var conformanceCases = []struct {
 	name, yml string
 	subset    bool // a selection: fewer targets than all services
@@ -67,13 +67,15 @@ var conformanceCases = []struct {
 	{"datacenter", "server: SERVER\ndatacenter: dc1\n", false},
 	{"not stale", "server: SERVER\nallow_stale: false\n", false},
 	{"http prefix", "server: http://SERVER\n", false},
+	{"https", "server: TLSSERVER\nscheme: https\ntls_config:\n  ca_file: CAFILE\n", false},
+	{"https prefix", "server: https://TLSSERVER\ntls_config:\n  ca_file: CAFILE\n", false},
 }
 
 // TestConformance runs Prometheus's own consul discoverer and sdhub's
 // against the same agent and catalog and requires the same flattened
 // label sets.
 func TestConformance(t *testing.T) {
-	a := consulagent.StartT(t, consulagent.Options{})
+	a := consulagent.StartT(t, consulagent.Options{TLS: true})
 	fixture(newWriter(t, a))
 	all, err := newTestDiscovery(t, "server: "+a.Addr()+"\n").refresh(context.Background())
 	if err != nil {
@@ -83,7 +85,7 @@ func TestConformance(t *testing.T) {
 
 	for _, tc := range conformanceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			yml := strings.ReplaceAll(tc.yml, "SERVER", a.Addr())
+			yml := strings.NewReplacer("TLSSERVER", a.HTTPSAddr(), "SERVER", a.Addr(), "CAFILE", a.CAFile()).Replace(tc.yml)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 
@@ -100,16 +102,12 @@ func TestConformance(t *testing.T) {
 			}
 
 			prom := runPrometheus(ctx, t, yml)
-			prom.waitFor(t, 15*time.Second, "prometheus state equal to sdhub's", func(s []string) bool {
-				return slices.Equal(s, want)
-			})
+			prom.waitEqual(t, 15*time.Second, "prometheus state equal to sdhub's", want)
 
 			// Run's first message is the same complete state.
 			run := collect(ctx, newTestDiscovery(t, yml))
 			defer func() { cancel(); <-run.done }()
-			run.waitFor(t, 15*time.Second, "sdhub Run state equal to refresh", func(s []string) bool {
-				return slices.Equal(s, want)
-			})
+			run.waitEqual(t, 15*time.Second, "sdhub Run state equal to refresh", want)
 			if first := run.firstFlat(); len(first) != len(want) {
 				t.Fatalf("first message has %d targets, want the complete %d", len(first), len(want))
 			}
@@ -148,7 +146,7 @@ func TestConformanceCoversEveryLabel(t *testing.T) {
 
 // runPrometheus runs Prometheus's consul discoverer with its metrics on a
 // private registry.
-func runPrometheus(ctx context.Context, t *testing.T, yml string) *collector {
+func runPrometheus(ctx context.Context, t testing.TB, yml string) *collector {
 	t.Helper()
 	c, err := decodeConfig(t, []byte(yml))
 	if err != nil {

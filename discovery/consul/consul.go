@@ -21,13 +21,20 @@ import (
 )
 
 // DefaultMaxConnections bounds the TCP connections one discoverer opens to
-// its Consul agent unless max_connections says otherwise. Consul's default
-// http_max_conns_per_client is 200.
+// a Consul agent over HTTP unless max_connections says otherwise. Consul's
+// default http_max_conns_per_client is 200.
 const DefaultMaxConnections = 16
 
-// minConnections is the least max_connections that works: each of the
-// three change detectors holds a blocking query on a connection of its
-// own, and at least one reader needs another.
+// DefaultMaxConnectionsHTTPS is the bound over HTTPS. There Consul speaks
+// HTTP/2, and each connection carries up to 250 blocking queries: 32
+// connections watch up to 7,750 services with a query each (one connection
+// goes to the detectors and reads). Only the connections needed are
+// opened: two for a few hundred services.
+const DefaultMaxConnectionsHTTPS = 32
+
+// minConnections is the least max_connections that works: over HTTP/1.1
+// each of the four change detectors holds a blocking query on a connection
+// of its own, and at least one reader needs another.
 const minConnections = detectors + 1
 
 // DefaultSDConfig is the default Consul SD configuration: Prometheus's
@@ -38,7 +45,6 @@ var DefaultSDConfig = SDConfig{
 	Scheme:           "http",
 	AllowStale:       true,
 	RefreshInterval:  model.Duration(30 * time.Second),
-	MaxConnections:   DefaultMaxConnections,
 	HTTPClientConfig: config.DefaultHTTPClientConfig,
 }
 
@@ -75,7 +81,8 @@ type SDConfig struct {
 	// HealthFilter is a Health API filter expression.
 	HealthFilter string `yaml:"health_filter,omitempty"`
 
-	// MaxConnections bounds the TCP connections to the agent (sdhub only).
+	// MaxConnections bounds the TCP connections to the agent (sdhub only);
+	// 0 is the default of the scheme (see maxConnections).
 	MaxConnections int `yaml:"max_connections,omitempty"`
 
 	HTTPClientConfig config.HTTPClientConfig `yaml:",inline"`
@@ -145,8 +152,8 @@ func (c *SDConfig) Validate() error {
 	if c.RefreshInterval <= 0 {
 		return discovery.Fieldf("refresh_interval", "invalid refresh_interval %q for consul_sd_configs (must be greater than 0)", c.RefreshInterval)
 	}
-	if c.MaxConnections < minConnections {
-		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be at least %d: three change detectors and one reader)", c.MaxConnections, minConnections)
+	if c.MaxConnections != 0 && c.MaxConnections < minConnections {
+		return discovery.Fieldf("max_connections", "invalid max_connections %d for consul_sd_configs (must be 0 for the default, or at least %d: four change detectors and one reader)", c.MaxConnections, minConnections)
 	}
 	if (c.Username != "" || c.Password != "") && c.HTTPClientConfig.BasicAuth != nil {
 		return discovery.Fieldf("username", "at most one of consul SD configuration username and password and basic auth can be configured")
@@ -159,6 +166,17 @@ func (c *SDConfig) Validate() error {
 		return fmt.Errorf("invalid HTTP client settings for consul_sd_configs: %w", err)
 	}
 	return nil
+}
+
+// maxConnections is max_connections, or its default for the scheme.
+func (c *SDConfig) maxConnections() int {
+	if c.MaxConnections > 0 {
+		return c.MaxConnections
+	}
+	if ep, err := parseServer(c.Server, c.Scheme, c.PathPrefix); err == nil && ep.scheme == "https" && ep.unixSocket == "" {
+		return DefaultMaxConnectionsHTTPS
+	}
+	return DefaultMaxConnections
 }
 
 // endpoint is where and how to reach the agent, from server, scheme and
@@ -234,7 +252,7 @@ func ConnectionWarnings(configs []*SDConfig) []string {
 		if _, ok := total[agent]; !ok {
 			agents = append(agents, agent)
 		}
-		total[agent] += c.MaxConnections
+		total[agent] += c.maxConnections()
 	}
 	var out []string
 	for _, a := range agents {

@@ -2,33 +2,38 @@ package consul
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net/url"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/consul/api"
+	"github.com/cenkalti/backoff/v5"
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
 )
 
 const (
-	// defaultWait is the blocking-query wait, Prometheus's watchTimeout.
-	defaultWait = 2 * time.Minute
-	// detectors is the number of change detectors, each holding one
-	// connection in a blocking query (catalog services, checks, nodes).
-	detectors = 3
+	// defaultWait is the blocking-query wait. Prometheus waits 2 minutes;
+	// a longer wait makes an idle watch cheaper for Consul (each blocking
+	// query costs a request per wait), and HTTP/2 pings and TCP keepalives
+	// find a dead connection long before it ends.
+	defaultWait = 5 * time.Minute
+	// detectors is the number of change detectors of the catalog-wide
+	// watch, each holding one blocking query: catalog services, critical
+	// checks, warning checks, nodes.
+	detectors = 4
 )
 
-// Discovery discovers Consul services. Run watches the catalog with a fixed
-// number of blocking queries and re-reads only the services that changed;
-// see docs/consul.md.
+// Discovery discovers Consul services; see docs/consul.md. Over HTTP/2 it
+// watches every service with a blocking query of its own; otherwise, and
+// for the services that do not fit, it watches the whole catalog with a
+// fixed number of blocking queries and re-reads what changed.
 type Discovery struct {
 	client       *client
 	logger       *slog.Logger
@@ -45,10 +50,12 @@ type Discovery struct {
 
 	// Timings; tests shorten them.
 	wait        time.Duration // blocking-query wait
+	waitSlack   time.Duration // a blocking query's timeout beyond wait and Consul's jitter
 	readTimeout time.Duration // timeout of a non-blocking request
 	backoffMin  time.Duration
-	backoffMax  time.Duration
-	detectFloor time.Duration // least time between two queries of one detector
+	backoffMax  time.Duration // the backoff waits up to 1.5 times this
+	detectFloor time.Duration // least time between two change-driven queries of one watch
+	probeRate   float64       // node probes per second, at most, over probe rounds (a round may be faster, not more frequent)
 }
 
 // NewDiscovery returns a Discovery for c. A nil opts.Metrics gets a fresh
@@ -63,13 +70,8 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 	default:
 		return nil, errInvalidMetrics
 	}
-	maxConns := c.MaxConnections
-	if maxConns == 0 {
-		maxConns = DefaultMaxConnections
-	}
-	cc := *c
-	cc.MaxConnections = maxConns
-	cl, err := newClient(&cc, m.connections)
+	maxConns := c.maxConnections()
+	cl, err := newClient(c, maxConns, m.connections)
 	if err != nil {
 		return nil, err
 	}
@@ -86,13 +88,18 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		healthFilter: c.HealthFilter,
 		floor:        time.Duration(c.RefreshInterval),
 		workers:      max(1, maxConns-detectors),
-		wait:         defaultWait,
+		wait:         min(max(defaultWait, time.Duration(c.RefreshInterval)), maxWait),
+		waitSlack:    15 * time.Second,
 		readTimeout:  30 * time.Second,
 		backoffMin:   250 * time.Millisecond,
-		backoffMax:   15 * time.Second,
+		backoffMax:   10 * time.Second,
 		detectFloor:  min(250*time.Millisecond, time.Duration(c.RefreshInterval)),
+		probeRate:    50,
 	}, nil
 }
+
+// maxWait is the longest wait Consul grants a blocking query.
+const maxWait = 10 * time.Minute
 
 // shouldWatch reports whether a catalog service is discovered: its name is
 // in services (or services is empty) and its tags include every tag.
@@ -115,9 +122,28 @@ func (d *Discovery) nodeMetaParams(v url.Values) url.Values {
 	return v
 }
 
-func (d *Discovery) blockingTimeout() time.Duration {
-	// Consul adds up to wait/16 of jitter to a blocking query.
-	return d.wait + d.wait/16 + 15*time.Second
+func (d *Discovery) timeout(index uint64) time.Duration {
+	if index > 0 {
+		// Consul adds up to wait/16 of jitter to a blocking query.
+		return d.wait + d.wait/16 + d.waitSlack
+	}
+	return d.readTimeout
+}
+
+func (d *Discovery) newBackoff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     d.backoffMin,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         d.backoffMax,
+	}
+}
+
+// failed counts and reports a failed request.
+func (d *Discovery) failed(err error) error {
+	d.metrics.rpcFailures.Inc()
+	d.health.Failed(err)
+	return err
 }
 
 // readCatalog lists the services (GET /v1/catalog/services).
@@ -128,48 +154,28 @@ func (d *Discovery) readCatalog(ctx context.Context, index uint64) (map[string][
 	}
 	var out map[string][]string
 	start := time.Now()
-	idx, err := d.client.get(ctx, query{path: "/v1/catalog/services", params: v, index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
+	idx, err := d.client.get(ctx, d.client.reads, query{path: "/v1/catalog/services", params: v, index: index, wait: d.wait, timeout: d.timeout(index)},
+		func(b []byte) error { return json.Unmarshal(b, &out) })
 	d.metrics.servicesDuration.Observe(time.Since(start).Seconds())
-	return out, idx, err
-}
-
-// notPassing selects the checks that are not passing: few, in a healthy
-// catalog, so the health detector's answers stay small however many
-// checks there are.
-const notPassing = `Status != "passing"`
-
-// check is the part of a health check the watch uses.
-type check struct {
-	Node, CheckID, ServiceName, Status string
-	ModifyIndex                        uint64
-}
-
-// readChecks lists health checks (GET /v1/health/state/any), every check
-// or only those matching filter. The index is the whole checks table's.
-func (d *Discovery) readChecks(ctx context.Context, index uint64, filter string) ([]check, uint64, error) {
-	var out []check
-	v := d.nodeMetaParams(url.Values{})
-	if filter != "" {
-		v.Set("filter", filter)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading service list: %w", err)
 	}
-	start := time.Now()
-	idx, err := d.client.get(ctx, query{path: "/v1/health/state/any", params: v, index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
-	d.metrics.detectDuration.Observe(time.Since(start).Seconds())
-	return out, idx, err
+	return out, idx, nil
 }
 
-// readNodes lists the nodes (GET /v1/catalog/nodes).
-func (d *Discovery) readNodes(ctx context.Context, index uint64) ([]*api.Node, uint64, error) {
-	var out []*api.Node
-	start := time.Now()
-	idx, err := d.client.get(ctx, query{path: "/v1/catalog/nodes", params: d.nodeMetaParams(url.Values{}), index: index, wait: d.wait, timeout: d.timeout(index)}, &out)
-	d.metrics.nodesDuration.Observe(time.Since(start).Seconds())
-	return out, idx, err
+// serviceRead is one read of a service's instances.
+type serviceRead struct {
+	group *targetgroup.Group // nil when same
+	insts []instRef          // the instances, for node reads to compare with
+	hash  uint64             // of the body
+	index uint64
+	same  bool // the body hashed to the hash asked about: not decoded
 }
 
-// readService reads one service's instances (GET /v1/health/service/<name>),
-// with the same filters Prometheus sends.
-func (d *Discovery) readService(ctx context.Context, dc, name string) (*targetgroup.Group, error) {
+// readService reads one service's instances (GET /v1/health/service/<name>)
+// on pool p, with the same filters Prometheus sends; index > 0 makes it a
+// blocking query. A body that hashes to same is not decoded.
+func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, index, same uint64) (serviceRead, error) {
 	v := d.nodeMetaParams(url.Values{})
 	for _, t := range d.tags {
 		v.Add("tag", t)
@@ -177,22 +183,37 @@ func (d *Discovery) readService(ctx context.Context, dc, name string) (*targetgr
 	if d.healthFilter != "" {
 		v.Set("filter", d.healthFilter)
 	}
-	var out []serviceEntry
+	var r serviceRead
 	start := time.Now()
-	_, err := d.client.get(ctx, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, timeout: d.readTimeout}, &out)
+	idx, err := d.client.get(ctx, p, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, index: index, wait: d.wait, timeout: d.timeout(index)},
+		func(b []byte) error {
+			if r.hash = xxhash.Sum64(b); r.hash == same && same != 0 {
+				r.same = true
+				return nil
+			}
+			var entries []serviceEntry
+			if err := json.Unmarshal(b, &entries); err != nil {
+				return err
+			}
+			r.group = serviceGroup(name, dc, d.tagSeparator, entries)
+			r.insts = make([]instRef, len(entries))
+			for i := range entries {
+				r.insts[i] = instRef{node: entries[i].Node.Node, id: entries[i].Service.ID, service: name, modify: entries[i].Service.ModifyIndex}
+			}
+			return nil
+		})
 	d.metrics.serviceDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		d.metrics.rpcFailures.Inc()
-		return nil, fmt.Errorf("reading service %q: %w", name, err)
+		return r, fmt.Errorf("reading service %q: %w", name, err)
 	}
-	return serviceGroup(name, dc, d.tagSeparator, out), nil
+	r.index = idx
+	return r, nil
 }
 
-func (d *Discovery) timeout(index uint64) time.Duration {
-	if index > 0 {
-		return d.blockingTimeout()
-	}
-	return d.readTimeout
+// instRef is a service instance as a node read lists it.
+type instRef struct {
+	node, id, service string
+	modify            uint64
 }
 
 // datacenter is the configured datacenter, else the agent's.
@@ -202,123 +223,9 @@ func (d *Discovery) datacenter(ctx context.Context) (string, error) {
 	}
 	dc, err := d.client.datacenter(ctx, d.readTimeout)
 	if err != nil {
-		d.metrics.rpcFailures.Inc()
 		return "", fmt.Errorf("retrieving datacenter name: %w", err)
 	}
 	return dc, nil
-}
-
-// state is what the watch knows of the catalog.
-type state struct {
-	dc           string
-	catalogIndex uint64
-	catalog      map[string][]string // every listed service and its tags
-	watched      map[string]bool
-	groups       map[string]*targetgroup.Group
-	checksIndex  uint64
-	checks       map[checkKey]checkInfo // the checks that are not passing
-	allChecks    map[checkKey]string    // every check -> its service
-	nodesIndex   uint64
-	nodes        map[string]uint64 // node name -> ModifyIndex
-}
-
-type checkKey struct{ node, id string }
-
-type checkInfo struct {
-	modify  uint64
-	service string
-}
-
-// checkTable indexes the checks that are not passing.
-func checkTable(cs []check) map[checkKey]checkInfo {
-	t := map[checkKey]checkInfo{}
-	for _, c := range cs {
-		if c.Status != api.HealthPassing {
-			t[checkKey{c.Node, c.CheckID}] = checkInfo{modify: c.ModifyIndex, service: c.ServiceName}
-		}
-	}
-	return t
-}
-
-// allCheckTable maps every check to its service.
-func allCheckTable(cs []check) map[checkKey]string {
-	t := make(map[checkKey]string, len(cs))
-	for _, c := range cs {
-		t[checkKey{c.Node, c.CheckID}] = c.ServiceName
-	}
-	return t
-}
-
-func nodeTable(ns []*api.Node) map[string]uint64 {
-	t := make(map[string]uint64, len(ns))
-	for _, n := range ns {
-		if n != nil {
-			t[n.Node] = n.ModifyIndex
-		}
-	}
-	return t
-}
-
-// baseline reads the detectors' starting points and the catalog. The
-// checks and nodes are read first, so that a change made while the
-// services are being read is seen by a detector.
-func (d *Discovery) baseline(ctx context.Context, dc string) (*state, error) {
-	st := &state{dc: dc, watched: map[string]bool{}, groups: map[string]*targetgroup.Group{}}
-	checks, idx, err := d.readChecks(ctx, 0, "")
-	if err != nil {
-		d.metrics.rpcFailures.Inc()
-		return nil, fmt.Errorf("reading health checks: %w", err)
-	}
-	st.checks, st.allChecks, st.checksIndex = checkTable(checks), allCheckTable(checks), idx
-	nodes, idx, err := d.readNodes(ctx, 0)
-	if err != nil {
-		d.metrics.rpcFailures.Inc()
-		return nil, fmt.Errorf("reading nodes: %w", err)
-	}
-	st.nodes, st.nodesIndex = nodeTable(nodes), idx
-	cat, idx, err := d.readCatalog(ctx, 0)
-	if err != nil {
-		d.metrics.rpcFailures.Inc()
-		return nil, fmt.Errorf("reading service list: %w", err)
-	}
-	st.catalog, st.catalogIndex = cat, idx
-	for name, tags := range cat {
-		if d.shouldWatch(name, tags) {
-			st.watched[name] = true
-		}
-	}
-	return st, nil
-}
-
-// readServices reads names with at most d.workers requests in flight.
-func (d *Discovery) readServices(ctx context.Context, dc string, names []string) (map[string]*targetgroup.Group, map[string]error) {
-	var (
-		mu     sync.Mutex
-		groups = make(map[string]*targetgroup.Group, len(names))
-		errs   = map[string]error{}
-		wg     sync.WaitGroup
-		next   = make(chan string)
-	)
-	for range min(d.workers, len(names)) {
-		wg.Go(func() {
-			for name := range next {
-				g, err := d.readService(ctx, dc, name)
-				mu.Lock()
-				if err != nil {
-					errs[name] = err
-				} else {
-					groups[name] = g
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for _, name := range names {
-		next <- name
-	}
-	close(next)
-	wg.Wait()
-	return groups, errs
 }
 
 // refresh reads the whole state once: every watched service's group,
@@ -326,26 +233,42 @@ func (d *Discovery) readServices(ctx context.Context, dc string, names []string)
 func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
 	dc, err := d.datacenter(ctx)
 	if err != nil {
-		return nil, err
+		return nil, d.failed(err)
 	}
-	st, err := d.baseline(ctx, dc)
+	cat, _, err := d.readCatalog(ctx, 0)
 	if err != nil {
-		return nil, err
+		return nil, d.failed(err)
 	}
-	groups, errs := d.readServices(ctx, dc, slices.Sorted(maps.Keys(st.watched)))
-	for _, name := range slices.Sorted(maps.Keys(errs)) {
-		return nil, errs[name]
+	var names []string
+	for name, tags := range cat {
+		if d.shouldWatch(name, tags) {
+			names = append(names, name)
+		}
 	}
-	st.groups = groups
-	return st.sortedGroups(), nil
-}
-
-func (st *state) sortedGroups() []*targetgroup.Group {
-	out := make([]*targetgroup.Group, 0, len(st.groups))
-	for _, name := range slices.Sorted(maps.Keys(st.groups)) {
-		out = append(out, st.groups[name])
+	slices.Sort(names)
+	groups := make([]*targetgroup.Group, len(names))
+	errs := make([]error, len(names))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(d.workers, len(names)) {
+		wg.Go(func() {
+			for i := range next {
+				r, err := d.readService(ctx, d.client.reads, dc, names[i], 0, 0)
+				groups[i], errs[i] = r.group, err
+			}
+		})
 	}
-	return out
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, d.failed(err)
+		}
+	}
+	return groups, nil
 }
 
 // Run sends the complete state once every watched service has been read,
@@ -353,81 +276,38 @@ func (st *state) sortedGroups() []*targetgroup.Group {
 // reads keep the last good groups and are retried with backoff.
 func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	defer d.client.close()
+	bo := d.newBackoff()
 	var dc string
-	for attempt := 0; ; attempt++ {
+	for {
 		var err error
 		if dc, err = d.datacenter(ctx); err == nil {
 			break
 		}
-		d.logger.Error("Error retrieving datacenter name", "err", err)
-		d.health.Failed(err)
-		if !d.backoff(ctx, attempt) {
+		d.logger.Error("Error retrieving datacenter name", "err", d.failed(err))
+		if !sleepCtx(ctx, bo.NextBackOff()) {
 			return
 		}
 	}
-	st := d.initial(ctx, dc)
-	if st == nil {
-		return
-	}
-	full := st.sortedGroups()
-	if len(full) == 0 {
-		full = []*targetgroup.Group{{}}
-	}
-	select {
-	case up <- full:
-	case <-ctx.Done():
-		return
-	}
-	newWatcher(d, st).run(ctx, up)
-}
-
-// initial builds the first complete state, retrying only what failed.
-func (d *Discovery) initial(ctx context.Context, dc string) *state {
+	bo.Reset()
 	var (
-		st      *state
-		pending []string
+		cat   map[string][]string
+		index uint64
 	)
-	for attempt := 0; ; attempt++ {
+	for {
 		var err error
-		if st == nil {
-			if st, err = d.baseline(ctx, dc); err == nil {
-				pending = slices.Sorted(maps.Keys(st.watched))
-			}
+		if cat, index, err = d.readCatalog(ctx, 0); err == nil {
+			break
 		}
-		if st != nil {
-			groups, errs := d.readServices(ctx, dc, pending)
-			maps.Copy(st.groups, groups)
-			pending = slices.Sorted(maps.Keys(errs))
-			if len(pending) == 0 {
-				return st
-			}
-			err = fmt.Errorf("%d of %d services failed, first: %w", len(pending), len(st.watched), errs[pending[0]])
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		d.logger.Error("Error reading the initial Consul state", "err", err)
-		d.health.Failed(err)
-		if !d.backoff(ctx, attempt) {
-			return nil
+		d.logger.Error("Error reading the Consul catalog", "err", d.failed(err))
+		if !sleepCtx(ctx, bo.NextBackOff()) {
+			return
 		}
 	}
-}
-
-// backoff waits before retry number attempt (0-based): exponential from
-// backoffMin, capped at backoffMax, with jitter in [d/2, d). It reports
-// false when ctx ended first.
-func (d *Discovery) backoff(ctx context.Context, attempt int) bool {
-	return sleepCtx(ctx, d.backoffDelay(attempt))
-}
-
-func (d *Discovery) backoffDelay(attempt int) time.Duration {
-	b := d.backoffMin
-	for i := 0; i < attempt && b < d.backoffMax; i++ {
-		b *= 2
+	streams := d.client.useStreams()
+	if streams {
+		d.logger.Debug("Consul speaks HTTP/2: one blocking query per service")
 	}
-	b = min(b, d.backoffMax)
-	return b/2 + rand.N(b/2+1)
+	newWatcher(d, dc, cat, index, streams).run(ctx, up)
 }
 
 // sleepCtx waits for dur or ctx, reporting whether dur elapsed.
@@ -443,10 +323,4 @@ func sleepCtx(ctx context.Context, dur time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-func sortedStrings(s []string) []string {
-	s = slices.Clone(s)
-	sort.Strings(s)
-	return s
 }

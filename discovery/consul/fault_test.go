@@ -3,12 +3,16 @@ package consul
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +36,7 @@ type fakeConsul struct {
 	index   uint64
 	health  string // web's status
 	port    int    // web's port
+	portIdx uint64 // the index web's port was set at
 	changed chan struct{}
 	fault   func(path string) (status int, body string, hang bool)
 	reqs    []seenRequest
@@ -47,6 +52,21 @@ func newFake(t *testing.T) (*fakeConsul, string) {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, strings.TrimPrefix(srv.URL, "http://")
+}
+
+// newFakeTLS serves the fake over HTTPS with HTTP/2, as Consul's HTTPS
+// listener does, and returns the config lines that reach it.
+func newFakeTLS(t *testing.T) (*fakeConsul, string) {
+	f := &fakeConsul{index: 10, health: "passing", port: 80, changed: make(chan struct{})}
+	srv := httptest.NewUnstartedServer(f)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, fmt.Sprintf("%s\nscheme: https\ntls_config:\n  ca_file: %s", strings.TrimPrefix(srv.URL, "https://"), ca)
 }
 
 func recordingServer(t *testing.T) (string, func() []seenRequest) {
@@ -79,10 +99,21 @@ func (f *fakeConsul) setHealth(s string) {
 func (f *fakeConsul) move(delta int, port int) {
 	f.mu.Lock()
 	f.index = uint64(int(f.index) + delta)
-	f.port = port
+	f.port, f.portIdx = port, f.index
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
+}
+
+// requests counts the requests seen per path.
+func (f *fakeConsul) requests() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := map[string]int{}
+	for _, r := range f.reqs {
+		n[r.path]++
+	}
+	return n
 }
 
 func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -110,15 +141,22 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cur, ch := f.index, f.changed
 		f.mu.Unlock()
 		if idx == cur { // a request ahead of the index (it went backwards) returns at once
+			wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
+			if err != nil {
+				wait = time.Hour
+			}
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
 			select {
 			case <-ch:
+			case <-timer.C: // Consul's answer when the wait ends: the same index
 			case <-r.Context().Done():
 				return
 			}
 		}
 	}
 	f.mu.Lock()
-	idx, health, port := f.index, f.health, f.port
+	idx, health, port, portIdx := f.index, f.health, f.port, f.portIdx
 	f.mu.Unlock()
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(idx, 10))
 	var body any
@@ -127,12 +165,21 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = map[string][]string{"web": {"a"}}
 	case "/v1/catalog/nodes":
 		body = []map[string]any{{"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5}}
-	case "/v1/health/state/any":
-		body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
+	case "/v1/health/state/critical", "/v1/health/state/warning":
+		body = []map[string]any{}
+		if strings.HasSuffix(r.URL.Path, "/"+health) {
+			body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
+		}
+	case "/v1/catalog/node-services/n1":
+		svcs := []map[string]any{{"ID": "web-1", "Service": "web", "Port": port, "ModifyIndex": portIdx}}
+		if r.URL.Query().Has("filter") {
+			svcs = nil
+		}
+		body = map[string]any{"Node": map[string]any{"Node": "n1", "Address": "10.0.0.1"}, "Services": svcs}
 	case "/v1/health/service/web":
 		body = []map[string]any{{
 			"Node":    map[string]any{"Node": "n1", "Address": "10.0.0.1"},
-			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": port, "Tags": []string{"a"}},
+			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": port, "Tags": []string{"a"}, "ModifyIndex": portIdx},
 			"Checks":  []map[string]any{{"Node": "n1", "CheckID": "web-1", "Status": health}},
 		}}
 	default:
@@ -145,7 +192,7 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func fastDiscovery(t *testing.T, server string) *Discovery {
 	d := newTestDiscovery(t, "server: "+server+"\nrefresh_interval: 100ms\n")
 	d.readTimeout = 300 * time.Millisecond
-	d.wait = time.Second
+	d.wait, d.waitSlack = time.Second, 300*time.Millisecond
 	d.backoffMin, d.backoffMax = 20*time.Millisecond, 100*time.Millisecond
 	return d
 }
@@ -166,8 +213,8 @@ func TestRefreshFaults(t *testing.T) {
 			want: "reading service list: unexpected response code 500 (rpc error)"},
 		{name: "garbage service body", path: "/v1/health/service/web", status: 200, body: "<html>proxy</html>",
 			want: `reading service "web": decoding /v1/health/service/web response: invalid character '<' looking for beginning of value`},
-		{name: "garbage checks body", path: "/v1/health/state/any", status: 200, body: `{"truncated":`,
-			want: "reading health checks: decoding /v1/health/state/any response: unexpected EOF"},
+		{name: "garbage catalog body", path: "/v1/catalog/services", status: 200, body: `{"truncated":`,
+			want: "reading service list: decoding /v1/catalog/services response: unexpected end of JSON input"},
 		{name: "hang", path: "/v1/health/service/web", hang: true,
 			want: `reading service "web": Get "http://SERVER/v1/health/service/web?stale=": context deadline exceeded`},
 		{name: "agent self 403", path: "/v1/agent/self", status: 403, body: "Permission denied",
@@ -196,8 +243,15 @@ func TestRefreshFaults(t *testing.T) {
 
 // TestRunStaleOverIncomplete: Run sends nothing until every service was
 // read; once running, failing reads keep the last targets; recovery then
-// propagates the change.
+// propagates the change. Over HTTP the faults hit the workers' reads, over
+// HTTPS the service's stream.
 func TestRunStaleOverIncomplete(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testRunStaleOverIncomplete(t, https) })
+	}
+}
+
+func testRunStaleOverIncomplete(t *testing.T, https bool) {
 	for _, fault := range []struct {
 		name   string
 		status int
@@ -211,6 +265,9 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			f, server := newFake(t)
+			if https {
+				f, server = newFakeTLS(t)
+			}
 			var mu sync.Mutex
 			failing := true
 			f.setFault(func(p string) (int, string, bool) {
@@ -227,6 +284,11 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			col := collect(ctx, d)
 			defer func() { cancel(); <-col.done }()
+			defer func() {
+				if got := d.client.http2.Load(); got != https {
+					t.Errorf("HTTP/2 used: %v, want %v", got, https)
+				}
+			}()
 
 			// Start-up with a failing service: nothing is sent.
 			waitCounter(t, d.metrics.rpcFailures, 2)
@@ -251,8 +313,9 @@ func TestRunStaleOverIncomplete(t *testing.T) {
 }
 
 // TestIndexBackwards: when Consul's index goes backwards (a restart that
-// lost its state) the watch resyncs at once, without waiting out the
-// refresh_interval that holds back ordinary sweeps.
+// lost its state) the watch re-reads everything at once, although
+// refresh_interval is an hour. An ordinary re-registration before it is
+// found by a probe round.
 func TestIndexBackwards(t *testing.T) {
 	f, server := newFake(t)
 	d := newTestDiscovery(t, "server: "+server+"\nrefresh_interval: 1h\n")
@@ -262,9 +325,9 @@ func TestIndexBackwards(t *testing.T) {
 	defer func() { cancel(); <-col.done }()
 	col.waitFor(t, 5*time.Second, "initial", hasTarget(addr("10.0.0.1:80")))
 
-	f.move(+1, 81) // an ordinary catalog change: the first sweep runs at once
-	col.waitFor(t, 5*time.Second, "first sweep", hasTarget(addr("10.0.0.1:81")))
-	f.move(-5, 82) // backwards: another sweep, though the last was just now
+	f.move(+1, 81) // a re-registration with another port
+	col.waitFor(t, 5*time.Second, "re-registration", hasTarget(addr("10.0.0.1:81")))
+	f.move(-5, 82) // backwards, and the node's index with it
 	col.waitFor(t, 5*time.Second, "resync after the index went backwards", hasTarget(addr("10.0.0.1:82")))
 }
 
@@ -279,17 +342,18 @@ func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
 	}
 }
 
-// TestBackoff: errors back off exponentially with jitter up to the cap,
-// and every wait ends with its context.
+// TestBackoff: a detector's errors back off exponentially with jitter, up
+// to a cap, each reported to the watch.
 func TestBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := &Discovery{backoffMin: 100 * time.Millisecond, backoffMax: 2 * time.Second, detectFloor: 0, metrics: mustMetrics(t), logger: discard(nil), health: discovery.HealthOf(discovery.Options{})}
+		d := backoffDiscovery(t, 100*time.Millisecond, 2*time.Second)
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls []time.Time
+		events := make(chan event)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			d.detect(ctx, nil, evCatalog, 1, func(context.Context, uint64) (event, uint64, error) {
+			d.detect(ctx, events, evCatalog, 1, func(context.Context, uint64) (event, uint64, error) {
 				calls = append(calls, time.Now())
 				if len(calls) == 12 {
 					cancel()
@@ -297,15 +361,27 @@ func TestBackoff(t *testing.T) {
 				return event{}, 0, errors.New("down")
 			})
 		}()
-		<-done
-		if len(calls) != 12 {
-			t.Fatalf("%d calls", len(calls))
+		reported := 0
+	loop:
+		for {
+			select {
+			case ev := <-events:
+				if ev.err == nil || ev.kind != evCatalog {
+					t.Fatalf("event %+v, want a catalog error", ev)
+				}
+				reported++
+			case <-done:
+				break loop
+			}
+		}
+		if len(calls) != 12 || reported != 11 {
+			t.Fatalf("%d calls, %d errors reported; want 12 and 11", len(calls), reported)
 		}
 		for i := 1; i < len(calls); i++ {
 			gap := calls[i].Sub(calls[i-1])
 			base := min(100*time.Millisecond<<(i-1), 2*time.Second)
-			if gap < base/2 || gap > base {
-				t.Errorf("wait %d = %v, want in [%v, %v]", i, gap, base/2, base)
+			if gap < base/2 || gap > base*3/2 {
+				t.Errorf("wait %d = %v, want in [%v, %v]", i, gap, base/2, base*3/2)
 			}
 		}
 	})
@@ -314,20 +390,27 @@ func TestBackoff(t *testing.T) {
 // TestBackoffCancellable: a long backoff ends as soon as ctx does.
 func TestBackoffCancellable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := &Discovery{backoffMin: time.Hour, backoffMax: time.Hour}
+		d := backoffDiscovery(t, time.Hour, time.Hour)
 		ctx, cancel := context.WithCancel(context.Background())
 		start := time.Now()
 		go func() {
 			time.Sleep(time.Second)
 			cancel()
 		}()
-		if d.backoff(ctx, 3) {
-			t.Fatal("backoff reported success after cancel")
-		}
+		events := make(chan event, 1)
+		d.detect(ctx, events, evCatalog, 1, func(context.Context, uint64) (event, uint64, error) {
+			return event{}, 0, errors.New("down")
+		})
 		if waited := time.Since(start); waited != time.Second {
-			t.Fatalf("waited %v, want 1s", waited)
+			t.Fatalf("detect returned after %v, want 1s", waited)
 		}
 	})
+}
+
+// backoffDiscovery is a Discovery with only what detect needs: its backoff
+// bounds, metrics, a logger and a health sink that discards.
+func backoffDiscovery(t *testing.T, lo, hi time.Duration) *Discovery {
+	return &Discovery{backoffMin: lo, backoffMax: hi, metrics: mustMetrics(t), logger: discard(nil), health: discovery.HealthOf(discovery.Options{})}
 }
 
 func mustMetrics(t *testing.T) *Metrics {
@@ -357,4 +440,96 @@ func TestUnixSocket(t *testing.T) {
 	if got := flatten(groupMap(groups)); len(got) != 1 || !hasTarget(addr("10.0.0.1:80"))(got) {
 		t.Fatalf("targets %v", got)
 	}
+}
+
+// healthLog records what a discoverer reports through discovery.Health.
+type healthLog struct {
+	mu     sync.Mutex
+	events []string // "failed: <err>" or "synced"
+	notify chan struct{}
+}
+
+func newHealthLog() *healthLog { return &healthLog{notify: make(chan struct{}, 1)} }
+
+func (h *healthLog) Failed(err error) { h.add("failed: " + err.Error()) }
+func (h *healthLog) Synced()          { h.add("synced") }
+
+func (h *healthLog) add(e string) {
+	h.mu.Lock()
+	h.events = append(h.events, e)
+	h.mu.Unlock()
+	select {
+	case h.notify <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until an event after the first from satisfies cond and
+// returns the index after it.
+func (h *healthLog) waitFor(t *testing.T, from int, what string, cond func(string) bool) int {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		events := slices.Clone(h.events)
+		h.mu.Unlock()
+		for i := from; i < len(events); i++ {
+			if cond(events[i]) {
+				return i + 1
+			}
+		}
+		select {
+		case <-h.notify:
+		case <-deadline.C:
+			t.Fatalf("no %s after event %d: %q", what, from, events)
+		}
+	}
+}
+
+// TestHealth: the discoverer reports each failed read through
+// discovery.Health, and Synced once it has caught up: after the complete
+// state, and again after a change that failed to read is read.
+func TestHealth(t *testing.T) {
+	f, server := newFake(t)
+	var mu sync.Mutex
+	failing := true
+	f.setFault(func(p string) (int, string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing && p == "/v1/health/service/web" {
+			return 500, "boom", false
+		}
+		return 0, "", false
+	})
+	setFailing := func(v bool) { mu.Lock(); failing = v; mu.Unlock() }
+
+	c, err := decodeConfig(t, []byte("server: "+server+"\nrefresh_interval: 100ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHealthLog()
+	d, err := NewDiscovery(c, discovery.Options{Health: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.backoffMin, d.backoffMax = 20*time.Millisecond, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+
+	isFailure := func(e string) bool { return e == `failed: reading service "web": unexpected response code 500 (boom)` }
+	isSynced := func(e string) bool { return e == "synced" }
+	i := h.waitFor(t, 0, "failure at start", isFailure)
+	setFailing(false)
+	i = h.waitFor(t, i, "sync once complete", isSynced)
+	// Synced follows the send; the collector stores what it received
+	// right after.
+	col.waitFor(t, time.Second, "the complete state, received before the sync", func(s []string) bool { return len(s) == 1 })
+	setFailing(true)
+	f.setHealth("critical")
+	i = h.waitFor(t, i, "failure of the change's read", isFailure)
+	setFailing(false)
+	h.waitFor(t, i, "sync after the change was read", isSynced)
+	col.waitFor(t, 5*time.Second, "change", hasTarget(label(labelHealth, "critical")))
 }

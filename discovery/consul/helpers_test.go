@@ -22,11 +22,11 @@ import (
 // writer registers catalog entries on a real agent. It is the consul api
 // client with an explicit address, used only to write test fixtures.
 type writer struct {
-	t *testing.T
+	t testing.TB
 	c *api.Client
 }
 
-func newWriter(t *testing.T, a *consulagent.Agent) *writer {
+func newWriter(t testing.TB, a *consulagent.Agent) *writer {
 	t.Helper()
 	c, err := api.NewClient(&api.Config{Address: a.Addr(), Scheme: "http"})
 	if err != nil {
@@ -70,6 +70,43 @@ func (w *writer) register(in instance) {
 	if _, err := w.c.Catalog().Register(reg, nil); err != nil {
 		w.t.Fatalf("registering %s: %v", in.id, err)
 	}
+}
+
+// registerNode writes a node's address and metadata alone.
+func (w *writer) registerNode(n node) {
+	w.t.Helper()
+	if _, err := w.c.Catalog().Register(&api.CatalogRegistration{Node: n.name, Address: n.addr, NodeMeta: n.meta, TaggedAddresses: n.tagged}, nil); err != nil {
+		w.t.Fatalf("registering node %s: %v", n.name, err)
+	}
+}
+
+// registerMany writes instances on existing nodes, 64 operations per
+// transaction; each instance has at most its service checks.
+func (w *writer) registerMany(ins []instance) {
+	w.t.Helper()
+	var ops api.TxnOps
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		ok, resp, _, err := w.c.Txn().Txn(ops, nil)
+		if err != nil || !ok {
+			w.t.Fatalf("transaction: %v %v", err, resp)
+		}
+		ops = nil
+	}
+	for _, in := range ins {
+		ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: in.node.name,
+			Service: api.AgentService{ID: in.id, Service: in.name, Address: in.addr, Port: in.port, Tags: in.tags, Meta: in.meta}}})
+		for _, id := range slices.Sorted(maps.Keys(in.checks)) {
+			ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+				Node: in.node.name, CheckID: id, Name: id, Status: in.checks[id], ServiceID: in.id, ServiceName: in.name}}})
+		}
+		if len(ops) >= 60 {
+			flush()
+		}
+	}
+	flush()
 }
 
 func (w *writer) deregister(nodeName, serviceID string) {
@@ -163,6 +200,12 @@ func (c *collector) firstFlat() []string {
 	return flatten(groupMap(c.first))
 }
 
+func (c *collector) messages() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.msgs
+}
+
 func (c *collector) flat() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -182,7 +225,38 @@ func (c *collector) waitFor(t *testing.T, limit time.Duration, what string, cond
 		select {
 		case <-c.notify:
 		case <-deadline.C:
-			t.Fatalf("%s: not reached within %v; state:\n%s", what, limit, strings.Join(got, "\n"))
+			t.Fatalf("%s: not reached within %v after %d messages; state:\n%s", what, limit, c.messages(), strings.Join(got, "\n"))
+		}
+	}
+}
+
+// waitEqual waits until the flattened state is want, at most limit, and
+// reports the difference if it is not.
+func (c *collector) waitEqual(t *testing.T, limit time.Duration, what string, want []string) {
+	t.Helper()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for {
+		got := c.flat()
+		if slices.Equal(got, want) {
+			return
+		}
+		select {
+		case <-c.notify:
+		case <-deadline.C:
+			var missing, extra []string
+			for _, w := range want {
+				if !slices.Contains(got, w) {
+					missing = append(missing, w)
+				}
+			}
+			for _, g := range got {
+				if !slices.Contains(want, g) {
+					extra = append(extra, g)
+				}
+			}
+			t.Fatalf("%s: not reached within %v after %d messages; missing:\n%s\nextra:\n%s", what, limit, c.messages(),
+				strings.Join(missing, "\n"), strings.Join(extra, "\n"))
 		}
 	}
 }
@@ -209,7 +283,7 @@ func label(name, value string) string { return fmt.Sprintf("%s=%q", name, value)
 func addr(a string) string { return label(string(model.AddressLabel), a) }
 
 // newTestDiscovery builds sdhub's discoverer for a config against a.
-func newTestDiscovery(t *testing.T, yml string) *Discovery {
+func newTestDiscovery(t testing.TB, yml string) *Discovery {
 	t.Helper()
 	c, err := decodeConfig(t, []byte(yml))
 	if err != nil {

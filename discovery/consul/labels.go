@@ -1,11 +1,11 @@
 package consul
 
 import (
-	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/common/model"
@@ -35,27 +35,50 @@ const (
 // that becomes labels. Decoding only these fields keeps a large catalog's
 // reads cheap.
 type serviceEntry struct {
-	Node struct {
-		Node, Address         string
-		TaggedAddresses, Meta map[string]string
-	}
+	Node    entryNode
 	Service struct {
 		ID, Service, Address, Namespace, Partition string
 		Port                                       int
 		Tags                                       []string
 		Meta                                       map[string]string
+		ModifyIndex                                uint64 // not a label: tells a node read what changed
 	}
-	Checks []struct{ CheckID, Status string }
+	Checks []entryCheck
 }
 
-// health is the instance's aggregated status, as the consul api library
-// computes it: maintenance > critical > warning > passing.
-func (e *serviceEntry) health() string {
-	hc := make(api.HealthChecks, len(e.Checks))
-	for i, c := range e.Checks {
-		hc[i] = &api.HealthCheck{CheckID: c.CheckID, Status: c.Status}
+type entryCheck struct{ CheckID, Status string }
+
+// aggregatedStatus is the instance's status as the consul api library's
+// HealthChecks.AggregatedStatus computes it, without building its types:
+// "" if a check other than a maintenance one has an unknown status, else
+// maintenance (a node or service maintenance check) > critical > warning >
+// passing, and passing without checks.
+func aggregatedStatus(checks []entryCheck) string {
+	var maintenance, critical, warning bool
+	for _, c := range checks {
+		if c.CheckID == api.NodeMaint || strings.HasPrefix(c.CheckID, api.ServiceMaintPrefix) {
+			maintenance = true
+			continue
+		}
+		switch c.Status {
+		case api.HealthPassing:
+		case api.HealthWarning:
+			warning = true
+		case api.HealthCritical:
+			critical = true
+		default:
+			return ""
+		}
 	}
-	return hc.AggregatedStatus()
+	switch {
+	case maintenance:
+		return api.HealthMaint
+	case critical:
+		return api.HealthCritical
+	case warning:
+		return api.HealthWarning
+	}
+	return api.HealthPassing
 }
 
 // serviceGroup turns one service's health entries into its target group:
@@ -76,31 +99,69 @@ func serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Gro
 	return g
 }
 
+// entryNode is the part of a node that becomes labels.
+type entryNode struct {
+	Node, Address         string
+	TaggedAddresses, Meta map[string]string
+}
+
 // instanceLabels are one instance's labels. The address is the service
 // address when set, else the node's; tags are joined with the separator and
 // wrapped in it so a regex need not care where a tag sits.
 func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
-	host := e.Service.Address
-	if host == "" {
-		host = e.Node.Address
-	}
-	port := strconv.Itoa(e.Service.Port)
-	ls := model.LabelSet{
-		model.AddressLabel:  model.LabelValue(net.JoinHostPort(host, port)),
-		labelAddress:        model.LabelValue(e.Node.Address),
-		labelNode:           model.LabelValue(e.Node.Node),
-		labelNamespace:      model.LabelValue(e.Service.Namespace),
-		labelPartition:      model.LabelValue(e.Service.Partition),
-		labelTags:           model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep),
-		labelServiceAddress: model.LabelValue(e.Service.Address),
-		labelServicePort:    model.LabelValue(port),
-		labelServiceID:      model.LabelValue(e.Service.ID),
-		labelHealth:         model.LabelValue(e.health()),
-	}
-	addSanitized(ls, labelNodeMeta, e.Node.Meta)
+	ls := make(model.LabelSet, 10+len(e.Service.Meta)+len(e.Node.Meta)+len(e.Node.TaggedAddresses))
+	ls[labelNode] = model.LabelValue(e.Node.Node)
+	ls[labelNamespace] = model.LabelValue(e.Service.Namespace)
+	ls[labelPartition] = model.LabelValue(e.Service.Partition)
+	ls[labelTags] = model.LabelValue(sep + strings.Join(e.Service.Tags, sep) + sep)
+	ls[labelServiceAddress] = model.LabelValue(e.Service.Address)
+	ls[labelServicePort] = model.LabelValue(strconv.Itoa(e.Service.Port))
+	ls[labelServiceID] = model.LabelValue(e.Service.ID)
+	ls[labelHealth] = model.LabelValue(aggregatedStatus(e.Checks))
 	addSanitized(ls, labelServiceMeta, e.Service.Meta)
-	addSanitized(ls, labelTaggedAddress, e.Node.TaggedAddresses)
+	setNodeLabels(ls, &e.Node)
 	return ls
+}
+
+// setNodeLabels sets the labels that come from the instance's node, on
+// labels that already have the service's and none of another version of
+// the node: the node's address (and __address__ when the service has none
+// of its own), its metadata and its tagged addresses.
+func setNodeLabels(ls model.LabelSet, n *entryNode) {
+	host := string(ls[labelServiceAddress])
+	if host == "" {
+		host = n.Address
+	}
+	ls[model.AddressLabel] = model.LabelValue(net.JoinHostPort(host, string(ls[labelServicePort])))
+	ls[labelAddress] = model.LabelValue(n.Address)
+	addSanitized(ls, labelNodeMeta, n.Meta)
+	addSanitized(ls, labelTaggedAddress, n.TaggedAddresses)
+}
+
+// withNode returns g with the node-derived labels of its targets on node n
+// set anew from n, or g itself when none of its targets is on n.
+func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
+	var out *targetgroup.Group
+	for i, t := range g.Targets {
+		if string(t[labelNode]) != n.Node {
+			continue
+		}
+		if out == nil {
+			out = &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: slices.Clone(g.Targets)}
+		}
+		ls := t.Clone()
+		for name := range ls {
+			if strings.HasPrefix(string(name), labelNodeMeta) || strings.HasPrefix(string(name), labelTaggedAddress) {
+				delete(ls, name)
+			}
+		}
+		setNodeLabels(ls, n)
+		out.Targets[i] = ls
+	}
+	if out == nil {
+		return g
+	}
+	return out
 }
 
 // addSanitized adds m under prefix with sanitised keys. Keys that sanitise
@@ -108,7 +169,51 @@ func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 // one wins every time: in map order the value would change from one
 // refresh to the next and the job's file with it.
 func addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		ls[model.LabelName(prefix+strutil.SanitizeLabelName(k))] = model.LabelValue(m[k])
+	if len(m) == 1 {
+		for k, v := range m {
+			ls[labelNames.name(prefix, k)] = model.LabelValue(v)
+		}
+		return
 	}
+	var buf [16]string
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ls[labelNames.name(prefix, k)] = model.LabelValue(m[k])
+	}
+}
+
+// labelNames remembers the label name of each prefix and metadata key:
+// the same few keys come with every instance, and sanitising one takes a
+// regular expression and two allocations.
+var labelNames = nameCache{names: map[nameKey]model.LabelName{}}
+
+type nameKey struct{ prefix, key string }
+
+type nameCache struct {
+	mu    sync.RWMutex
+	names map[nameKey]model.LabelName
+}
+
+// maxCachedNames bounds the cache; past it names are made each time.
+const maxCachedNames = 10000
+
+func (c *nameCache) name(prefix, key string) model.LabelName {
+	k := nameKey{prefix, key}
+	c.mu.RLock()
+	n, ok := c.names[k]
+	c.mu.RUnlock()
+	if ok {
+		return n
+	}
+	n = model.LabelName(prefix + strutil.SanitizeLabelName(key))
+	c.mu.Lock()
+	if len(c.names) < maxCachedNames {
+		c.names[k] = n
+	}
+	c.mu.Unlock()
+	return n
 }

@@ -21,6 +21,7 @@ type Metrics struct {
 	serviceDuration  prometheus.Observer // one service's health entries
 	detectDuration   prometheus.Observer // the checks detector and scan
 	nodesDuration    prometheus.Observer // the nodes detector
+	nodeDuration     prometheus.Observer // one node's probe or read
 }
 
 var _ discovery.Metrics = (*Metrics)(nil)
@@ -41,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"endpoint", "call"}),
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_sd_consul_watches",
-			Help: "Number of Consul blocking queries in flight.",
+			Help: "Number of Consul blocking queries in flight: the detectors and one per watched service over HTTP/2.",
 		}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_sd_consul_connections",
@@ -52,6 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.serviceDuration = m.rpcDuration.WithLabelValues("catalog", "service")
 	m.detectDuration = m.rpcDuration.WithLabelValues("health", "state")
 	m.nodesDuration = m.rpcDuration.WithLabelValues("catalog", "nodes")
+	m.nodeDuration = m.rpcDuration.WithLabelValues("catalog", "node")
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.collectors()...); err != nil {
 			return nil, err

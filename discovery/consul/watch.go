@@ -3,178 +3,200 @@ package consul
 import (
 	"context"
 	"maps"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/consul/api"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
-// The watch: three detectors hold one blocking query each (catalog
-// services, health checks, nodes) and tell the coordinator what changed;
-// a fixed pool of workers re-reads the services the coordinator picks.
-// Only the coordinator goroutine touches the state.
+// The watch. One coordinator goroutine owns the state; around it:
+//
+//   - the catalog detector, a blocking query on the service list, which
+//     names services that appear, go or change tags;
+//   - the nodes detector, a blocking query on the node list, whose
+//     changes are patched into the groups of the services on the node
+//     (plain.go);
+//   - over HTTP/2, one stream per service (stream.go), a blocking query on
+//     the service's instances that returns with its new state;
+//   - for the services without a stream of their own (all of them over
+//     HTTP/1.1), the plain watch (plain.go): two more detectors and probe
+//     rounds name the services that changed, and a fixed pool of workers
+//     re-reads them.
+//
+// Nothing is sent before every watched service has been read once; after
+// that, only groups that changed.
 
-type eventKind int
+// jobKind is what a worker does.
+type jobKind uint8
 
 const (
-	evCatalog eventKind = iota
-	evChecks
-	evNodes
+	jobService jobKind = iota // read a service's instances
+	jobProbe                  // read a node's index (plain.go)
+	jobNode                   // read a node's service instances (plain.go)
 )
 
-type event struct {
-	kind    eventKind
-	index   uint64
-	reset   bool // the index went backwards
-	catalog map[string][]string
-	checks  []check
-	nodes   []*api.Node
+type job struct {
+	kind jobKind
+	name string // service or node
+}
+
+// task is a job handed to a worker, with the hash of the service's last
+// body: an unchanged body is not decoded again.
+type task struct {
+	job
+	hash uint64
 }
 
 type result struct {
-	name   string
-	group  *targetgroup.Group
-	checks []check // for scanChecks
-	err    error
+	job
+	read  serviceRead // jobService
+	index uint64      // jobProbe, jobNode
+	insts []instRef   // jobNode
+	err   error
 }
-
-// scanChecks is the worker job that lists every check, to find the
-// services whose instances (with checks) were registered or removed.
-const scanChecks = "\x00checks"
 
 type watcher struct {
 	d  *Discovery
-	st *state
+	dc string
+	wg sync.WaitGroup // every goroutine the watch starts
 
-	events  chan event
-	jobs    chan string
-	results chan result
+	events   chan event
+	results  chan result
+	streamed chan streamResult
+	jobs     chan task
 
-	prio, sweepQ []string        // queued reads; a name is live while queued[name]
-	queued       map[string]bool // names waiting in prio or sweepQ
-	scheduled    map[string]time.Time
-	lastChange   map[string]time.Time // last change-driven read of a service
-	failures     map[string]int
-	inflight     map[string]bool
-	redo         map[string]bool // changed again while being read
+	catalog      map[string][]string // every listed service and its tags
+	catalogIndex uint64              // of the list the watch started from
+	watched      map[string]bool
+	groups       map[string]*targetgroup.Group // the state sent, by service
+	hashes       map[string]uint64             // hash of the body each group was decoded from
+	complete     bool                          // the full state was sent
 
-	sweepAt   time.Time // zero: no sweep pending
+	streaming  bool                          // HTTP/2: a stream per service
+	streams    map[string]context.CancelFunc // running streams
+	firstReads chan struct{}                 // see firstReads
+	refused    map[string]bool               // streams without a connection: the plain watch covers them
+	failing    map[string]bool               // streams whose last query failed
+	ignore     map[string]bool               // a worker's read to drop: the stream is newer
+
+	plain    *plainWatch     // nil while every service has a stream
+	awaiting map[string]bool // services to read once the plain watch is ready
+
+	nodes      map[string]nodeRow // the node list, from the nodes detector
+	nodesIndex uint64             // its index at the baseline
+	nodesReady bool
+
+	// The read queue: change-driven jobs before sweeps.
+	prio, low []job
+	queued    map[job]bool
+	inflight  map[job]bool
+	redo      map[string]bool // changed again while being read
+	scheduled map[job]time.Time
+	nextDue   time.Time // earliest of scheduled; zero when none
+	failures  map[job]*backoff.ExponentialBackOff
+	budgets   map[string]*changeBudget
 	lastSweep time.Time
-
-	scanning, rescan bool // a scanChecks job is queued or running; run another after it
 
 	svcNodes map[string][]string
 	nodeSvcs map[string]map[string]bool
+
+	detectorsFailing map[eventKind]bool
 
 	// batch holds the groups not yet sent, at most one per Source
 	// (pending is its index), in the order they changed.
 	batch   []*targetgroup.Group
 	pending map[string]int
+	synced  bool
 }
 
-func newWatcher(d *Discovery, st *state) *watcher {
+func newWatcher(d *Discovery, dc string, cat map[string][]string, catIndex uint64, streaming bool) *watcher {
 	w := &watcher{
-		d: d, st: st,
-		events:     make(chan event),
-		jobs:       make(chan string),
-		results:    make(chan result),
-		queued:     map[string]bool{},
-		scheduled:  map[string]time.Time{},
-		lastChange: map[string]time.Time{},
-		failures:   map[string]int{},
-		inflight:   map[string]bool{},
-		redo:       map[string]bool{},
-		svcNodes:   map[string][]string{},
-		nodeSvcs:   map[string]map[string]bool{},
-		pending:    map[string]int{},
+		d: d, dc: dc,
+		events:           make(chan event),
+		results:          make(chan result),
+		streamed:         make(chan streamResult),
+		jobs:             make(chan task),
+		catalog:          cat,
+		watched:          map[string]bool{},
+		groups:           map[string]*targetgroup.Group{},
+		hashes:           map[string]uint64{},
+		streaming:        streaming,
+		streams:          map[string]context.CancelFunc{},
+		firstReads:       make(chan struct{}, firstReads),
+		refused:          map[string]bool{},
+		failing:          map[string]bool{},
+		ignore:           map[string]bool{},
+		awaiting:         map[string]bool{},
+		queued:           map[job]bool{},
+		inflight:         map[job]bool{},
+		redo:             map[string]bool{},
+		scheduled:        map[job]time.Time{},
+		failures:         map[job]*backoff.ExponentialBackOff{},
+		budgets:          map[string]*changeBudget{},
+		svcNodes:         map[string][]string{},
+		nodeSvcs:         map[string]map[string]bool{},
+		detectorsFailing: map[eventKind]bool{},
+		pending:          map[string]int{},
 	}
-	for name, g := range st.groups {
-		w.indexNodes(name, g)
+	for name, tags := range cat {
+		if d.shouldWatch(name, tags) {
+			w.watched[name] = true
+		}
 	}
+	w.catalogIndex = catIndex
 	return w
 }
 
 func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	defer func() {
 		cancel()
-		wg.Wait()
+		w.wg.Wait()
 	}()
 	d := w.d
-	wg.Go(func() {
-		d.detect(ctx, w.events, evCatalog, w.st.catalogIndex, func(ctx context.Context, idx uint64) (event, uint64, error) {
-			c, i, err := d.readCatalog(ctx, idx)
-			return event{catalog: c}, i, err
-		})
-	})
-	wg.Go(func() {
-		d.detect(ctx, w.events, evChecks, w.st.checksIndex, func(ctx context.Context, idx uint64) (event, uint64, error) {
-			c, i, err := d.readChecks(ctx, idx, notPassing)
-			return event{checks: c}, i, err
-		})
-	})
-	wg.Go(func() {
-		d.detect(ctx, w.events, evNodes, w.st.nodesIndex, func(ctx context.Context, idx uint64) (event, uint64, error) {
-			n, i, err := d.readNodes(ctx, idx)
-			return event{nodes: n}, i, err
-		})
-	})
+	w.startDetector(ctx, evCatalog, w.catalogIndex)
+	w.startDetector(ctx, evNodes, 0)
 	for range d.workers {
-		wg.Go(func() {
-			for {
-				var name string
-				select {
-				case name = <-w.jobs:
-				case <-ctx.Done():
-					return
-				}
-				r := result{name: name}
-				if name == scanChecks {
-					r.checks, _, r.err = d.readChecks(ctx, 0, "")
-					if r.err != nil {
-						d.metrics.rpcFailures.Inc()
-					}
-				} else {
-					r.group, r.err = d.readService(ctx, w.st.dc, name)
-				}
-				select {
-				case w.results <- r:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
+		w.wg.Go(func() { w.work(ctx) })
 	}
+	for _, name := range slices.Sorted(maps.Keys(w.watched)) {
+		w.watch(ctx, name)
+	}
+	w.checkComplete()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		var (
-			jobs   chan string
-			next   string
+			jobs   chan task
+			next   task
 			sendCh chan<- []*targetgroup.Group
 		)
-		if n, ok := w.peek(); ok {
-			jobs, next = w.jobs, n
+		if j, ok := w.peek(); ok {
+			jobs, next = w.jobs, task{job: j, hash: w.hashes[j.name]}
+			if j.kind != jobService {
+				next.hash = 0
+			}
 		}
 		if len(w.batch) > 0 {
 			sendCh = up
 		}
+		w.reportHealth()
 		timer.Reset(w.untilDue(time.Now()))
 		select {
 		case <-ctx.Done():
 			return
 		case ev := <-w.events:
-			w.onEvent(ev)
+			w.onEvent(ctx, ev)
 		case r := <-w.results:
 			w.onResult(r)
+		case r := <-w.streamed:
+			w.onStream(ctx, r)
 		case jobs <- next:
-			w.dispatched(next)
+			w.dispatched(next.job)
 		case sendCh <- w.batch:
 			w.pending, w.batch = map[string]int{}, nil
 		case <-timer.C:
@@ -183,294 +205,355 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	}
 }
 
-// detect runs one detector: a blocking query re-issued whenever it
-// returns, at most once per detectFloor, with backoff on errors.
-func (d *Discovery) detect(ctx context.Context, events chan<- event, kind eventKind, index uint64,
-	fetch func(context.Context, uint64) (event, uint64, error),
-) {
-	var lastStart time.Time
-	for failures := 0; ; {
-		if !sleepCtx(ctx, time.Until(lastStart.Add(d.detectFloor))) {
-			return
-		}
-		lastStart = time.Now()
-		d.metrics.watches.Inc()
-		ev, idx, err := fetch(ctx, index)
-		d.metrics.watches.Dec()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			d.metrics.rpcFailures.Inc()
-			d.logger.Warn("Error watching Consul", "detector", kindName(kind), "err", err)
-			d.health.Failed(err)
-			if !d.backoff(ctx, failures) {
-				return
-			}
-			failures++
-			continue
-		}
-		failures = 0
-		d.health.Synced()
-		if idx == index {
-			continue // the wait ended with no change
-		}
-		ev.kind, ev.index, ev.reset = kind, idx, idx < index
-		index = idx
+// work is a worker: it runs the jobs the coordinator hands it.
+func (w *watcher) work(ctx context.Context) {
+	d := w.d
+	for {
+		var t task
 		select {
-		case events <- ev:
+		case t = <-w.jobs:
+		case <-ctx.Done():
+			return
+		}
+		r := result{job: t.job}
+		switch t.kind {
+		case jobService:
+			r.read, r.err = d.readService(ctx, d.client.reads, w.dc, t.name, 0, t.hash)
+		case jobProbe:
+			r.index, r.err = d.probeNode(ctx, t.name)
+		case jobNode:
+			r.insts, r.index, r.err = d.readNode(ctx, t.name)
+		}
+		select {
+		case w.results <- r:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-func kindName(k eventKind) string {
-	return [...]string{"catalog", "checks", "nodes"}[k]
+// watch starts watching a service that is new to the watch.
+func (w *watcher) watch(ctx context.Context, name string) {
+	if w.streaming {
+		w.startStream(ctx, name)
+		return
+	}
+	w.needRead(ctx, name)
 }
 
-func (w *watcher) onEvent(ev event) {
-	if ev.reset {
-		w.d.logger.Info("Consul index went backwards, resyncing", "detector", kindName(ev.kind))
-		w.sweepAt = time.Now()
+// needRead has the plain watch read and then cover a service that has no
+// stream of its own.
+func (w *watcher) needRead(ctx context.Context, name string) {
+	w.enablePlain(ctx)
+	if !w.plain.ready {
+		w.awaiting[name] = true
+		return
 	}
-	switch ev.kind {
-	case evCatalog:
-		w.onCatalog(ev.catalog)
-		w.st.catalogIndex = ev.index
-	case evChecks:
-		table := checkTable(ev.checks)
-		for k, old := range w.st.checks {
-			if cur, ok := table[k]; !ok || cur.modify != old.modify {
-				w.checkChanged(k.node, old.service)
-			}
-		}
-		for k, cur := range table {
-			if _, ok := w.st.checks[k]; !ok {
-				w.checkChanged(k.node, cur.service)
-			}
-		}
-		w.st.checks, w.st.checksIndex = table, ev.index
-	case evNodes:
-		table := nodeTable(ev.nodes)
-		for n, old := range w.st.nodes {
-			if cur, ok := table[n]; !ok || cur != old {
-				for s := range w.nodeSvcs[n] {
-					w.markDirty(s)
-				}
-			}
-		}
-		w.st.nodes, w.st.nodesIndex = table, ev.index
-	}
+	w.enqueue(job{jobService, name}, false)
 }
 
-// onCatalog applies a new service list: new and re-tagged services are
-// read at once, gone ones are sent as empty groups, and since the list
-// cannot say which existing service gained or lost instances, a sweep is
-// requested (at most one per refresh_interval).
-func (w *watcher) onCatalog(cat map[string][]string) {
+// streamed reports whether a stream of its own covers the service.
+func (w *watcher) isStreamed(name string) bool {
+	return w.streams[name] != nil && !w.refused[name]
+}
+
+// checkComplete sends the full state once every watched service has been
+// read.
+func (w *watcher) checkComplete() {
+	if w.complete || len(w.groups) < len(w.watched) {
+		return
+	}
+	w.complete = true
+	full := make([]*targetgroup.Group, 0, len(w.groups))
+	for _, name := range slices.Sorted(maps.Keys(w.groups)) {
+		full = append(full, w.groups[name])
+	}
+	if len(full) == 0 {
+		full = []*targetgroup.Group{{}}
+	}
+	w.batch, w.pending = full, map[string]int{}
+}
+
+// onCatalog applies a new service list: new services are watched, gone
+// ones are sent as empty groups, and a service whose tags changed is read
+// again (a stream sees that by itself).
+func (w *watcher) onCatalog(ctx context.Context, cat map[string][]string) {
 	for name, tags := range cat {
 		if !w.d.shouldWatch(name, tags) {
 			continue
 		}
-		if !w.st.watched[name] || !slices.Equal(sortedStrings(w.st.catalog[name]), sortedStrings(tags)) {
-			w.st.watched[name] = true
+		if !w.watched[name] {
+			w.watched[name] = true
+			w.watch(ctx, name)
+		} else if !slices.Equal(sortedStrings(w.catalog[name]), sortedStrings(tags)) {
 			w.markDirty(name)
 		}
 	}
-	for name := range w.st.watched {
+	for name := range w.watched {
 		if tags, ok := cat[name]; !ok || !w.d.shouldWatch(name, tags) {
 			w.forget(name)
 		}
 	}
-	w.st.catalog = cat
-	w.requestScan()
-	w.requestSweep()
-}
-
-// requestScan queues a listing of every check: the services table changed,
-// and checks that appeared or vanished name the services that did.
-func (w *watcher) requestScan() {
-	if w.scanning {
-		w.rescan = true
-		return
-	}
-	w.scanning = true
-	w.queued[scanChecks] = true
-	w.prio = append(w.prio, scanChecks)
-}
-
-func (w *watcher) onScan(r result) {
-	w.scanning = false
-	if r.err != nil {
-		w.d.logger.Warn("Error listing health checks", "err", r.err)
-		w.d.health.Failed(r.err)
-		return // the sweep requested with the scan covers it
-	}
-	table := allCheckTable(r.checks)
-	for k, svc := range table {
-		if _, ok := w.st.allChecks[k]; !ok {
-			w.checkChanged(k.node, svc)
-		}
-	}
-	for k, svc := range w.st.allChecks {
-		if _, ok := table[k]; !ok {
-			w.checkChanged(k.node, svc)
-		}
-	}
-	w.st.allChecks = table
-	if w.rescan {
-		w.rescan = false
-		w.requestScan()
-	}
-}
-
-func (w *watcher) checkChanged(node, service string) {
-	if service != "" {
-		w.markDirty(service)
-		return
-	}
-	for s := range w.nodeSvcs[node] { // a node check: every service on the node
-		w.markDirty(s)
+	w.catalog = cat
+	w.checkComplete()
+	if w.plain != nil {
+		// The list's blocking query returns on every write to the
+		// services table, which the probes then locate.
+		w.requestRound()
 	}
 }
 
 func (w *watcher) forget(name string) {
-	delete(w.st.watched, name)
-	delete(w.st.groups, name)
-	delete(w.queued, name)
-	delete(w.scheduled, name)
-	delete(w.lastChange, name)
-	delete(w.failures, name)
+	if cancel := w.streams[name]; cancel != nil {
+		cancel()
+	}
+	delete(w.streams, name)
+	delete(w.refused, name)
+	delete(w.failing, name)
+	delete(w.awaiting, name)
+	delete(w.watched, name)
+	delete(w.groups, name)
+	delete(w.hashes, name)
+	delete(w.budgets, name)
 	delete(w.redo, name)
+	j := job{jobService, name}
+	delete(w.queued, j)
+	delete(w.scheduled, j)
+	delete(w.failures, j)
 	w.indexNodes(name, nil)
-	w.queueSend(&targetgroup.Group{Source: name})
+	if w.complete {
+		w.queueSend(&targetgroup.Group{Source: name})
+	}
 }
 
-// markDirty queues a change-driven read of a watched service, at once
-// unless it was read for a change less than refresh_interval ago.
-func (w *watcher) markDirty(name string) {
-	if !w.st.watched[name] {
+// setGroup records a service's new group and queues it for sending if it
+// differs from the last one.
+func (w *watcher) setGroup(name string, g *targetgroup.Group) {
+	if old := w.groups[name]; old != nil && groupsEqual(old, g) {
 		return
 	}
-	if w.inflight[name] {
+	w.groups[name] = g
+	w.indexNodes(name, g)
+	if w.complete {
+		w.queueSend(g)
+		return
+	}
+	w.checkComplete()
+}
+
+// markDirty has the plain watch re-read a service that changed: at once,
+// unless its change budget holds the read back (see changeBudget). A service
+// with a stream of its own is left to it.
+func (w *watcher) markDirty(name string) {
+	if !w.watched[name] || w.isStreamed(name) || w.awaiting[name] {
+		return
+	}
+	j := job{jobService, name}
+	if w.inflight[j] {
 		w.redo[name] = true
 		return
 	}
-	due := w.lastChange[name].Add(w.d.floor)
-	if now := time.Now(); due.After(now) {
-		if at, ok := w.scheduled[name]; !ok || due.Before(at) {
-			w.scheduled[name] = due
-		}
+	if w.queued[j] || w.failures[j] != nil {
+		return // a read is coming anyway
+	}
+	now := time.Now()
+	if due := w.budget(name).due(now, w.d.detectFloor, w.d.floor); due.After(now) {
+		w.schedule(j, due)
 		return
 	}
-	delete(w.scheduled, name)
-	w.queued[name] = true
-	w.prio = append(w.prio, name)
+	w.enqueue(j, false)
 }
 
-// requestSweep asks for every watched service to be re-read, no sooner
-// than refresh_interval after the last sweep started.
-func (w *watcher) requestSweep() {
-	at := w.lastSweep.Add(w.d.floor)
-	if now := time.Now(); at.Before(now) {
-		at = now
+func (w *watcher) budget(name string) *changeBudget {
+	b := w.budgets[name]
+	if b == nil {
+		b = &changeBudget{}
+		w.budgets[name] = b
 	}
-	if w.sweepAt.IsZero() || at.Before(w.sweepAt) {
-		w.sweepAt = at
+	return b
+}
+
+func (w *watcher) enqueue(j job, low bool) {
+	if w.queued[j] || w.inflight[j] {
+		return
+	}
+	delete(w.scheduled, j)
+	w.queued[j] = true
+	if low {
+		w.low = append(w.low, j)
+	} else {
+		w.prio = append(w.prio, j)
 	}
 }
 
-func (w *watcher) startSweep(now time.Time) {
-	w.sweepAt, w.lastSweep = time.Time{}, now
-	for _, name := range slices.Sorted(maps.Keys(w.st.watched)) {
-		if !w.queued[name] && !w.inflight[name] {
-			w.queued[name] = true
-			w.sweepQ = append(w.sweepQ, name)
+func (w *watcher) schedule(j job, at time.Time) {
+	if cur, ok := w.scheduled[j]; ok && !at.Before(cur) {
+		return
+	}
+	w.scheduled[j] = at
+	if w.nextDue.IsZero() || at.Before(w.nextDue) {
+		w.nextDue = at
+	}
+}
+
+// sweep re-reads every service the plain watch covers, at most once per
+// refresh_interval: after an index went backwards (Consul lost its state,
+// or another cluster answers at the address).
+func (w *watcher) sweep() {
+	now := time.Now()
+	if !w.lastSweep.IsZero() && now.Sub(w.lastSweep) < w.d.floor {
+		w.schedule(job{kind: jobSweep}, w.lastSweep.Add(w.d.floor))
+		return
+	}
+	w.lastSweep = now
+	for _, name := range slices.Sorted(maps.Keys(w.watched)) {
+		if !w.isStreamed(name) && !w.awaiting[name] {
+			w.enqueue(job{jobService, name}, true)
 		}
 	}
 }
 
-// peek returns the next queued read: change-driven ones before the sweep.
-func (w *watcher) peek() (string, bool) {
+// jobSweep is a scheduled sweep, never queued.
+const jobSweep jobKind = 255
+
+// peek returns the next queued job: change-driven ones before the sweep.
+func (w *watcher) peek() (job, bool) {
 	for len(w.prio) > 0 && !w.queued[w.prio[0]] {
 		w.prio = w.prio[1:]
 	}
 	if len(w.prio) > 0 {
 		return w.prio[0], true
 	}
-	for len(w.sweepQ) > 0 && !w.queued[w.sweepQ[0]] {
-		w.sweepQ = w.sweepQ[1:]
+	for len(w.low) > 0 && !w.queued[w.low[0]] {
+		w.low = w.low[1:]
 	}
-	if len(w.sweepQ) > 0 {
-		return w.sweepQ[0], true
+	if len(w.low) > 0 {
+		return w.low[0], true
 	}
-	return "", false
+	return job{}, false
 }
 
-func (w *watcher) dispatched(name string) {
-	if len(w.prio) > 0 && w.prio[0] == name {
+func (w *watcher) dispatched(j job) {
+	if len(w.prio) > 0 && w.prio[0] == j {
 		w.prio = w.prio[1:]
-		w.lastChange[name] = time.Now()
 	} else {
-		w.sweepQ = w.sweepQ[1:]
+		w.low = w.low[1:]
 	}
-	delete(w.queued, name)
-	w.inflight[name] = true
+	delete(w.queued, j)
+	w.inflight[j] = true
+	if j.kind == jobService {
+		w.budget(j.name).take(time.Now(), w.d.floor)
+	}
 }
 
 func (w *watcher) onResult(r result) {
-	delete(w.inflight, r.name)
-	if r.name == scanChecks {
-		w.onScan(r)
-		return
-	}
-	if !w.st.watched[r.name] {
-		return // removed while it was being read
-	}
-	if r.err != nil {
-		w.failures[r.name]++
-		w.d.logger.Warn("Error refreshing service", "service", r.name, "err", r.err)
-		w.d.health.Failed(r.err)
-		w.scheduled[r.name] = time.Now().Add(w.d.backoffDelay(w.failures[r.name] - 1))
-		return
-	}
-	delete(w.failures, r.name)
-	if old := w.st.groups[r.name]; old == nil || !reflect.DeepEqual(old, r.group) {
-		w.st.groups[r.name] = r.group
-		w.indexNodes(r.name, r.group)
-		w.queueSend(r.group)
-	}
-	if w.redo[r.name] {
-		delete(w.redo, r.name)
-		w.markDirty(r.name)
+	delete(w.inflight, r.job)
+	switch r.kind {
+	case jobService:
+		w.onRead(r)
+	case jobProbe:
+		w.onProbe(r)
+	case jobNode:
+		w.onNodeRead(r)
 	}
 }
 
-// untilDue is how long until the next scheduled read or sweep.
+func (w *watcher) onRead(r result) {
+	name := r.name
+	if w.ignore[name] {
+		delete(w.ignore, name)
+		return // the service's stream delivered since
+	}
+	if !w.watched[name] {
+		return // removed while it was being read
+	}
+	if r.err != nil {
+		w.fail(r.job, r.err, "Error reading service", "service", name)
+		return
+	}
+	delete(w.failures, r.job)
+	if !r.read.same {
+		w.hashes[name] = r.read.hash
+		w.setGroup(name, w.withNewerNodes(r.read.group, r.read.index))
+		w.learn(r.read.insts)
+	}
+	if w.redo[name] {
+		delete(w.redo, name)
+		w.markDirty(name)
+	}
+}
+
+// fail records a failed job and schedules its retry with backoff.
+func (w *watcher) fail(j job, err error, msg string, args ...any) {
+	w.d.failed(err)
+	b := w.failures[j]
+	if b == nil {
+		b = w.d.newBackoff()
+		w.failures[j] = b
+		w.d.logger.Warn(msg, append(args, "err", err)...)
+	} else {
+		w.d.logger.Debug(msg, append(args, "err", err)...)
+	}
+	w.schedule(j, time.Now().Add(b.NextBackOff()))
+}
+
+// untilDue is how long until the next scheduled job or probe round.
 func (w *watcher) untilDue(now time.Time) time.Duration {
 	next := time.Hour
-	if !w.sweepAt.IsZero() {
-		next = min(next, w.sweepAt.Sub(now))
+	if !w.nextDue.IsZero() {
+		next = min(next, w.nextDue.Sub(now))
 	}
-	for _, at := range w.scheduled {
-		next = min(next, at.Sub(now))
+	if w.plain != nil && !w.plain.round.at.IsZero() {
+		next = min(next, w.plain.round.at.Sub(now))
 	}
 	return max(next, 0)
 }
 
 func (w *watcher) promoteDue(now time.Time) {
-	if !w.sweepAt.IsZero() && !w.sweepAt.After(now) {
-		w.startSweep(now)
+	if w.plain != nil && !w.plain.round.at.IsZero() && !w.plain.round.at.After(now) {
+		w.startRound()
 	}
-	for name, at := range w.scheduled {
-		if !at.After(now) {
-			delete(w.scheduled, name)
-			if w.st.watched[name] && !w.inflight[name] {
-				w.queued[name] = true
-				w.prio = append(w.prio, name)
+	if w.nextDue.IsZero() || w.nextDue.After(now) {
+		return
+	}
+	w.nextDue = time.Time{}
+	for j, at := range w.scheduled {
+		if at.After(now) {
+			if w.nextDue.IsZero() || at.Before(w.nextDue) {
+				w.nextDue = at
 			}
+			continue
 		}
+		delete(w.scheduled, j)
+		switch {
+		case j.kind == jobSweep:
+			w.lastSweep = time.Time{}
+			w.sweep()
+		case j.kind == jobService && (!w.watched[j.name] || w.isStreamed(j.name)):
+			delete(w.failures, j)
+		default:
+			w.enqueue(j, false)
+		}
+	}
+}
+
+// caughtUp reports whether everything sent reflects Consul as of now, as
+// far as the watch knows.
+func (w *watcher) caughtUp() bool {
+	return w.complete && len(w.batch) == 0 && len(w.queued) == 0 && len(w.inflight) == 0 &&
+		len(w.scheduled) == 0 && len(w.failures) == 0 && len(w.failing) == 0 &&
+		len(w.detectorsFailing) == 0 && len(w.awaiting) == 0 && (w.plain == nil || w.plain.caughtUp())
+}
+
+// reportHealth tells the manager each time the watch catches up.
+func (w *watcher) reportHealth() {
+	if !w.caughtUp() {
+		w.synced = false
+		return
+	}
+	if !w.synced {
+		w.synced = true
+		w.d.health.Synced()
 	}
 }
 
@@ -487,18 +570,20 @@ func (w *watcher) indexNodes(name string, g *targetgroup.Group) {
 	if g == nil {
 		return
 	}
-	seen := map[string]bool{}
+	var nodes []string
 	for _, t := range g.Targets {
 		n := string(t[model.LabelName(labelNode)])
-		if seen[n] {
+		if slices.Contains(nodes, n) {
 			continue
 		}
-		seen[n] = true
-		w.svcNodes[name] = append(w.svcNodes[name], n)
+		nodes = append(nodes, n)
 		if w.nodeSvcs[n] == nil {
 			w.nodeSvcs[n] = map[string]bool{}
 		}
 		w.nodeSvcs[n][name] = true
+	}
+	if len(nodes) > 0 {
+		w.svcNodes[name] = nodes
 	}
 }
 
@@ -511,4 +596,25 @@ func (w *watcher) queueSend(g *targetgroup.Group) {
 	}
 	w.pending[g.Source] = len(w.batch)
 	w.batch = append(w.batch, g)
+}
+
+// groupsEqual compares two groups of one service: the same labels and the
+// same targets in the same order (Consul lists instances in a stable
+// order).
+func groupsEqual(a, b *targetgroup.Group) bool {
+	if a.Source != b.Source || !a.Labels.Equal(b.Labels) || len(a.Targets) != len(b.Targets) {
+		return false
+	}
+	for i := range a.Targets {
+		if !a.Targets[i].Equal(b.Targets[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedStrings(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

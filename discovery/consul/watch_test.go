@@ -143,42 +143,88 @@ func TestChecklessChangeNotDelayed(t *testing.T) {
 	}
 }
 
-// TestRefreshIntervalIsAFloor: a flapping service is re-read at most once
-// per refresh_interval, while its first change is seen at once.
-func TestRefreshIntervalIsAFloor(t *testing.T) {
-	a := consulagent.StartT(t, consulagent.Options{})
-	w := newWriter(t, a)
-	w.register(web("web-1", nodeA, 80, "passing"))
-
-	const floor = 2 * time.Second
+// TestPeriodicReadsFloor: refresh_interval is a floor on periodic
+// re-reads: a blocking query whose wait ends without a change is not
+// issued again sooner than refresh_interval after it started, however
+// short Consul's wait. A change is still seen at once.
+func TestPeriodicReadsFloor(t *testing.T) {
+	f, server := newFake(t)
+	const floor = 500 * time.Millisecond
+	d := newTestDiscovery(t, fmt.Sprintf("server: %s\nrefresh_interval: %v\n", server, floor))
+	d.wait = 20 * time.Millisecond // Consul answers every 20 ms that nothing changed
 	ctx, cancel := context.WithCancel(context.Background())
-	col := collect(ctx, newTestDiscovery(t, fmt.Sprintf("server: %s\nrefresh_interval: %v\n%s", a.Addr(), floor, noAgent)))
+	col := collect(ctx, d)
 	defer func() { cancel(); <-col.done }()
-	col.waitFor(t, 10*time.Second, "initial", hasTarget(label(labelHealth, "passing")))
+	col.waitFor(t, 5*time.Second, "initial", hasTarget(label(labelHealth, "passing")))
 
-	start := time.Now()
-	w.register(web("web-1", nodeA, 80, "critical"))
-	col.waitFor(t, 5*time.Second, "first change", hasTarget(label(labelHealth, "critical")))
-	first := time.Since(start)
-	if first > time.Second {
-		t.Errorf("first change took %v, want it at once", first)
+	before := f.requests()
+	const window = 2 * time.Second
+	<-time.After(window) // the window being measured, not a synchronisation
+	after := f.requests()
+	for _, path := range []string{"/v1/catalog/services", "/v1/health/state/critical", "/v1/health/state/warning", "/v1/catalog/nodes"} {
+		n := after[path] - before[path]
+		if most := int(window/floor) + 1; n > most || n == 0 {
+			t.Errorf("%s: %d requests in %v, want 1 to %d (refresh_interval %v)", path, n, window, most, floor)
+		}
 	}
-	w.register(web("web-1", nodeA, 80, "warning"))
-	col.waitFor(t, 10*time.Second, "second change", hasTarget(label(labelHealth, "warning")))
-	if second := time.Since(start); second < floor-100*time.Millisecond {
-		t.Errorf("second change seen %v after the first re-read, want no sooner than refresh_interval %v", second, floor)
+	start := time.Now()
+	f.setHealth("critical")
+	col.waitFor(t, 5*time.Second, "change", hasTarget(label(labelHealth, "critical")))
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("change seen after %v, want under 1s", took)
+	}
+}
+
+// TestChangeBudget: changes to one service that keep coming are read at
+// once, a spacing apart, for a burst of changeBurst reads; then
+// refresh_interval paces them at changeBurst per interval, until a quiet
+// spell refills the budget.
+func TestChangeBudget(t *testing.T) {
+	const spacing, interval = 250 * time.Millisecond, 30 * time.Second
+	var b changeBudget
+	now := time.Unix(1000, 0)
+	var gaps []time.Duration
+	var last time.Time
+	for range 3 * changeBurst {
+		due := b.due(now, spacing, interval) // a change is waiting at now
+		b.take(due, interval)
+		if !last.IsZero() {
+			gaps = append(gaps, due.Sub(last))
+		}
+		last, now = due, due.Add(time.Millisecond)
+	}
+	for i, g := range gaps[:changeBurst-1] {
+		if g != spacing {
+			t.Fatalf("read %d of the burst came %v after the previous one, want %v", i+2, g, spacing)
+		}
+	}
+	for i, g := range gaps[2*changeBurst:] {
+		if paced := interval / changeBurst; g < paced-time.Millisecond || g > paced+time.Millisecond {
+			t.Fatalf("read %d came %v after the previous one, want %v once the burst is spent", 2*changeBurst+i+2, g, paced)
+		}
+	}
+	now = last.Add(interval) // a quiet spell
+	if due := b.due(now, spacing, interval); !due.Equal(now) {
+		t.Fatalf("after a quiet spell the change is due %v later, want at once", due.Sub(now))
 	}
 }
 
 // TestAgentRestart stops Consul in the middle of a watch: the targets stay
-// while it is down, and changes flow again once it is back.
+// while it is down, and changes flow again once it is back; over HTTP and
+// over HTTPS, where every service's stream fails and reconnects.
 func TestAgentRestart(t *testing.T) {
-	a := consulagent.StartT(t, consulagent.Options{})
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testAgentRestart(t, https) })
+	}
+}
+
+func testAgentRestart(t *testing.T, https bool) {
+	a := consulagent.StartT(t, consulagent.Options{TLS: https})
 	w := newWriter(t, a)
 	w.register(web("web-1", nodeA, 80, "passing"))
 	w.register(web("web-2", nodeB, 81, "passing"))
 
-	d := newTestDiscovery(t, "server: "+a.Addr()+"\nrefresh_interval: 1s\n"+noAgent)
+	d := newTestDiscovery(t, sdConfig(a, https)+"refresh_interval: 1s\n"+noAgent)
 	d.backoffMax = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
@@ -249,7 +295,7 @@ func TestEnvironmentIgnored(t *testing.T) {
 // lets one client hold connections (10 here; the test's own clients use one
 // or two of them), the watch discovers every target and propagates a
 // change without a single refused request, never opening more than
-// max_connections; its gauges show the three watches and its connections,
+// max_connections; its gauges show the four watches and its connections,
 // and fall to zero when it stops.
 func TestBoundedConnections(t *testing.T) {
 	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: 10})
@@ -267,7 +313,7 @@ func TestBoundedConnections(t *testing.T) {
 
 	w.register(instance{node: nodeA, id: "svc-77-1", name: "svc-77", port: 1077, checks: map[string]string{"svc-77-1-tcp": "critical"}})
 	col.waitFor(t, 5*time.Second, "change", hasTarget(addr("10.9.0.1:1077"), label(labelHealth, "critical")))
-	if peak := d.client.gate.peak.Load(); peak > 6 || peak < 3 {
+	if peak := d.client.conns.peak.Load(); peak > 6 || peak < 3 {
 		t.Fatalf("peak connections %d, want 3..6", peak)
 	}
 	if f := testutilCounter(d.metrics.rpcFailures); f != 0 {
@@ -276,8 +322,8 @@ func TestBoundedConnections(t *testing.T) {
 	if c := testutil.ToFloat64(d.metrics.connections); c < 1 || c > 6 {
 		t.Errorf("sdhub_sd_consul_connections = %v while watching, want 1..6", c)
 	}
-	if n := testutil.ToFloat64(d.metrics.watches); n < 1 || n > 3 {
-		t.Errorf("sdhub_sd_consul_watches = %v while watching, want 1..3", n)
+	if n := testutil.ToFloat64(d.metrics.watches); n < 1 || n > 4 {
+		t.Errorf("sdhub_sd_consul_watches = %v while watching, want 1..4", n)
 	}
 	cancel()
 	<-col.done

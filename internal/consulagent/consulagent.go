@@ -66,6 +66,11 @@ type Options struct {
 	// limits connections per client IP, so processes that connect over
 	// 127.0.0.1 and [::1] count as two clients.
 	IPv6 bool
+	// TLS adds an HTTPS listener (HTTPSAddr) beside the plain one, with a
+	// CA and a server certificate made by `consul tls ca create` and
+	// `consul tls cert create -server` in the agent's directory (CAFile).
+	// Consul's HTTPS listener speaks HTTP/2 as well as HTTP/1.1.
+	TLS bool
 	// ConfigDir, if set, is a directory of agent config files (services to
 	// register, ...) loaded with -config-dir.
 	ConfigDir string
@@ -75,7 +80,7 @@ type Options struct {
 type Agent struct {
 	bin, dir string
 	opts     Options
-	ports    [4]int // http, serf lan, serf wan, server rpc
+	ports    [5]int // http, serf lan, serf wan, server rpc, https
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -119,6 +124,12 @@ func Start(ctx context.Context, bin string, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{bin: bin, dir: dir, opts: opts}
+	if opts.TLS {
+		if err := a.makeCerts(ctx); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	// A port found free can be taken by another process before the agent
 	// binds it; then the agent exits at once and a new set of ports is
 	// tried. Restart keeps its ports, so only the first start retries.
@@ -184,6 +195,47 @@ func (a *Agent) Addr6() string { return net.JoinHostPort("::1", strconv.Itoa(a.p
 // HTTPPort is the agent's HTTP port.
 func (a *Agent) HTTPPort() int { return a.ports[0] }
 
+// HTTPSAddr is the agent's HTTPS address, host:port, with Options.TLS.
+func (a *Agent) HTTPSAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(a.ports[4])) }
+
+// HTTPSAddr6 is the agent's HTTPS address on [::1], with Options.TLS and
+// Options.IPv6.
+func (a *Agent) HTTPSAddr6() string { return net.JoinHostPort("::1", strconv.Itoa(a.ports[4])) }
+
+// HTTPSPort is the agent's HTTPS port, with Options.TLS.
+func (a *Agent) HTTPSPort() int { return a.ports[4] }
+
+// CAFile is the CA certificate that signed the agent's HTTPS certificate,
+// with Options.TLS. The certificate names localhost, 127.0.0.1 and ::1.
+func (a *Agent) CAFile() string { return filepath.Join(a.dir, "tls", caFile) }
+
+// The files `consul tls` writes for datacenter dc1.
+const (
+	caFile   = "consul-agent-ca.pem"
+	certFile = "dc1-server-consul-0.pem"
+	keyFile  = "dc1-server-consul-0-key.pem"
+)
+
+// makeCerts creates a CA and a server certificate with the agent's own
+// `consul tls` commands, in dir/tls.
+func (a *Agent) makeCerts(ctx context.Context) error {
+	dir := filepath.Join(a.dir, "tls")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"tls", "ca", "create"},
+		{"tls", "cert", "create", "-server", "-dc", "dc1", "-additional-ipaddress", "::1"},
+	} {
+		cmd := exec.CommandContext(ctx, a.bin, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("consul %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
 // PID is the agent process id, 0 when stopped.
 func (a *Agent) PID() int {
 	a.mu.Lock()
@@ -195,9 +247,18 @@ func (a *Agent) PID() int {
 }
 
 func (a *Agent) start(ctx context.Context) error {
+	https := -1
+	if a.opts.TLS {
+		https = a.ports[4]
+	}
 	hcl := fmt.Sprintf(`performance { raft_multiplier = 1 }
-ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, dns = -1, grpc = -1, grpc_tls = -1 }
-`, a.ports[0], a.ports[1], a.ports[2], a.ports[3])
+ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, https = %d, dns = -1, grpc = -1, grpc_tls = -1 }
+`, a.ports[0], a.ports[1], a.ports[2], a.ports[3], https)
+	if a.opts.TLS {
+		tls := filepath.Join(a.dir, "tls")
+		hcl += fmt.Sprintf("tls { defaults { ca_file = %q, cert_file = %q, key_file = %q, verify_incoming = false } }\n",
+			filepath.Join(tls, caFile), filepath.Join(tls, certFile), filepath.Join(tls, keyFile))
+	}
 	if a.opts.MaxConnsPerClient > 0 {
 		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", a.opts.MaxConnsPerClient)
 	}
@@ -322,11 +383,10 @@ func (a *Agent) Close() {
 // pickPorts is freePorts; tests replace it.
 var pickPorts = freePorts
 
-// freePorts finds four distinct free loopback ports. Each listener stays
-// open until all four are found, so the kernel cannot hand out one port
-// twice.
-func freePorts() ([4]int, error) {
-	var ports [4]int
+// freePorts finds five distinct free loopback ports. Each listener stays
+// open until all are found, so the kernel cannot hand out one port twice.
+func freePorts() ([5]int, error) {
+	var ports [5]int
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {

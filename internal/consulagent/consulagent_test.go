@@ -2,7 +2,11 @@ package consulagent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +69,7 @@ func TestStartRetriesTakenPort(t *testing.T) {
 	}
 	defer func() { _ = taken.Close() }()
 	calls := 0
-	pickPorts = func() ([4]int, error) {
+	pickPorts = func() ([5]int, error) {
 		calls++
 		ports, err := freePorts()
 		if calls == 1 {
@@ -86,5 +90,57 @@ func TestStartRetriesTakenPort(t *testing.T) {
 	}
 	if a.HTTPPort() == taken.Addr().(*net.TCPAddr).Port {
 		t.Fatal("agent kept the taken port")
+	}
+}
+
+// TestTLS: the HTTPS listener serves the API with the certificate `consul
+// tls` made, and speaks HTTP/2 to a client that offers it.
+func TestTLS(t *testing.T) {
+	a := StartT(t, Options{TLS: true, IPv6: true})
+	pem, err := os.ReadFile(a.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no certificate in the CA file")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	for _, addr := range []string{a.HTTPSAddr(), a.HTTPSAddr6()} {
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/v1/status/leader")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+			t.Fatalf("%s: status %d over %s, want 200 over HTTP/2", addr, resp.StatusCode, resp.Proto)
+		}
+	}
+}
+
+// TestEstablished counts this process's connections to the agent: each
+// connection it opens adds one (the start-up checks may have left one).
+func TestEstablished(t *testing.T) {
+	a := StartT(t, Options{})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	base, err := Established(os.Getpid(), a.HTTPPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k <= 3; k++ {
+		if n, err := Established(os.Getpid(), a.HTTPPort()); err != nil || n != base+k {
+			t.Fatalf("Established = %d, %v; want %d", n, err, base+k)
+		}
+		c, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
 	}
 }

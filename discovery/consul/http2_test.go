@@ -1,0 +1,164 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sdhub/sdhub/internal/consulagent"
+)
+
+// manyServices registers n services of one instance each on node, with a
+// passing check on every other one.
+func manyServices(w *writer, n int, nd node, port int) []instance {
+	w.registerNode(nd)
+	var ins []instance
+	for i := range n {
+		in := instance{node: nd, id: fmt.Sprintf("svc-%04d-%s", i, nd.name), name: fmt.Sprintf("svc-%04d", i), port: port}
+		if i%2 == 0 {
+			in.checks = map[string]string{in.id + "-tcp": "passing"}
+		}
+		ins = append(ins, in)
+	}
+	w.registerMany(ins)
+	return ins
+}
+
+// established counts this process's TCP connections to port, as the
+// kernel sees them.
+func established(t *testing.T, port int) int {
+	t.Helper()
+	n, err := consulagent.Established(os.Getpid(), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestHTTP2Multiplexes: over HTTPS the discoverer holds a blocking query
+// per service, 602 at once here, on a handful of TCP connections: Consul
+// negotiated HTTP/2 and the transport packs up to 250 queries on one
+// connection. Counted by the kernel, not by the discoverer.
+func TestHTTP2Multiplexes(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{TLS: true})
+	w := newWriter(t, a)
+	const services = 600
+	manyServices(w, services, nodeA, 80)
+
+	d := newTestDiscovery(t, sdConfig(a, true)+noAgent)
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 30*time.Second, "complete", func(s []string) bool { return len(s) == services })
+	waitGauge(t, d, services+2) // and the catalog and nodes detectors
+	// The last queries may still be picking their connection: wait for
+	// the third, and never see a sixth.
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; n < 3; {
+		if n = established(t, a.HTTPSPort()); n > 5 {
+			t.Fatalf("%d TCP connections for %v blocking queries, want 3 to 5 (250 streams per connection, and one for the detectors)",
+				n, testutil.ToFloat64(d.metrics.watches))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TCP connections for %v blocking queries, want 3 to 5", n, testutil.ToFloat64(d.metrics.watches))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !d.client.http2.Load() {
+		t.Fatal("the discoverer did not see HTTP/2")
+	}
+	start := time.Now()
+	w.register(instance{node: nodeB, id: "svc-0007-b", name: "svc-0007", port: 81})
+	col.waitFor(t, 10*time.Second, "new instance", hasTarget(label(labelServiceID, "svc-0007-b")))
+	if took := time.Since(start); took > changeBound {
+		t.Errorf("new instance seen after %v, want under %v", took, changeBound)
+	}
+	cancel()
+	<-col.done
+	if n := testutil.ToFloat64(d.metrics.watches); n != 0 {
+		t.Errorf("after Run returned: %v blocking queries, want 0", n)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(d.metrics.connections) != 0 || established(t, a.HTTPSPort()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after Run returned: %v connections counted, %d established; want 0", testutil.ToFloat64(d.metrics.connections), established(t, a.HTTPSPort()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("connections closed %v after Run returned", time.Since(deadline.Add(-5*time.Second)))
+}
+
+// waitGauge waits until the discoverer holds want blocking queries.
+func waitGauge(t *testing.T, d *Discovery, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for testutil.ToFloat64(d.metrics.watches) != float64(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v blocking queries in flight, want %d", testutil.ToFloat64(d.metrics.watches), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestStreamOverflow: with more services than max_connections can carry
+// streams for (5 connections: one for reads, four for 1,000 streams), the
+// services without a stream are covered by the catalog-wide watch: every
+// service follows a node change and a new instance without checks, and the
+// discoverer never holds more than 5 connections.
+func TestStreamOverflow(t *testing.T) {
+	a := consulagent.StartT(t, consulagent.Options{TLS: true})
+	w := newWriter(t, a)
+	const services = 1100
+	manyServices(w, services, nodeA, 80)
+
+	d := newTestDiscovery(t, sdConfig(a, true)+"max_connections: 5\n"+noAgent)
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 60*time.Second, "complete", func(s []string) bool { return len(s) == services })
+	// 1,000 streams and the four detectors.
+	waitGauge(t, d, 4*250+4)
+
+	every := func(cond func(string) bool) func([]string) bool {
+		return func(s []string) bool {
+			n := 0
+			for _, t := range s {
+				if cond(t) {
+					n++
+				}
+			}
+			return n == services
+		}
+	}
+	start := time.Now()
+	n := nodeA
+	n.meta = map[string]string{"rack": "r2"}
+	w.registerNode(n)
+	col.waitFor(t, 20*time.Second, "node change on every service", every(func(s string) bool {
+		return strings.Contains(s, label(labelNodeMeta+"rack", "r2"))
+	}))
+	t.Logf("node change on %d services seen after %v", services, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	var extra []instance
+	for i := range services {
+		extra = append(extra, instance{node: nodeB, id: fmt.Sprintf("svc-%04d-b", i), name: fmt.Sprintf("svc-%04d", i), port: 81})
+	}
+	w.registerNode(nodeB)
+	w.registerMany(extra)
+	col.waitFor(t, 20*time.Second, "a new instance without checks of every service", every(func(s string) bool {
+		return strings.Contains(s, label(labelNode, "node-b"))
+	}))
+	t.Logf("new instances of %d services seen after %v", services, time.Since(start).Round(time.Millisecond))
+	if n := established(t, a.HTTPSPort()); n > 5 {
+		t.Fatalf("%d TCP connections, want at most max_connections (5)", n)
+	}
+	if peak := d.client.conns.peak.Load(); peak > 5 {
+		t.Fatalf("peak %d connections, want at most 5", peak)
+	}
+}

@@ -1,0 +1,157 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Over HTTP/2, every watched service has a stream: a blocking query on its
+// instances (GET /v1/health/service/<name>?index=...), as Prometheus holds
+// one, but multiplexed with up to 250 others on one connection of the
+// streams pool. Consul returns such a query as soon as anything in the
+// service's answer changes: an instance, a check, the node of an instance.
+// The answer is the service's new state, so no other read is needed.
+//
+// When every connection of the pool carries as many streams as the agent
+// allows, a stream's query is refused before it is sent (errConnLimit):
+// the plain watch then covers that service, and the stream keeps trying
+// with backoff until a connection has room again.
+
+// streamResult is a stream's news.
+type streamResult struct {
+	name    string
+	read    serviceRead // read.same: no new state, only a recovery
+	err     error
+	refused bool
+}
+
+func (w *watcher) startStream(ctx context.Context, name string) {
+	ctx, cancel := context.WithCancel(ctx)
+	w.streams[name] = cancel
+	w.wg.Go(func() { w.d.stream(ctx, w.dc, name, w.firstReads, w.streamed) })
+}
+
+// firstReads bounds the streams' first reads in flight at once (the only
+// reads that do not block): thousands of streams starting together would
+// otherwise ask Consul for every service at the same moment.
+const firstReads = 64
+
+// stream runs one service's stream until ctx ends. Its queries without an
+// index take a slot of first.
+func (d *Discovery) stream(ctx context.Context, dc, name string, first chan struct{}, out chan<- streamResult) {
+	send := func(r streamResult) bool {
+		r.name = name
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var (
+		index, hash     uint64
+		budget          changeBudget
+		failing, refuse bool
+		wait            time.Duration // before the next query
+	)
+	bo := d.newBackoff()
+	for {
+		if !sleepCtx(ctx, wait) {
+			return
+		}
+		if index == 0 {
+			select {
+			case first <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		start := time.Now()
+		d.metrics.watches.Inc()
+		r, err := d.readService(ctx, d.client.streams, dc, name, index, hash)
+		d.metrics.watches.Dec()
+		if index == 0 {
+			<-first
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			refused := errors.Is(err, errConnLimit)
+			// Each error is reported; a refusal only when it begins (it
+			// is no fault of Consul's, and costs no request).
+			if (!refused || !refuse) && !send(streamResult{err: err, refused: refused}) {
+				return
+			}
+			failing, refuse = !refused, refused
+			if refused {
+				hash = 0 // the plain watch may have read another state meanwhile
+			}
+			wait = bo.NextBackOff()
+			continue
+		}
+		bo.Reset()
+		recovered := failing || refuse
+		failing, refuse = false, false
+		if r.index == index {
+			wait = time.Until(start.Add(d.floor)) // the wait ended with no change
+			if recovered && !send(streamResult{read: serviceRead{same: true}}) {
+				return
+			}
+			continue
+		}
+		index = r.index
+		now := time.Now()
+		budget.take(now, d.floor)
+		wait = budget.due(now, d.detectFloor, d.floor).Sub(now)
+		if r.same && !recovered {
+			continue
+		}
+		hash = r.hash
+		if !send(streamResult{read: r}) {
+			return
+		}
+	}
+}
+
+func (w *watcher) onStream(ctx context.Context, r streamResult) {
+	name := r.name
+	if !w.watched[name] || w.streams[name] == nil {
+		return // forgotten meanwhile
+	}
+	switch {
+	case r.refused:
+		if !w.refused[name] {
+			w.refused[name] = true
+			w.d.logger.Debug("No connection left for a stream of this service, watching it with the catalog", "service", name)
+			w.needRead(ctx, name)
+		}
+	case r.err != nil:
+		w.d.failed(r.err)
+		if len(w.failing) == 0 {
+			w.d.logger.Warn("Error watching service", "service", name, "err", r.err)
+		} else {
+			w.d.logger.Debug("Error watching service", "service", name, "err", r.err)
+		}
+		w.failing[name] = true
+	default:
+		delete(w.failing, name)
+		if w.refused[name] {
+			delete(w.refused, name)
+			delete(w.awaiting, name)
+			j := job{jobService, name}
+			delete(w.queued, j)
+			delete(w.scheduled, j)
+			delete(w.failures, j)
+			delete(w.redo, name)
+			if w.inflight[j] {
+				w.ignore[name] = true
+			}
+		}
+		if !r.read.same {
+			w.hashes[name] = r.read.hash
+			w.setGroup(name, w.withNewerNodes(r.read.group, r.read.index))
+		}
+	}
+}
