@@ -274,6 +274,10 @@ func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
 // Run sends the complete state once every watched service has been read,
 // then the groups that change. It never sends a partial state: failed
 // reads keep the last good groups and are retried with backoff.
+//
+// Every failure to reach Consul is logged at warning level, at start as
+// mid-run; the manager logs the spell of failures once, at its start and
+// at its end.
 func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	defer d.client.close()
 	bo := d.newBackoff()
@@ -283,7 +287,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		if dc, err = d.datacenter(ctx); err == nil {
 			break
 		}
-		d.logger.Error("Error retrieving datacenter name", "err", d.failed(err))
+		d.logger.Warn("Error retrieving datacenter name", "err", d.failed(err))
 		if !sleepCtx(ctx, bo.NextBackOff()) {
 			return
 		}
@@ -298,7 +302,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		if cat, index, err = d.readCatalog(ctx, 0); err == nil {
 			break
 		}
-		d.logger.Error("Error reading the Consul catalog", "err", d.failed(err))
+		d.logger.Warn("Error reading the Consul catalog", "err", d.failed(err))
 		if !sleepCtx(ctx, bo.NextBackOff()) {
 			return
 		}
