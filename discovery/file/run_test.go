@@ -391,3 +391,70 @@ func poll(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestRunUnchangedFile rewrites a file with the same content, then changes
+// another: the next message holds the other file's change only.
+func TestRunUnchangedFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+	content := `[{"targets": ["a0:1"], "labels": {"env": "prod"}}, {"targets": ["a1:1"]}]`
+	writeFile(t, a, content)
+	writeFile(t, b, `[{"targets": ["b0:1"]}]`)
+	r := startRun(t, time.Hour, filepath.Join(dir, "*.json"))
+	r.next()
+	before := r.scans()
+	writeFile(t, a, content)
+	poll(t, func() bool { return r.scans() > before })
+	writeFile(t, b, `[{"targets": ["b0:2"]}]`)
+	if got, want := flat(r.next()), []string{group(b, 0, "b0:2")}; !slices.Equal(got, want) {
+		t.Fatalf("message %q, want %q", got, want)
+	}
+}
+
+// TestScanChanged checks what a refresh decodes and reports as changed: a
+// file rewritten with the same content is not decoded again and reports
+// nothing; in a changed file only the changed group is new.
+func TestScanChanged(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.yml")
+	d, _ := newTestDiscovery(t, nil, time.Minute, filepath.Join(dir, "*.json"), filepath.Join(dir, "*.yml"))
+	ac := `[{"targets":["a0:1"]},{"targets":["a1:1"]},{"targets":["a2:1"]}]`
+	bc := "- targets: [b0:1]\n- targets: [b1:1]\n"
+	writeFile(t, a, ac)
+	writeFile(t, b, bc)
+	scan := func() []string {
+		t.Helper()
+		_, changed, err := d.scan(t.Context(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flat(changed)
+	}
+	if got := scan(); len(got) != 5 {
+		t.Fatalf("first scan: changed %q, want every group", got)
+	}
+	sa, sb := d.files[a], d.files[b]
+
+	writeFile(t, a, ac)
+	writeFile(t, b, bc)
+	if got := scan(); len(got) != 0 {
+		t.Fatalf("same content: changed %q", got)
+	}
+	if d.files[a] != sa || d.files[b] != sb {
+		t.Fatal("a file with the same content was decoded again")
+	}
+
+	writeFile(t, a, `[{"targets":["a0:1"]},{"targets":["a1:2"]},{"targets":["a2:1"]}]`)
+	writeFile(t, b, "- targets: [b0:1]\n- targets: [b1:2]\n")
+	if got, want := scan(), sorted(group(a, 1, "a1:2"), group(b, 1, "b1:2")); !slices.Equal(got, want) {
+		t.Fatalf("one group changed in each file: changed %q, want %q", got, want)
+	}
+	for i, g := range d.files[a].groups {
+		if (g == sa.groups[i]) != (i != 1) {
+			t.Fatalf("a's group %d: reused %v", i, g == sa.groups[i])
+		}
+	}
+	if d.files[b].groups[0] != sb.groups[0] {
+		t.Fatal("b's unchanged group was replaced")
+	}
+}
