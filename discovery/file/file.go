@@ -183,6 +183,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	)
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		d.metrics.watcherErrors.Inc()
+		d.health.Failed(fmt.Errorf("create file watcher: %w", err))
 		d.logger.Error("cannot create file watcher; re-reading files every refresh_interval only", "interval", d.interval, "err", err)
 	} else {
 		watcher, events, werrs = w, w.Events, w.Errors
@@ -236,6 +237,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			}
 			// Events may have been lost (e.g. a queue overflow): re-read.
 			d.metrics.watcherErrors.Inc()
+			d.health.Failed(fmt.Errorf("file watch: %w", err))
 			d.logger.Warn("file watch error; re-reading files", "err", err)
 			schedule()
 		case <-debounce.C:
@@ -265,9 +267,6 @@ func (d *Discovery) update(ctx context.Context, up chan<- []*targetgroup.Group, 
 	}
 	if err != nil {
 		d.logger.Error("cannot read target files; keeping their last good targets", "err", err)
-		d.health.Failed(err)
-	} else {
-		d.health.Synced()
 	}
 	var msg []*targetgroup.Group
 	if first {
@@ -327,6 +326,7 @@ func (d *Discovery) watch(w *fsnotify.Watcher) {
 		switch {
 		case err != nil && !d.watchFailed[dir]:
 			d.metrics.watcherErrors.Inc()
+			d.health.Failed(fmt.Errorf("watch directory %q: %w", dir, err))
 			d.logger.Warn("cannot watch directory; its files are re-read every refresh_interval only", "dir", dir, "interval", d.interval, "err", err)
 		case err == nil && d.watchFailed[dir]:
 			d.logger.Info("watching directory again", "dir", dir)
@@ -350,7 +350,7 @@ func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
 // ones the last refresh returned (new pointers: decoded again, moved, or
 // emptied). A file whose content is unchanged since its last good read is
 // not decoded and contributes nothing to changed. all is only gathered when
-// wantAll.
+// wantAll. It reports the outcome to the discoverer's Health.
 func (d *Discovery) scan(ctx context.Context, wantAll bool) (all, changed []*targetgroup.Group, err error) {
 	start := time.Now()
 	defer func() { d.metrics.scanDuration.Observe(time.Since(start).Seconds()) }()
@@ -404,7 +404,13 @@ func (d *Discovery) scan(ctx context.Context, wantAll bool) (all, changed []*tar
 		all = nil
 	}
 	d.reader.in.maybeRebuild(d.held)
-	return all, changed, errors.Join(errs...)
+	err = errors.Join(errs...)
+	if err != nil {
+		d.health.Failed(err)
+	} else {
+		d.health.Synced()
+	}
+	return all, changed, err
 }
 
 // emptied returns an empty group for each index of st from n on: the
