@@ -2,6 +2,7 @@ package file
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"strconv"
 	"testing"
@@ -10,8 +11,9 @@ import (
 // bigFile is a file_sd JSON file of n targets, one group per target, each
 // with 12 labels shaped like consul_sd's (addresses and IDs unique, the
 // rest shared by many targets), as one line of JSON like json.Marshal
-// writes. Target changed (0 <= changed < n) has version v in a label.
-func bigFile(n, changed, v int) []byte {
+// writes. Target changed (0 <= changed < n) has version v in a label;
+// every target's port is port.
+func bigFile(n, changed, v, port int) []byte {
 	b := make([]byte, 0, n*520)
 	b = append(b, '[')
 	for i := range n {
@@ -23,13 +25,13 @@ func bigFile(n, changed, v int) []byte {
 		if i == changed && v > 0 {
 			health = "critical-" + strconv.Itoa(v)
 		}
-		b = fmt.Appendf(b, `{"targets":["%s:8080"],"labels":{`+
+		b = fmt.Appendf(b, `{"targets":["%s:%d"],"labels":{`+
 			`"__meta_consul_address":"%s","__meta_consul_dc":"dc1","__meta_consul_health":"%s",`+
 			`"__meta_consul_metadata_rack":"r%d","__meta_consul_node":"node-%d","__meta_consul_service":"svc-%d",`+
 			`"__meta_consul_service_address":"%s","__meta_consul_service_id":"svc-%d-%d",`+
 			`"__meta_consul_service_metadata_owner":"team-%d","__meta_consul_service_port":"8080",`+
 			`"__meta_consul_tagged_address_lan":"%s:8080","__meta_consul_tags":",prod,http,"}}`,
-			addr, addr, health, i%7, i%97, i/50, addr, i/50, i, i/50%10, addr)
+			addr, port, addr, health, i%7, i%97, i/50, addr, i/50, i, i/50%10, addr)
 	}
 	return append(b, ']')
 }
@@ -44,7 +46,7 @@ const benchTargets = 100_000
 //
 //	go test -run '^$' -bench 'Decode100k|Change100k' -benchmem ./discovery/file
 func BenchmarkDecode100k(b *testing.B) {
-	content := bigFile(benchTargets, 0, 0)
+	content := bigFile(benchTargets, 0, 0, 8080)
 	const name = "/sd/big.json"
 	b.Run("sdhub", func(b *testing.B) {
 		b.SetBytes(int64(len(content)))
@@ -75,38 +77,49 @@ func BenchmarkDecode100k(b *testing.B) {
 	})
 }
 
-// BenchmarkChange100k reads the 100,000-target file after one target's
-// labels changed, alternating between two versions: sdhub's reader decodes
-// the changed group only and keeps the others; Prometheus's decoding
-// decodes the whole file again.
+// BenchmarkChange100k reads the 100,000-target file after a change,
+// alternating between two versions: sdhub's reader after one target's
+// labels changed (it decodes that group only and keeps the others) and
+// after every target's port changed (it decodes every target list and
+// keeps every group's labels); Prometheus's decoding decodes the whole
+// file again in either case.
 func BenchmarkChange100k(b *testing.B) {
 	const name = "/sd/big.json"
-	versions := [2][]byte{bigFile(benchTargets, benchTargets/2, 1), bigFile(benchTargets, benchTargets/2, 2)}
-	b.Run("sdhub", func(b *testing.B) {
-		b.SetBytes(int64(len(versions[0])))
-		r := newReader()
-		st, err := r.decode(name, versions[0], nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		i := 0
-		for b.Loop() {
-			i++
-			prev := st
-			if st, err = r.decode(name, versions[i%2], prev); err != nil {
+	one := [2][]byte{bigFile(benchTargets, benchTargets/2, 1, 8080), bigFile(benchTargets, benchTargets/2, 2, 8080)}
+	every := [2][]byte{bigFile(benchTargets, 0, 0, 8080), bigFile(benchTargets, 0, 0, 9090)}
+	sdhub := func(versions [2][]byte, check func(prev, st *fileState) bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.SetBytes(int64(len(versions[0])))
+			r := newReader()
+			st, err := r.decode(name, versions[0], nil)
+			if err != nil {
 				b.Fatal(err)
 			}
-			if st.groups[0] != prev.groups[0] || st.groups[benchTargets/2] == prev.groups[benchTargets/2] {
-				b.Fatal("not an incremental decode")
+			i := 0
+			for b.Loop() {
+				i++
+				prev := st
+				if st, err = r.decode(name, versions[i%2], prev); err != nil {
+					b.Fatal(err)
+				}
+				if !check(prev, st) {
+					b.Fatal("not an incremental decode")
+				}
 			}
 		}
-	})
+	}
+	b.Run("sdhub-one-group", sdhub(one, func(prev, st *fileState) bool {
+		return st.groups[0] == prev.groups[0] && st.groups[benchTargets/2] != prev.groups[benchTargets/2]
+	}))
+	b.Run("sdhub-every-target", sdhub(every, func(prev, st *fileState) bool {
+		return st.groups[7] != prev.groups[7] && reflect.ValueOf(st.groups[7].Labels).UnsafePointer() == reflect.ValueOf(prev.groups[7].Labels).UnsafePointer()
+	}))
 	b.Run("prometheus", func(b *testing.B) {
-		b.SetBytes(int64(len(versions[0])))
+		b.SetBytes(int64(len(one[0])))
 		i := 0
 		for b.Loop() {
 			i++
-			if gs, err := promRead(name, versions[i%2]); err != nil || len(gs) != benchTargets {
+			if gs, err := promRead(name, one[i%2]); err != nil || len(gs) != benchTargets {
 				b.Fatal(err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -16,10 +17,10 @@ import (
 // rather than through encoding/json's reflection and model.LabelSet's
 // UnmarshalJSON (which decodes every group's bytes twice more):
 //
-//   - split checks the whole file's syntax as encoding/json's scanner does
-//     and returns the byte span of each element of the top-level array, so
-//     that an element whose bytes did not change since the last read can
-//     keep its decoded group;
+//   - window.elements (stream.go) checks the whole file's syntax as
+//     encoding/json's scanner does and yields the bytes of each element of
+//     the top-level array, so that an element whose bytes did not change
+//     since the last read can keep its decoded group;
 //   - decodeGroup decodes one element in the plain shape file_sd files have:
 //     an object with at most one "targets" (null or a list of strings) and at
 //     most one "labels" (null or an object of strings), label names valid as
@@ -37,14 +38,11 @@ import (
 // The differential tests (FuzzReadFile, FuzzReadJSONAfter,
 // TestDecodeJSONRandom) hold the two to the same result.
 
-// maxDepth bounds the nesting split follows itself; deeper files are left
-// to encoding/json (whose own limit is 10,000).
+// maxDepth bounds the nesting the scanner follows itself; deeper files are
+// left to encoding/json (whose own limit is 10,000).
 const maxDepth = 512
 
-// span is an element's bytes in the file, [start, end).
-type span struct{ start, end int }
-
-// errSyntax marks input split cannot take; the caller decodes it with
+// errSyntax marks input the scanner cannot take; the caller decodes it with
 // encoding/json instead, which gives the error (or, past maxDepth, the
 // groups).
 var errSyntax = errors.New("json syntax")
@@ -53,48 +51,6 @@ var errSyntax = errors.New("json syntax")
 type scanner struct {
 	b   []byte
 	pos int
-}
-
-// split returns the spans of the top-level array's elements, nil for a
-// top-level null, or errSyntax.
-func split(b []byte) ([]span, error) {
-	s := scanner{b: b}
-	s.ws()
-	if s.literal("null") {
-		s.ws()
-		if s.pos != len(b) {
-			return nil, errSyntax
-		}
-		return nil, nil
-	}
-	if !s.byte('[') {
-		return nil, errSyntax
-	}
-	spans := []span{}
-	s.ws()
-	if !s.byte(']') {
-		for {
-			s.ws()
-			start := s.pos
-			if !s.value(1) {
-				return nil, errSyntax
-			}
-			spans = append(spans, span{start, s.pos})
-			s.ws()
-			if s.byte(',') {
-				continue
-			}
-			if s.byte(']') {
-				break
-			}
-			return nil, errSyntax
-		}
-	}
-	s.ws()
-	if s.pos != len(b) {
-		return nil, errSyntax
-	}
-	return spans, nil
 }
 
 func (s *scanner) ws() {
@@ -311,7 +267,7 @@ func hex4(b []byte) rune {
 	return r
 }
 
-// groupDecoder decodes elements split has checked. Its strings come from
+// groupDecoder decodes elements the scanner has checked. Its strings come from
 // in; scratch is reused for unquoting.
 type groupDecoder struct {
 	in      *interner
@@ -324,46 +280,74 @@ type groupDecoder struct {
 // the caller decodes it with targetgroup.Group.UnmarshalJSON.
 var errUnusual = errors.New("unusual group")
 
-// decodeGroup decodes one element into a group without Source and without
-// __meta_filepath, with errUnusual for an element to leave to
-// targetgroup.Group.UnmarshalJSON, or with another error where Prometheus
-// would fail (the caller gets Prometheus's text from encoding/json).
-func (d *groupDecoder) decodeGroup(b []byte) (*targetgroup.Group, error) {
+// parts are the xxhashes of an element's "targets" and "labels" values
+// (their bytes), zero where not known.
+type parts struct{ targets, labels uint64 }
+
+// decodeGroup decodes one element into a group without Source, with
+// errUnusual for an element to leave to targetgroup.Group.UnmarshalJSON,
+// or with another error where Prometheus would fail (the caller gets
+// Prometheus's text from encoding/json). prev is the group decoded before
+// from the element at the same index, whose parts were prevParts, or nil:
+// a "targets" or "labels" value whose bytes have not changed takes prev's
+// Targets or Labels rather than a copy. Labels are returned without
+// __meta_filepath unless they are prev's, which hold it already (shared is
+// true).
+func (d *groupDecoder) decodeGroup(b []byte, prev *targetgroup.Group, prevParts parts) (g *targetgroup.Group, ps parts, shared bool, err error) {
 	s := scanner{b: b}
 	if !s.byte('{') {
-		return nil, errUnusual // null, or another type Prometheus rejects
+		return nil, ps, false, errUnusual // null, or another type Prometheus rejects
 	}
 	d.local = d.local[:0]
-	var (
-		targets, labels bool // seen
-		g               = &targetgroup.Group{}
-	)
+	var targets, labels bool // seen
+	g = &targetgroup.Group{}
+	// unchanged skips a value whose bytes hash to want (not zero) and
+	// returns true, or returns false at its start; h is its hash.
+	unchanged := func(want uint64, h *uint64) bool {
+		start := s.pos
+		if !s.value(2) {
+			return false
+		}
+		*h = xxhash.Sum64(s.b[start:s.pos])
+		if prev != nil && want != 0 && *h == want {
+			return true
+		}
+		s.pos = start
+		return false
+	}
 	s.ws()
 	if !s.byte('}') {
 		for {
 			s.ws()
 			key, ok := s.plainKey()
 			if !ok {
-				return nil, errUnusual
+				return nil, ps, false, errUnusual
 			}
 			s.ws()
 			if !s.byte(':') {
-				return nil, errUnusual
+				return nil, ps, false, errUnusual
 			}
 			s.ws()
-			var err error
 			switch {
 			case string(key) == "targets" && !targets:
 				targets = true
-				g.Targets, err = d.targets(&s)
+				if unchanged(prevParts.targets, &ps.targets) {
+					g.Targets = prev.Targets
+				} else {
+					g.Targets, err = d.targets(&s)
+				}
 			case string(key) == "labels" && !labels:
 				labels = true
-				g.Labels, err = d.labels(&s)
+				if unchanged(prevParts.labels, &ps.labels) {
+					g.Labels, shared = prev.Labels, true
+				} else {
+					g.Labels, err = d.labels(&s)
+				}
 			default: // another key, another case, or a key twice
-				return nil, errUnusual
+				return nil, ps, false, errUnusual
 			}
 			if err != nil {
-				return nil, err
+				return nil, ps, false, err
 			}
 			s.ws()
 			if s.byte(',') {
@@ -372,13 +356,13 @@ func (d *groupDecoder) decodeGroup(b []byte) (*targetgroup.Group, error) {
 			if s.byte('}') {
 				break
 			}
-			return nil, errUnusual
+			return nil, ps, false, errUnusual
 		}
 	}
 	if g.Targets == nil {
 		g.Targets = []model.LabelSet{}
 	}
-	return g, nil
+	return g, ps, shared, nil
 }
 
 // plainKey reads an object key without escapes.
@@ -513,7 +497,7 @@ func (d *groupDecoder) str(s *scanner) ([]byte, bool) {
 			esc = true
 			s.pos++ // an escaped quote does not end the string
 		}
-		s.pos++ // a control character: split has refused it already
+		s.pos++ // a control character: the scanner has refused it already
 	}
 	raw := s.b[start:s.pos]
 	s.pos++

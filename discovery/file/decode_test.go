@@ -3,6 +3,8 @@ package file
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -47,32 +49,74 @@ func TestDecodeJSONRandom(t *testing.T) {
 		n = 300
 	}
 	for range n {
-		elems := make([]string, rng.IntN(6))
+		elems := make([]randElem, rng.IntN(6)+rng.IntN(2)*rng.IntN(20)) // past 8 misses, moved elements are looked up
 		for i := range elems {
 			elems[i] = randElement(rng)
 		}
+		// Read it, then change it and read it again twice, each read
+		// after the one before.
 		r := newReader()
-		prev := decodeLikeProm(t, r, []byte(randFile(rng, elems)), nil)
-		switch i := rng.IntN(len(elems) + 1); rng.IntN(4) {
-		case 0:
-			if i < len(elems) {
-				elems[i] = randElement(rng)
-			}
-		case 1:
-			elems = append(elems[:i], append([]string{randElement(rng)}, elems[i:]...)...)
-		case 2:
-			if i < len(elems) {
-				elems = append(elems[:i], elems[i+1:]...)
-			}
-		case 3:
-			rng.Shuffle(len(elems), func(a, b int) { elems[a], elems[b] = elems[b], elems[a] })
+		if rng.IntN(4) > 0 { // read through a small window, which grows
+			r.window = 1 + rng.IntN(64)
 		}
-		decodeLikeProm(t, r, []byte(randFile(rng, elems)), prev)
+		prev := decodeLikeProm(t, r, []byte(randFile(rng, elems)), nil)
+		for range 2 {
+			elems = mutate(rng, elems)
+			prev = decodeLikeProm(t, r, []byte(randFile(rng, elems)), prev)
+		}
 	}
 }
 
-func randFile(rng *rand.Rand, elems []string) string {
-	s := ws(rng) + "[" + ws(rng) + strings.Join(elems, ws(rng)+","+ws(rng)) + ws(rng) + "]" + ws(rng)
+// mutate changes, adds, removes or moves elements, or changes one field
+// of each.
+func mutate(rng *rand.Rand, elems []randElem) []randElem {
+	elems = slices.Clone(elems)
+	switch i := rng.IntN(len(elems) + 1); rng.IntN(5) {
+	case 0:
+		if i < len(elems) {
+			elems[i] = randElement(rng)
+		}
+	case 1:
+		elems = slices.Insert(elems, i, randElement(rng))
+	case 2:
+		if i < len(elems) {
+			elems = slices.Delete(elems, i, i+1)
+		}
+	case 3:
+		rng.Shuffle(len(elems), func(a, b int) { elems[a], elems[b] = elems[b], elems[a] })
+	case 4: // one field of each element changes, the other keeps its bytes
+		for i := range elems {
+			if f := elems[i].fields; len(f) > 0 {
+				f = slices.Clone(f)
+				j := rng.IntN(len(f))
+				f[j] = randField(rng, strings.Contains(f[j], "abels"))
+				elems[i].fields = f
+			}
+		}
+	}
+	return elems
+}
+
+// randElem is an element of a random file: raw, or an object of fields.
+type randElem struct {
+	raw    string
+	fields []string
+	ws     [3]string
+}
+
+func (e randElem) String() string {
+	if e.raw != "" {
+		return e.raw
+	}
+	return "{" + e.ws[0] + strings.Join(e.fields, ","+e.ws[1]) + e.ws[2] + "}"
+}
+
+func randFile(rng *rand.Rand, elems []randElem) string {
+	var ss []string
+	for _, e := range elems {
+		ss = append(ss, e.String())
+	}
+	s := ws(rng) + "[" + ws(rng) + strings.Join(ss, ws(rng)+","+ws(rng)) + ws(rng) + "]" + ws(rng)
 	switch rng.IntN(40) {
 	case 0:
 		return s[:rng.IntN(len(s)+1)]
@@ -86,27 +130,19 @@ func randFile(rng *rand.Rand, elems []string) string {
 
 func ws(rng *rand.Rand) string { return []string{"", "", "", " ", "\n  ", "\t", "\r\n"}[rng.IntN(7)] }
 
-func randElement(rng *rand.Rand) string {
+func randElement(rng *rand.Rand) randElem {
 	switch rng.IntN(30) {
 	case 0:
-		return "null"
+		return randElem{raw: "null"}
 	case 1:
-		return []string{`1`, `"x"`, `[]`, `true`, `{"targets":[],"extra":{}}`}[rng.IntN(5)]
+		return randElem{raw: []string{`1`, `"x"`, `[]`, `true`, `{"targets":[],"extra":{}}`}[rng.IntN(5)]}
 	}
 	var fields []string
 	if rng.IntN(8) > 0 {
-		var ts []string
-		for range rng.IntN(4) {
-			ts = append(ts, randString(rng, false))
-		}
-		fields = append(fields, randKey(rng, "targets")+":"+ws(rng)+"["+strings.Join(ts, ",")+"]")
+		fields = append(fields, randField(rng, false))
 	}
 	if rng.IntN(8) > 0 {
-		var ls []string
-		for range rng.IntN(5) {
-			ls = append(ls, randString(rng, true)+ws(rng)+":"+ws(rng)+randString(rng, false))
-		}
-		fields = append(fields, randKey(rng, "labels")+":"+ws(rng)+"{"+strings.Join(ls, ",")+"}")
+		fields = append(fields, randField(rng, true))
 	}
 	switch rng.IntN(20) {
 	case 0:
@@ -117,7 +153,23 @@ func randElement(rng *rand.Rand) string {
 		fields = append(fields, `"other":1`)
 	}
 	rng.Shuffle(len(fields), func(a, b int) { fields[a], fields[b] = fields[b], fields[a] })
-	return "{" + ws(rng) + strings.Join(fields, ","+ws(rng)) + ws(rng) + "}"
+	return randElem{fields: fields, ws: [3]string{ws(rng), ws(rng), ws(rng)}}
+}
+
+// randField is a "targets" or a "labels" key and its value.
+func randField(rng *rand.Rand, labels bool) string {
+	if !labels {
+		var ts []string
+		for range rng.IntN(4) {
+			ts = append(ts, randString(rng, false))
+		}
+		return randKey(rng, "targets") + ":" + ws(rng) + "[" + strings.Join(ts, ",") + "]"
+	}
+	var ls []string
+	for range rng.IntN(5) {
+		ls = append(ls, randString(rng, true)+ws(rng)+":"+ws(rng)+randString(rng, false))
+	}
+	return randKey(rng, "labels") + ":" + ws(rng) + "{" + strings.Join(ls, ",") + "}"
 }
 
 func randKey(rng *rand.Rand, key string) string {
@@ -191,6 +243,23 @@ func TestReadReuse(t *testing.T) {
 	if got := second.groups[7].Labels["v"]; got != "1" {
 		t.Fatalf("changed group's v = %q", got)
 	}
+
+	// A change of an element's targets keeps its decoded labels, and the
+	// other way round.
+	elems[3] = `{"targets":["h3:9999"],"labels":{"env":"prod","v":"0"}}`
+	elems[4] = `{"targets":["h4:9100"],"labels":{"env":"prod","v":"9"}}`
+	parted, err := r.decode(name, file(elems...), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g3, g4 := parted.groups[3], parted.groups[4]
+	if g3.Targets[0][model.AddressLabel] != "h3:9999" || reflect.ValueOf(g3.Labels).UnsafePointer() != reflect.ValueOf(second.groups[3].Labels).UnsafePointer() {
+		t.Fatalf("targets changed: %s; labels reused: %v", flat(parted.groups[3:4]), reflect.ValueOf(g3.Labels).UnsafePointer() == reflect.ValueOf(second.groups[3].Labels).UnsafePointer())
+	}
+	if g4.Labels["v"] != "9" || unsafe.SliceData(g4.Targets) != unsafe.SliceData(second.groups[4].Targets) {
+		t.Fatalf("labels changed: %s; targets reused: %v", flat(parted.groups[4:5]), unsafe.SliceData(g4.Targets) == unsafe.SliceData(second.groups[4].Targets))
+	}
+	second = parted
 
 	// A new element in front moves every other one: their groups are new
 	// (their Source changed) but their decoded labels are reused.

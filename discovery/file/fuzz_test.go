@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -148,6 +150,7 @@ func FuzzReadJSONAfter(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, first, second []byte) {
 		r := newReader()
+		r.window = 1 + len(first)%32 // windows that end anywhere, and grow
 		prev := decodeLikeProm(t, r, first, nil)
 		st := decodeLikeProm(t, r, second, prev)
 		if prev != nil && st != nil && string(first) == string(second) && st != prev {
@@ -169,6 +172,19 @@ func decodeLikeProm(t *testing.T, r *reader, content []byte, prev *fileState) *f
 		groups = st.groups
 	}
 	sameAsProm(t, name, content, groups, err)
+	if st != nil && st.parts != nil {
+		// What a later read reuses by must be the parts' own hashes.
+		w := window{rd: bytes.NewReader(content), buf: make([]byte, 16), sum: xxhash.New()}
+		i := 0
+		_ = w.elements(func(b []byte) bool {
+			_, ps, _, err := newReader().dec.decodeGroup(b, nil, parts{})
+			if err == nil && st.parts[i] != (parts{}) && st.parts[i] != ps {
+				t.Fatalf("%q: element %d: kept parts %x, its bytes hash to %x", content, i, st.parts[i], ps)
+			}
+			i++
+			return true
+		})
+	}
 	return st
 }
 
