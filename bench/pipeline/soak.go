@@ -1,0 +1,184 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// soakResult is one sdhub's figures on the soak.
+type soakResult struct {
+	name          string
+	made          int
+	rate          float64 // changes made per second
+	seen          int
+	lat           []time.Duration
+	window        int   // the changes in each RSS window
+	early, late   int64 // mean RSS while changes window..2*window were made; over the last window changes
+	peak          int64
+	before, after int // goroutines
+	cpu           float64
+	duration      time.Duration
+	err           error
+}
+
+// sample is a reading of the process's RSS while the soak runs.
+type sample struct {
+	made int // changes made so far
+	rss  int64
+}
+
+// runSoak runs one sdhub through the soak in dir.
+func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r soakResult) {
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		return soakResult{err: err}
+	}
+	in := newInput(filepath.Join(dir, "in", "soak.json"), cfg.soakTargets)
+	if _, err := in.write(); err != nil {
+		return soakResult{err: err}
+	}
+	s, err := start(in.path)
+	if err != nil {
+		return soakResult{err: err}
+	}
+	r.name = s.name
+	defer func() {
+		if err := s.stop(); err != nil && r.err == nil {
+			r.err = err
+		}
+	}()
+	if _, err := s.obs.waitFull(cfg.timeout); err != nil {
+		r.err = err
+		return r
+	}
+	if r.before, err = s.goroutines(); err != nil {
+		r.err = err
+		return r
+	}
+	u0, err := s.usage()
+	if err != nil {
+		r.err = err
+		return r
+	}
+
+	// RSS every 200 ms, with the number of changes made by then.
+	var (
+		mu      sync.Mutex
+		made    int
+		samples []sample
+	)
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+			if u, err := s.usage(); err == nil {
+				mu.Lock()
+				samples = append(samples, sample{made, u.rss})
+				mu.Unlock()
+			}
+		}
+	}()
+
+	madeAt := make([]int64, cfg.soakChanges+1)
+	step := stride(cfg.soakTargets)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.soakRate))
+	began := time.Now()
+	for k := 1; k <= cfg.soakChanges; k++ {
+		<-tick.C
+		i := k * step % cfg.soakTargets
+		if k%2 == 0 {
+			in.setLabels(i, k)
+		} else {
+			in.setTarget(i, k)
+		}
+		if madeAt[k], err = in.write(); err != nil {
+			r.err = err
+			break
+		}
+		mu.Lock()
+		made = k
+		mu.Unlock()
+	}
+	tick.Stop()
+	r.made = made
+	r.rate = float64(made) / time.Since(began).Seconds()
+	if made > 0 {
+		if _, err := s.obs.waitMarker(made, cfg.timeout); err != nil && r.err == nil {
+			r.err = err
+		}
+	}
+	r.duration = time.Since(began)
+	close(stopSampling)
+	<-sampled
+
+	for k := 1; k <= made; k++ {
+		if at, ok := s.obs.seenAt(k); ok {
+			r.seen++
+			r.lat = append(r.lat, time.Duration(at-madeAt[k]))
+		}
+	}
+	if r.seen < made && r.err == nil {
+		r.err = fmt.Errorf("%d of %d changes never reached the output", made-r.seen, made)
+	}
+	if r.after, err = s.goroutines(); err != nil && r.err == nil {
+		r.err = err
+	}
+	u1, err := s.usage()
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.peak, r.cpu = u1.peak, u1.cpu-u0.cpu
+	r.window = min(100, made/4)
+	r.early = meanRSS(samples, func(m int) bool { return m > r.window && m <= 2*r.window })
+	r.late = meanRSS(samples, func(m int) bool { return m > made-r.window })
+	return r
+}
+
+func meanRSS(samples []sample, in func(made int) bool) int64 {
+	var sum, n int64
+	for _, s := range samples {
+		if in(s.made) {
+			sum += s.rss
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / n
+}
+
+func printSoak(w io.Writer, cfg config, rs []soakResult) {
+	fmt.Fprintf(w, "\n### Soak: %d changes at %g per second to a job of %d targets (sdhub only)\n\n", cfg.soakChanges, cfg.soakRate, cfg.soakTargets)
+	fmt.Fprintln(w, "Each change goes to another group: its labels, or its target, in turn. RSS is the mean of samples every 200 ms over a window of changes.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| side | changes made (per second) | changes in the output | change p50 / p99 / max | RSS, changes w..2w | RSS, last w changes | RSS growth | peak RSS | goroutines before, after | CPU |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		if r.err != nil && r.made == 0 {
+			fmt.Fprintf(w, "| %s | failed: %v | | | | | | | | |\n", r.name, oneLine(r.err))
+			continue
+		}
+		growth := "-"
+		if r.early > 0 {
+			growth = fmt.Sprintf("%+.1f%%", 100*(float64(r.late)/float64(r.early)-1))
+		}
+		fmt.Fprintf(w, "| %s | %d (%.1f) | %d of %d | %s / %s / %s | %s (w=%d) | %s | %s | %s | %d, %d | %.1f s |\n", r.name,
+			r.made, r.rate, r.seen, r.made, ms(percentile(r.lat, 0.5)), ms(percentile(r.lat, 0.99)), ms(percentile(r.lat, 1)),
+			mib(r.early), r.window, mib(r.late), growth, mib(r.peak), r.before, r.after, r.cpu)
+		if r.err != nil {
+			fmt.Fprintf(w, "\n%s: %v\n", r.name, oneLine(r.err))
+		}
+	}
+}
