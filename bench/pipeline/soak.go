@@ -92,10 +92,14 @@ func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r
 
 	madeAt := make([]int64, cfg.soakChanges+1)
 	step := stride(cfg.soakTargets)
-	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.soakRate))
+	// Change k is due at k/rate seconds from the start; a change that is
+	// late (the write of the previous one took longer) is made at once.
+	interval := time.Duration(float64(time.Second) / cfg.soakRate)
 	began := time.Now()
 	for k := 1; k <= cfg.soakChanges; k++ {
-		<-tick.C
+		if wait := time.Until(began.Add(time.Duration(k) * interval)); wait > 0 {
+			<-time.After(wait)
+		}
 		i := k * step % cfg.soakTargets
 		if k%2 == 0 {
 			in.setLabels(i, k)
@@ -110,7 +114,6 @@ func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r
 		made = k
 		mu.Unlock()
 	}
-	tick.Stop()
 	r.made = made
 	r.rate = float64(made) / time.Since(began).Seconds()
 	if made > 0 {
