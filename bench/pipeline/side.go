@@ -277,8 +277,8 @@ func watchOutput(file string, obs *observer) (stop func(), err error) {
 	return func() { _ = w.Close(); <-done }, nil
 }
 
-// goroutines is sdhub's go_goroutines, from its /metrics.
-func (s *side) goroutines() (int, error) {
+// metric is the value of the unlabelled sample name on sdhub's /metrics.
+func (s *side) metric(name string) (float64, error) {
 	resp, err := http.Get("http://" + s.addr + "/metrics")
 	if err != nil {
 		return 0, err
@@ -286,11 +286,17 @@ func (s *side) goroutines() (int, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			return strconv.Atoi(v)
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, errors.New("no go_goroutines in sdhub's /metrics")
+	return 0, fmt.Errorf("no %s in sdhub's /metrics", name)
+}
+
+// goroutines is sdhub's go_goroutines.
+func (s *side) goroutines() (int, error) {
+	v, err := s.metric("go_goroutines")
+	return int(v), err
 }
 
 // startPrometheus runs Prometheus's discovery manager on input in a child

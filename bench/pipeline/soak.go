@@ -16,8 +16,10 @@ type soakResult struct {
 	rate          float64 // changes made per second
 	seen          int
 	lat           []time.Duration
-	window        int   // the changes in each RSS window
-	early, late   int64 // mean RSS while changes window..2*window were made; over the last window changes
+	window        int     // the changes in each RSS window
+	early, mid    int64   // mean RSS while changes window..2*window were made; the window before halfway
+	late          int64   // mean RSS while the last window changes were made
+	curve         []point // RSS and heap goal by changes made
 	peak          int64
 	before, after int // goroutines
 	cpu           float64
@@ -25,10 +27,13 @@ type soakResult struct {
 	err           error
 }
 
-// sample is a reading of the process's RSS while the soak runs.
+// sample is a reading of the process's RSS while the soak runs, and of
+// its heap goal (go_memstats_next_gc_bytes: twice the heap live after the
+// last GC), 0 when not read.
 type sample struct {
 	made int // changes made so far
 	rss  int64
+	goal int64
 }
 
 // runSoak runs one sdhub through the soak in dir.
@@ -82,11 +87,17 @@ func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r
 				return
 			case <-tick.C:
 			}
-			if u, err := s.usage(); err == nil {
-				mu.Lock()
-				samples = append(samples, sample{made, u.rss})
-				mu.Unlock()
+			u, err := s.usage()
+			if err != nil {
+				continue
 			}
+			var goal float64
+			if len(samples)%5 == 0 { // once a second
+				goal, _ = s.metric("go_memstats_next_gc_bytes")
+			}
+			mu.Lock()
+			samples = append(samples, sample{made, u.rss, int64(goal)})
+			mu.Unlock()
 		}
 	}()
 
@@ -143,45 +154,83 @@ func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r
 	}
 	r.peak, r.cpu = u1.peak, u1.cpu-u0.cpu
 	r.window = min(100, made/4)
-	r.early = meanRSS(samples, func(m int) bool { return m > r.window && m <= 2*r.window })
-	r.late = meanRSS(samples, func(m int) bool { return m > made-r.window })
+	between := func(from, to int) func(int) bool { return func(m int) bool { return m > from && m <= to } }
+	r.early, _ = mean(samples, between(r.window, 2*r.window))
+	r.mid, _ = mean(samples, between(made/2-r.window, made/2))
+	r.late, _ = mean(samples, between(made-r.window, made))
+	for _, f := range []int{1, 2, 4, 6, 8, 10} { // a tenth of the changes, every fifth of them
+		to := made * f / 10
+		rss, goal := mean(samples, between(to-made/10, to))
+		r.curve = append(r.curve, point{to, rss, goal})
+	}
 	return r
 }
 
-func meanRSS(samples []sample, in func(made int) bool) int64 {
-	var sum, n int64
+// point is the mean RSS and heap goal over the tenth of the changes up to made.
+type point struct {
+	made      int
+	rss, goal int64
+}
+
+// mean is the mean RSS, and the mean heap goal, of the samples taken while
+// the number of changes made was in.
+func mean(samples []sample, in func(made int) bool) (rss, goal int64) {
+	var n, ng int64
 	for _, s := range samples {
-		if in(s.made) {
-			sum += s.rss
-			n++
+		if !in(s.made) {
+			continue
+		}
+		rss += s.rss
+		n++
+		if s.goal > 0 {
+			goal += s.goal
+			ng++
 		}
 	}
-	if n == 0 {
-		return 0
+	if n > 0 {
+		rss /= n
 	}
-	return sum / n
+	if ng > 0 {
+		goal /= ng
+	}
+	return rss, goal
 }
 
 func printSoak(w io.Writer, cfg config, rs []soakResult) {
 	fmt.Fprintf(w, "\n### Soak: %d changes at %g per second to a job of %d targets (sdhub only)\n\n", cfg.soakChanges, cfg.soakRate, cfg.soakTargets)
-	fmt.Fprintln(w, "Each change goes to another group: its labels, or its target, in turn. RSS is the mean of samples every 200 ms over a window of changes.")
+	fmt.Fprintln(w, "Each change goes to another group: its labels, or its target, in turn. Each RSS is the mean of samples every 200 ms while w changes were made: the changes after the first w, the w before halfway, the last w.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| side | changes made (per second) | changes in the output | change p50 / p99 / max | RSS, changes w..2w | RSS, last w changes | RSS growth | peak RSS | goroutines before, after | CPU |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| side | changes made (per second) | changes in the output | change p50 / p99 / max | RSS after the first w changes | RSS halfway | RSS at the end | growth, first w to end | peak RSS | goroutines before, after | CPU |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.err != nil && r.made == 0 {
-			fmt.Fprintf(w, "| %s | failed: %v | | | | | | | | |\n", r.name, oneLine(r.err))
+			fmt.Fprintf(w, "| %s | failed: %v | | | | | | | | | |\n", r.name, oneLine(r.err))
 			continue
 		}
 		growth := "-"
 		if r.early > 0 {
 			growth = fmt.Sprintf("%+.1f%%", 100*(float64(r.late)/float64(r.early)-1))
 		}
-		fmt.Fprintf(w, "| %s | %d (%.1f) | %d of %d | %s / %s / %s | %s (w=%d) | %s | %s | %s | %d, %d | %.1f s |\n", r.name,
+		fmt.Fprintf(w, "| %s | %d (%.1f) | %d of %d | %s / %s / %s | %s (w=%d) | %s | %s | %s | %s | %d, %d | %.1f s |\n", r.name,
 			r.made, r.rate, r.seen, r.made, ms(percentile(r.lat, 0.5)), ms(percentile(r.lat, 0.99)), ms(percentile(r.lat, 1)),
-			mib(r.early), r.window, mib(r.late), growth, mib(r.peak), r.before, r.after, r.cpu)
+			mib(r.early), r.window, mib(r.mid), mib(r.late), growth, mib(r.peak), r.before, r.after, r.cpu)
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs {
 		if r.err != nil {
-			fmt.Fprintf(w, "\n%s: %v\n", r.name, oneLine(r.err))
+			fmt.Fprintf(w, "- %s: %v\n", r.name, oneLine(r.err))
 		}
+		if len(r.curve) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "- %s, RSS / heap goal (twice the live heap) over each tenth of the changes up to:", r.name)
+		for i, p := range r.curve {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(w, "%s %d: %s / %s", sep, p.made, mib(p.rss), mib(p.goal))
+		}
+		fmt.Fprintln(w)
 	}
 }
