@@ -6,7 +6,22 @@ GO ?= go
 # 100000 executions take about 10 s per target here.
 FUZZTIME ?= 100000x
 
-.PHONY: test reliability fuzz
+.PHONY: test reliability fuzz build release image
+
+# sdhub for this machine, in the checkout (./sdhub).
+build:
+	$(GO) build -o sdhub ./cmd/sdhub
+
+# Release tarballs of the commit HEAD names, for linux/amd64 and
+# linux/arm64, with sha256sums.txt, in dist/: the same commit gives the same
+# bytes (scripts/release.sh).
+release:
+	scripts/release.sh -o dist
+
+# The container image sdhub:latest, FROM scratch around the release binary
+# for this machine's architecture; nothing is pulled (scripts/image.sh).
+image:
+	scripts/image.sh -t sdhub:latest
 
 # Every test, as CI runs them.
 test:

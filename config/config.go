@@ -1,7 +1,10 @@
-// Package config loads sdhub's configuration: a prometheus.yml. Every key
-// Prometheus accepts is accepted; the scrape configs' service-discovery blocks
-// that sdhub implements are decoded strictly with Prometheus's defaults and
-// validation, everything else is ignored.
+// Package config loads sdhub's configuration: a prometheus.yml. The whole
+// file is validated by Prometheus's own config package, as Prometheus and
+// promtool validate it (prometheus.go), with file and line in every error.
+// The service-discovery blocks of the mechanisms sdhub implements itself
+// (Native) are decoded strictly into sdhub's types, with Prometheus's
+// defaults and validation; those of every other mechanism are Prometheus's
+// own config values, run by Prometheus's discoverers (discovery/promsd).
 package config
 
 import (
@@ -14,23 +17,28 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/relabel"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/discovery/promsd"
 	"github.com/sdhub/sdhub/discovery/static"
 )
 
 // Config is a loaded configuration.
 type Config struct {
 	// ScrapeConfigs are the jobs sdhub serves: those with at least one
-	// mechanism sdhub implements, in file order.
+	// mechanism sdhub runs, in file order.
 	ScrapeConfigs []*ScrapeConfig
-	// Warnings name the jobs and mechanisms left to Prometheus, and what
-	// the mechanisms find in their configs taken together
+	// Skipped are the other jobs of the file, left to Prometheus: their
+	// Unsupported mechanisms (a build that leaves them out), or none at all.
+	Skipped []*ScrapeConfig
+	// Warnings name the jobs and mechanisms left to Prometheus, job names
+	// whose output files are one file where case is ignored, and what the
+	// mechanisms find in their configs taken together
 	// (discovery.Mechanism.Warnings).
 	Warnings []string
 	// Filename is the file the config was loaded from.
@@ -42,8 +50,21 @@ type ScrapeConfig struct {
 	JobName                 string
 	ServiceDiscoveryConfigs discovery.Configs
 	// Unsupported lists the `*_sd_configs` keys of the job that sdhub leaves
-	// to Prometheus.
+	// to Prometheus: mechanisms this build leaves out.
 	Unsupported []string
+	// Prometheus is the job as Prometheus's config package loaded it: the
+	// global section's defaults applied, relative paths resolved against
+	// its file's directory. Read it, do not change it.
+	Prometheus *promconfig.ScrapeConfig
+}
+
+// RelabelConfigs are the job's relabel_configs, parsed and validated by
+// Prometheus: what the consuming Prometheus applies to the job's targets.
+func (sc *ScrapeConfig) RelabelConfigs() []*relabel.Config {
+	if sc.Prometheus == nil {
+		return nil
+	}
+	return sc.Prometheus.RelabelConfigs
 }
 
 // Jobs maps each job name to its SD configs, the input of the manager.
@@ -55,16 +76,16 @@ func (c *Config) Jobs() map[string]discovery.Configs {
 	return jobs
 }
 
-// topLevelKeys are the top-level keys of prometheus.yml that sdhub accepts
-// and ignores; scrape_configs and scrape_config_files are read.
+// topLevelKeys are the top-level keys of prometheus.yml that sdhub's own
+// pass leaves to Prometheus's loader; scrape_configs and
+// scrape_config_files are read.
 var topLevelKeys = []string{
 	"global", "runtime", "alerting", "rule_files", "storage", "tracing", "remote_write", "remote_read", "otlp",
 }
 
 // scrapeKeys are the keys of a Prometheus scrape config that do not concern
-// discovery, including the inlined HTTP client settings, and the 2.x keys
-// that 3.x renamed (scrape_classic_histograms, 2.45 to 2.55), so a 2.x
-// prometheus.yml loads too.
+// discovery, including the inlined HTTP client settings; legacyScrapeKeys
+// are accepted too.
 var scrapeKeys = []string{
 	"honor_labels", "honor_timestamps", "track_timestamps_staleness", "params", "scrape_interval",
 	"scrape_timeout", "scrape_protocols", "fallback_scrape_protocol", "scrape_native_histograms",
@@ -73,12 +94,16 @@ var scrapeKeys = []string{
 	"label_limit", "label_name_length_limit", "label_value_length_limit", "native_histogram_bucket_limit",
 	"native_histogram_min_bucket_factor", "keep_dropped_targets", "metric_name_validation_scheme",
 	"metric_name_escaping_scheme", "extra_scrape_metrics", "relabel_configs", "metric_relabel_configs",
-	"scrape_classic_histograms",
 	// HTTP client settings, inlined.
 	"basic_auth", "authorization", "oauth2", "bearer_token", "bearer_token_file", "tls_config",
 	"follow_redirects", "enable_http2", "http_headers", "proxy_url", "no_proxy", "proxy_from_environment",
 	"proxy_connect_header",
 }
+
+// legacyScrapeKeys are the scrape config keys of Prometheus 2.x that 3.x
+// renamed (scrape_classic_histograms, 2.45 to 2.55, is 3.x's
+// always_scrape_classic_histograms), so that a 2.x prometheus.yml loads.
+var legacyScrapeKeys = []string{"scrape_classic_histograms"}
 
 // LoadFile reads and parses the config file at filename.
 func LoadFile(filename string) (*Config, error) {
@@ -97,17 +122,22 @@ func Load(data []byte, filename string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{Filename: filename}
 	raw := top.scrapeConfigs(filename)
+	type scrapeFile struct {
+		name string
+		data []byte
+		raw  []rawScrapeConfig
+	}
+	var files []scrapeFile
 	for _, pattern := range top.scrapeConfigFiles {
 		if !filepath.IsAbs(pattern) {
 			pattern = filepath.Join(dir, pattern)
 		}
-		files, err := filepath.Glob(pattern)
+		names, err := filepath.Glob(pattern)
 		if err != nil {
 			return nil, fmt.Errorf("%s: invalid scrape_config_files pattern %q: %w", filename, pattern, err)
 		}
-		for _, f := range files {
+		for _, f := range names {
 			data, err := os.ReadFile(f)
 			if err != nil {
 				return nil, err
@@ -116,13 +146,78 @@ func Load(data []byte, filename string) (*Config, error) {
 			if err != nil {
 				return nil, err
 			}
-			raw = append(raw, sub.scrapeConfigs(f)...)
+			files = append(files, scrapeFile{name: f, data: data, raw: sub.scrapeConfigs(f)})
 		}
 	}
-	if err := cfg.build(raw); err != nil {
+	all := slices.Clone(raw)
+	for _, f := range files {
+		all = append(all, f.raw...)
+	}
+	if err := checkJobNames(all); err != nil {
 		return nil, err
 	}
+
+	// Prometheus's own validation of each file, and its view of each job.
+	view, err := newPromView(data, filename)
+	if err != nil {
+		return nil, err
+	}
+	prom, err := view.load()
+	if err != nil {
+		return nil, err
+	}
+	attach(raw, prom.ScrapeConfigs, dir)
+	for _, f := range files {
+		view, err := newPromView(f.data, f.name)
+		if err != nil {
+			return nil, err
+		}
+		scs, err := view.loadScrapeFile(prom.GlobalConfig)
+		if err != nil {
+			return nil, err
+		}
+		attach(f.raw, scs, filepath.Dir(f.name))
+	}
+
+	cfg := &Config{Filename: filename}
+	cfg.build(all)
 	return cfg, nil
+}
+
+// attach gives each job of raw its scrape config as Prometheus loaded it
+// (from scs), with relative paths resolved against dir, and the SD configs
+// sdhub runs with Prometheus's code.
+func attach(raw []rawScrapeConfig, scs []*promconfig.ScrapeConfig, dir string) {
+	byName := make(map[string]*promconfig.ScrapeConfig, len(scs))
+	for _, sc := range scs {
+		byName[sc.JobName] = sc
+	}
+	for _, r := range raw {
+		psc := byName[r.sc.JobName]
+		if psc == nil {
+			continue // not seen in practice: both loaders read the same jobs
+		}
+		psc.SetDirectory(dir)
+		r.sc.Prometheus = psc
+		var adapted discovery.Configs
+		for _, c := range psc.ServiceDiscoveryConfigs {
+			if name := c.Name(); name != "static" && !isNative(name) && served(name) {
+				adapted = append(adapted, promsd.Wrap(c))
+			}
+		}
+		if len(adapted) == 0 {
+			continue
+		}
+		// Before the static config, which stays last as in Prometheus.
+		cs := r.sc.ServiceDiscoveryConfigs
+		at := len(cs)
+		if at > 0 {
+			if _, ok := cs[at-1].(static.SDConfig); ok {
+				at--
+			}
+		}
+		r.sc.ServiceDiscoveryConfigs = slices.Insert(cs, at, adapted...)
+	}
 }
 
 // rawScrapeConfig is one decoded scrape config and where it came from.
@@ -132,9 +227,9 @@ type rawScrapeConfig struct {
 	line     int
 }
 
-func (c *Config) build(raw []rawScrapeConfig) error {
+// checkJobNames rejects a job name used twice, as Prometheus does.
+func checkJobNames(raw []rawScrapeConfig) error {
 	seen := map[string]rawScrapeConfig{}
-	files := map[string]rawScrapeConfig{}
 	for _, r := range raw {
 		name := r.sc.JobName
 		if prev, ok := seen[name]; ok {
@@ -142,22 +237,35 @@ func (c *Config) build(raw []rawScrapeConfig) error {
 				r.filename, r.line, name, prev.filename, prev.line)
 		}
 		seen[name] = r
+	}
+	return nil
+}
+
+// build keeps the jobs sdhub serves and gathers the warnings.
+func (c *Config) build(raw []rawScrapeConfig) {
+	folded := map[string]rawScrapeConfig{}
+	for _, r := range raw {
+		name := r.sc.JobName
 		if len(r.sc.Unsupported) > 0 {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("job %q: %s left to Prometheus (sdhub does not implement %s)",
+			c.Warnings = append(c.Warnings, fmt.Sprintf("job %q: %s left to Prometheus (this build of sdhub leaves %s out)",
 				name, strings.Join(r.sc.Unsupported, ", "), plural(len(r.sc.Unsupported), "it", "them")))
 		}
 		if len(r.sc.ServiceDiscoveryConfigs) == 0 {
 			if len(r.sc.Unsupported) == 0 {
 				c.Warnings = append(c.Warnings, fmt.Sprintf("job %q: no service discovery configs, skipped", name))
 			}
+			c.Skipped = append(c.Skipped, r.sc)
 			continue
 		}
+		// Prometheus accepts job names that differ only in case; their
+		// output files are one file where case is ignored (see CheckOutputDir).
 		key := strings.ToLower(name)
-		if prev, ok := files[key]; ok {
-			return fmt.Errorf("%s:%d: job names %q and %q map to the same output file on a case-insensitive file system (first at %s:%d)",
-				r.filename, r.line, prev.sc.JobName, name, prev.filename, prev.line)
+		if prev, ok := folded[key]; ok {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("jobs %q (%s:%d) and %q (%s:%d) differ only in case: their output files are one file on a file system that ignores case, where sdhub refuses to start",
+				prev.sc.JobName, prev.filename, prev.line, name, r.filename, r.line))
+		} else {
+			folded[key] = r
 		}
-		files[key] = r
 		c.ScrapeConfigs = append(c.ScrapeConfigs, r.sc)
 	}
 	for _, m := range Mechanisms {
@@ -174,7 +282,6 @@ func (c *Config) build(raw []rawScrapeConfig) error {
 		}
 		c.Warnings = append(c.Warnings, m.Warnings(configs)...)
 	}
-	return nil
 }
 
 func plural(n int, one, many string) string {
@@ -184,22 +291,12 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// ValidateJobName reports whether name can be a job and an output file name:
-// <name>.json in the output directory, and nothing outside it.
+// ValidateJobName reports whether Prometheus accepts name as a job name:
+// any name but the empty one. Every such name is also an output file name:
+// output.Path escapes the bytes a file name cannot hold.
 func ValidateJobName(name string) error {
-	switch {
-	case name == "":
+	if name == "" {
 		return errors.New("job_name is empty")
-	case len(name) > 250:
-		return fmt.Errorf("job_name %q is longer than 250 bytes, too long for a file name", name)
-	case !utf8.ValidString(name):
-		return fmt.Errorf("job_name %q is not valid UTF-8", name)
-	case strings.ContainsAny(name, `/\`):
-		return fmt.Errorf("job_name %q contains a path separator; it must be usable as a file name", name)
-	case strings.HasPrefix(name, "."):
-		return fmt.Errorf("job_name %q starts with a dot; it must be usable as a file name", name)
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return fmt.Errorf("job_name %q contains a control character; it must be usable as a file name", name)
 	}
 	return nil
 }
@@ -316,8 +413,9 @@ type scrapeNode struct {
 	line int
 }
 
-// UnmarshalYAML decodes a scrape config: job_name, static_configs and every
-// `*_sd_configs` key strictly, the other keys ignored.
+// UnmarshalYAML decodes a scrape config: job_name, static_configs and the
+// native mechanisms' `*_sd_configs` strictly; the other keys are left to
+// Prometheus's loader, which reads the whole file after this pass.
 func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 	var node nodeCapture
 	if err := unmarshal(&node); err != nil {
@@ -328,15 +426,18 @@ func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 	if n.Kind != yaml.MappingNode {
 		return &discovery.LineError{Line: n.Line, Err: errors.New("a scrape config must be a mapping")}
 	}
+	// sdhub decodes the native mechanisms' blocks; Prometheus's loader
+	// decodes every other mechanism's (attach) and validates everything.
 	read := []string{"job_name", "static_configs"}
-	for _, m := range Mechanisms {
+	for _, m := range Native {
 		read = append(read, m.Key())
 	}
-	unsupported := make([]string, 0, len(unsupportedMechanisms))
-	for _, name := range unsupportedMechanisms {
-		unsupported = append(unsupported, name+"_sd_configs")
+	ignored := append(slices.Clip(scrapeKeys), legacyScrapeKeys...)
+	for _, m := range Mechanisms[len(Native):] {
+		ignored = append(ignored, m.Key())
 	}
-	if err := checkKeys(n, "scrape config", read, append(slices.Clip(scrapeKeys), unsupported...)); err != nil {
+	unsupported := leftOutKeys()
+	if err := checkKeys(n, "scrape config", read, append(ignored, unsupported...)); err != nil {
 		return err
 	}
 
@@ -347,7 +448,7 @@ func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 		{Name: "StaticConfigs", Type: reflect.TypeFor[[]*targetgroup.Group](), Tag: `yaml:"static_configs"`},
 		{Name: "Rest", Type: reflect.TypeFor[map[string]yaml.Node](), Tag: `yaml:",inline"`},
 	}
-	for i, m := range Mechanisms {
+	for i, m := range Native {
 		fields = append(fields, reflect.StructField{
 			Name: fmt.Sprintf("M%d", i),
 			Type: reflect.SliceOf(reflect.TypeOf(m.NewConfig())),
@@ -378,7 +479,7 @@ func (s *scrapeNode) UnmarshalYAML(unmarshal func(any) error) error {
 			}
 		}
 	}
-	for i, m := range Mechanisms {
+	for i, m := range Native {
 		list := e.Field(3 + i)
 		for j := range list.Len() {
 			c := list.Index(j)

@@ -63,7 +63,7 @@ func friendlyTypes(msg string) string {
 // types decode.
 func sectionOfPackage() map[string]string {
 	out := map[string]string{"targetgroup": "static_configs"}
-	for _, m := range Mechanisms {
+	for _, m := range Native {
 		out[packageName(m)] = m.Key()
 	}
 	return out

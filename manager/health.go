@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +23,10 @@ type Health struct {
 	// Failing is true when the latest report was an error: the provider's
 	// targets may be stale.
 	Failing bool
+	// Since is when the provider entered its current state: while Failing,
+	// its first error after its last sync; otherwise its first sync after
+	// its last error (or ever). Zero while it has neither failed nor synced.
+	Since time.Time
 	// LastSync is when the discoverer last reported that everything it sent
 	// reflected its source; zero before that. A discoverer that has nothing
 	// more to watch (it closed its channel after its full set) is in sync at
@@ -35,6 +41,7 @@ type providerHealth struct {
 	name, mechanism string
 	failures        *prometheus.CounterVec // sdhub_sd_failures_total{job, mechanism, provider}
 	now             func() time.Time
+	logger          *slog.Logger
 
 	mu       sync.Mutex
 	h        Health
@@ -44,8 +51,8 @@ type providerHealth struct {
 
 var _ discovery.Health = (*providerHealth)(nil)
 
-func newProviderHealth(name, mechanism string, failures *prometheus.CounterVec, now func() time.Time) *providerHealth {
-	return &providerHealth{name: name, mechanism: mechanism, failures: failures, now: now}
+func newProviderHealth(name, mechanism string, failures *prometheus.CounterVec, now func() time.Time, logger *slog.Logger) *providerHealth {
+	return &providerHealth{name: name, mechanism: mechanism, failures: failures, now: now, logger: logger}
 }
 
 // Failed records an error of the discoverer.
@@ -55,6 +62,12 @@ func (ph *providerHealth) Failed(err error) {
 	}
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
+	if !ph.h.Failing {
+		// The first error of a spell, whenever it comes (at start or
+		// mid-run), at one level; the discoverer logs every retry itself.
+		ph.h.Since = ph.now()
+		ph.logger.Warn("Service discovery is failing; its last targets are kept", "err", err, "jobs", ph.jobs)
+	}
 	ph.h.LastError, ph.h.LastErrorTime, ph.h.Failing = err.Error(), ph.now(), true
 	ph.h.Failures++
 	for _, job := range ph.jobs {
@@ -66,14 +79,29 @@ func (ph *providerHealth) Failed(err error) {
 func (ph *providerHealth) Synced() {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
-	ph.h.LastSync, ph.h.Failing = ph.now(), false
+	ph.recover()
+	ph.h.LastSync = ph.now()
+}
+
+// recover ends a spell of failures, or starts the first spell of health.
+// Called with ph.mu held.
+func (ph *providerHealth) recover() {
+	if ph.h.Failing {
+		ph.logger.Info("Service discovery recovered", "failed_for", ph.now().Sub(ph.h.Since).Round(time.Millisecond).String(),
+			"failures", ph.h.Failures, "jobs", ph.jobs)
+	}
+	if ph.h.Failing || ph.h.Since.IsZero() {
+		ph.h.Since = ph.now()
+	}
+	ph.h.Failing = false
 }
 
 // done records that the discoverer closed its channel after its full set.
 func (ph *providerHealth) done() {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
-	ph.finished, ph.h.Failing = true, false
+	ph.finished = true
+	ph.recover()
 }
 
 func (ph *providerHealth) get() Health {
@@ -93,7 +121,7 @@ func (ph *providerHealth) setJobs(jobs []string) {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
 	for _, job := range ph.jobs {
-		if !containsString(jobs, job) {
+		if !slices.Contains(jobs, job) {
 			ph.failures.DeleteLabelValues(job, ph.mechanism, ph.name)
 		}
 	}
@@ -101,15 +129,6 @@ func (ph *providerHealth) setJobs(jobs []string) {
 		ph.failures.WithLabelValues(job, ph.mechanism, ph.name)
 	}
 	ph.jobs = jobs
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // jobCollector exports, at scrape time, each job's last sync.

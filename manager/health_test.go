@@ -1,8 +1,10 @@
 package manager
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -95,6 +97,9 @@ func TestProviderHealth(t *testing.T) {
 		if !js.Healthy || !js.LastSync.Equal(synced) {
 			t.Errorf("job a after its first set = %+v, want healthy, synced at delivery", js)
 		}
+		if p := e.m.Providers()[0]; !p.Since.Equal(synced) {
+			t.Errorf("provider after its first set: since %v, want its first sync %v", p.Since.Sub(start), synced.Sub(start))
+		}
 
 		time.Sleep(10 * time.Second) // fake time: the error comes later
 		h := e.h.healthOf("one")
@@ -112,6 +117,14 @@ func TestProviderHealth(t *testing.T) {
 				t.Errorf("failures of job %s = %v, want 1", job, got)
 			}
 		}
+		failed := time.Now()
+		time.Sleep(time.Second)
+		h.Failed(errors.New("connection reset"))
+		if p := e.m.Providers()[0]; !p.Since.Equal(failed) || p.Failures != 2 || !p.LastErrorTime.Equal(time.Now()) {
+			t.Errorf("provider after a second error: since %v, %d failures, last at %v; want failing since the first %v",
+				p.Since.Sub(start), p.Failures, p.LastErrorTime.Sub(start), failed.Sub(start))
+		}
+		h.Failed(errors.New("connection refused"))
 
 		time.Sleep(10 * time.Second)
 		h.Synced()
@@ -119,6 +132,12 @@ func TestProviderHealth(t *testing.T) {
 		p = e.m.Providers()[0]
 		if !js.Healthy || !js.LastSync.Equal(time.Now()) || p.Failing || p.LastError != "connection refused" {
 			t.Errorf("after recovery: job %+v, provider %+v; want healthy, synced now, the last error kept as history", js, p)
+		}
+		recovered := time.Now()
+		time.Sleep(time.Second)
+		h.Synced()
+		if p := e.m.Providers()[0]; !p.Since.Equal(recovered) {
+			t.Errorf("provider in sync again: since %v, want the sync that ended the failures %v", p.Since.Sub(start), recovered.Sub(start))
 		}
 
 		// Job b leaves: its failure series go.
@@ -181,6 +200,30 @@ func TestConfigErrorsInJobStatus(t *testing.T) {
 		js := e.m.Jobs()["a"]
 		if js.FailedConfigs != 1 || len(js.ConfigErrors) != 1 || js.ConfigErrors[0] != "test_sd_configs: cannot reach the test backend" || js.Healthy {
 			t.Errorf("job a = %+v, want one failed config with its error, unhealthy", js)
+		}
+	})
+}
+
+// A spell of failures is logged once when it starts, at one level whatever
+// its cause, and its end once, with how long it lasted.
+func TestProviderHealthLogs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs bytes.Buffer
+		e := newEnv(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		e.apply(map[string]discovery.Configs{"a": {e.cfg("one")}})
+		h := e.h.healthOf("one")
+		h.Failed(errors.New("connection refused")) // before its first set, as at start
+		h.Failed(errors.New("connection refused"))
+		time.Sleep(3 * time.Second)
+		h.Failed(errors.New("EOF"))
+		h.Synced()
+		h.Synced()
+		got := logs.String()
+		if n := strings.Count(got, `level=WARN msg="Service discovery is failing; its last targets are kept" discovery=test config=a provider=test/0 err="connection refused" jobs=[a]`); n != 1 {
+			t.Errorf("%d warnings for the spell of failures, want 1:\n%s", n, got)
+		}
+		if n := strings.Count(got, `level=INFO msg="Service discovery recovered" discovery=test config=a provider=test/0 failed_for=3s failures=3 jobs=[a]`); n != 1 {
+			t.Errorf("%d recovery lines, want 1:\n%s", n, got)
 		}
 	})
 }

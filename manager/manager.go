@@ -466,9 +466,10 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 	}
 	mech := c.Name()
 	name := fmt.Sprintf("%s/%d", mech, m.lastProvider)
-	h := newProviderHealth(name, mech, m.metrics.failures, m.now)
+	logger := m.logger.With("discovery", mech, "config", job, "provider", name)
+	h := newProviderHealth(name, mech, m.metrics.failures, m.now, logger)
 	d, err := c.NewDiscoverer(discovery.Options{
-		Logger:  m.logger.With("discovery", mech, "config", job, "provider", name),
+		Logger:  logger,
 		SetName: job,
 		Metrics: m.mechMetrics[mech],
 		Health:  h,

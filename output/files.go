@@ -117,7 +117,7 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 		info, err := os.Stat(state.Path)
 		if err == nil {
 			f.known[job] = &fileInfo{gen: snap.Gen, info: info}
-			state.Gen, state.Err = snap.Gen, nil
+			state.Gen, state.Targets, state.Err = snap.Gen, snap.Targets, nil
 			f.own(name)
 			return state, repaired, nil
 		}
@@ -137,7 +137,7 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 		return state, repaired, err
 	}
 	f.known[job] = &fileInfo{gen: snap.Gen, info: info}
-	state.Gen, state.Err, state.Written = snap.Gen, nil, info.ModTime()
+	state.Gen, state.Targets, state.Err, state.Written = snap.Gen, snap.Targets, nil, info.ModTime()
 	f.logger.Debug("wrote targets file", "job", job, "path", state.Path, "targets", snap.Targets)
 	return state, repaired, nil
 }

@@ -152,16 +152,19 @@ func (r *jobRender) touch(a *agg) {
 func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
 	pairs := r.scratch[:0]
 	for n, v := range t {
-		if n != model.AddressLabel {
-			pairs = append(pairs, labelPair{outputLabelName(string(n)), string(v)})
+		if name := outputLabelName(string(n)); n != model.AddressLabel && name != "" {
+			pairs = append(pairs, labelPair{name, string(v)})
 		}
 	}
 	for n, v := range gl {
 		if n == model.AddressLabel {
 			continue
 		}
-		if _, ok := t[n]; !ok {
-			pairs = append(pairs, labelPair{outputLabelName(string(n)), string(v)})
+		if _, ok := t[n]; ok {
+			continue
+		}
+		if name := outputLabelName(string(n)); name != "" {
+			pairs = append(pairs, labelPair{name, string(v)})
 		}
 	}
 	slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })

@@ -1,25 +1,31 @@
 package output
 
-// Labels that the consuming Prometheus sets itself on every target it reads
-// from sdhub overwrite a source's labels of the same name: its file_sd sets
-// __meta_filepath (to sdhub's file), its http_sd __meta_url (to sdhub's
-// endpoint). sdhub's output therefore carries a source's value of such a
-// label under a name of its own, and `sdhub generate prometheus-config`
-// prepends to the consuming job the relabelling that puts it back, so the
-// job's relabel_configs see what native SD gave them.
+// The consuming Prometheus sets __meta_filepath on every target it reads
+// through file_sd_configs, and __meta_url on every target it reads through
+// http_sd_configs, overwriting a value the target carries. So a source's
+// own values of these labels (file_sd's path of the input file, http_sd's
+// URL) reach the consumer under sdhub-owned names instead, and the relabel
+// rules `sdhub generate prometheus-config` prepends to each job put them
+// back where native SD has them.
 const (
-	sdhubFilepathLabel = "__meta_sdhub_filepath"
-	sdhubURLLabel      = "__meta_sdhub_url"
+	// FilepathLabel carries a source's __meta_filepath in sdhub's output.
+	FilepathLabel = "__meta_sdhub_filepath"
+	// URLLabel carries a source's __meta_url in sdhub's output.
+	URLLabel = "__meta_sdhub_url"
 )
 
-// outputLabelName is the name under which the output carries a source's
-// label.
+// outputLabelName is the name a source's label has in sdhub's output:
+// __meta_filepath and __meta_url are renamed, every other name is kept.
+// A source's own label of one of sdhub's names is not carried (""): the
+// output would hold the name twice.
 func outputLabelName(name string) string {
 	switch name {
 	case "__meta_filepath":
-		return sdhubFilepathLabel
+		return FilepathLabel
 	case "__meta_url":
-		return sdhubURLLabel
+		return URLLabel
+	case FilepathLabel, URLLabel:
+		return ""
 	}
 	return name
 }

@@ -279,20 +279,3 @@ func TestRenderKeepsDistinctLabelSetsApart(t *testing.T) {
 		t.Errorf("Render made %d entries, want 2:\n%s", len(parsed), got)
 	}
 }
-
-// The output carries a source's __meta_filepath and __meta_url under sdhub's
-// own names: the consuming Prometheus overwrites those two.
-func TestRenderRenamesConsumerLabels(t *testing.T) {
-	got := Render([]*targetgroup.Group{{Source: "g",
-		Labels:  model.LabelSet{"__meta_filepath": "/etc/targets/a.json"},
-		Targets: []model.LabelSet{{"__address__": "a:1", "__meta_url": "http://sd/x"}},
-	}})
-	var parsed []*targetgroup.Group
-	if err := json.Unmarshal(got, &parsed); err != nil {
-		t.Fatal(err)
-	}
-	want := model.LabelSet{"__meta_sdhub_filepath": "/etc/targets/a.json", "__meta_sdhub_url": "http://sd/x"}
-	if len(parsed) != 1 || !parsed[0].Labels.Equal(want) {
-		t.Errorf("Render = %s, want labels %v", got, want)
-	}
-}

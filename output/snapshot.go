@@ -50,6 +50,9 @@ type FileState struct {
 	// Gen is the Gen of the content the file holds: 0 when sdhub has not
 	// written it, or found it to hold the current content, since it started.
 	Gen uint64
+	// Targets is the number of targets in the content the file holds
+	// (the Targets of the snapshot of Gen); meaningless when Gen is 0.
+	Targets int
 	// Written is when sdhub last wrote the file (zero: never, in this process).
 	Written time.Time
 	// Err is the error of the last attempt to write the file, nil if it

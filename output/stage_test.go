@@ -385,8 +385,14 @@ func TestWriteFailure(t *testing.T) {
 	if err := os.Mkdir(Path(dir, "good"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Apply(manager.Update{"good": complete("g:2")}); err == nil {
+	before := snap(t, w, "good").File
+	if err := w.Apply(manager.Update{"good": complete("g:2", "g:3")}); err == nil {
 		t.Error("Apply succeeded although good.json is a directory")
+	}
+	// What the file holds stays told apart from what is pending.
+	if s := snap(t, w, "good"); s.Targets != 2 || s.File.Targets != 1 || s.File.Gen != before.Gen || s.File.Gen == s.Gen {
+		t.Errorf("good after the failed write: %d targets of gen %d, file %+v; want 2 pending, the file at 1 target of gen %d",
+			s.Targets, s.Gen, s.File, before.Gen)
 	}
 	if ready(w) != 0 || snap(t, w, "good").OnDisk() {
 		t.Error("ready although the last write of job good failed")

@@ -75,7 +75,7 @@ type Proc struct {
 	lines map[string]int // count of log lines per msg we wait for
 }
 
-var listenRE = regexp.MustCompile(`msg=Listening address=(\S+)`)
+var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
 
 // Start runs bin with args (plus a free listen address and debug logs) and
 // waits until it listens.

@@ -172,7 +172,7 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	if err := Eventually("refresh failures counted", func() bool { return failures(p) > before }); err != nil {
 		r.Fail("%v", err)
 	}
-	if _, page, _ := p.Do(http.MethodGet, "/"); !strings.Contains(page, "dockerswarm/0</code> failing") {
+	if _, page, _ := p.Do(http.MethodGet, "/"); !strings.Contains(page, "dockerswarm/0</code>:\n<span class=\"err\">failing for") {
 		r.Fail("the status page does not show the engine failure")
 	}
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {

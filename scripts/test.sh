@@ -4,6 +4,7 @@
 #   - the Docker engine in swarm mode (Debian's docker.io),
 #   - Prometheus and promtool (Debian's prometheus package),
 #   - Chromium (Debian's package) for the status page's browser test,
+#   - systemd-analyze (Debian's systemd) for the systemd unit's check,
 # then gofmt, go vet and every Go test with the race detector, the
 # reliability suite at full size (its table of figures), and each fuzz
 # target for FUZZTIME executions (100000x; see the Makefile for why a count,
@@ -24,6 +25,7 @@ SDHUB_PROMETHEUS_BIN="$(scripts/deps/prometheus.sh)"
 export SDHUB_PROMETHEUS_BIN
 SDHUB_CHROMIUM_BIN="$(scripts/deps/chromium.sh)"
 export SDHUB_CHROMIUM_BIN
+scripts/deps/systemd.sh >/dev/null
 echo "consul: $SDHUB_CONSUL_BIN"
 echo "prometheus: $SDHUB_PROMETHEUS_BIN"
 echo "chromium: $SDHUB_CHROMIUM_BIN"

@@ -2,49 +2,50 @@ package web
 
 import (
 	"bytes"
-	"embed"
 	"fmt"
-	"html/template"
 	"net/http"
-	"net/url"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
 
-//go:embed templates/*.html
-var templateFS embed.FS
-
-var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"ago":    ago,
-	"sdpath": func(job string) string { return strings.Replace(SDPath, "{job}", url.PathEscape(job), 1) },
-	"jobref": func(job string) string { return "/job/" + url.PathEscape(job) },
-	// errs hands a job row to the "errors" template with the page's clock.
-	"errs": func(now time.Time, r jobRow) any {
-		return struct {
-			Now time.Time
-			Row jobRow
-		}{now, r}
-	},
-	"failures": func(ps []providerRow) bool {
-		return slices.ContainsFunc(ps, func(p providerRow) bool { return p.LastError != "" })
-	},
-}).ParseFS(templateFS, "templates/*.html"))
-
-// statusPage is what the status page shows.
+// statusPage is what the status page shows, and the head of a job's page.
 type statusPage struct {
-	Now        time.Time
-	Ready      bool
+	Now time.Time
+	// Root is the relative path from the page to the root of sdhub's
+	// endpoints: every link is relative, for reverse proxies.
+	Root  string
+	Ready bool
+	// Problems say what is not right, the most serious first; none: all
+	// green.
+	Problems   []problem
 	ConfigFile string
+	Reload     *ReloadStatus
+	Version    *Version
+	Started    time.Time
 	Jobs       []jobRow
+	Unhealthy  int
 	Warnings   []string
 	Config     string // redacted YAML
 	ConfigErr  string
 	Lifecycle  bool
 	HTTPSD     bool
+	// Relabel is true when the pages show the consuming job's kept and
+	// dropped targets.
+	Relabel bool
+}
+
+// problem is one line of the status page's summary: Job, if set, names the
+// job it is about (linked).
+type problem struct {
+	Class, Text, Job string
 }
 
 // jobRow is one job on the status page.
@@ -52,69 +53,84 @@ type jobRow struct {
 	Name       string
 	Mechanisms []string // "consul ×2", "static"
 	Providers  []providerRow
-	// Targets is the number of targets in the job's output, -1 when it has
-	// none yet; Dropped those left out because Prometheus would reject them.
+	// Serving is true once the job had a complete state since sdhub
+	// started: Targets and Dropped (the targets left out because
+	// Prometheus would reject them) count its output.
+	Serving          bool
 	Targets, Dropped int
-	LastUpdate       time.Time // when the job's output last changed
-	LastWrite        time.Time
-	Path             string
-	WriteError       string
-	WriteErrorTime   time.Time
-	// Pending is true when the job's file does not hold its current output
-	// (not written yet, or the last write failed).
-	Pending bool
+	Changed          time.Time // when the job's output last changed
+	// Waiting is true while the job's discovery state is incomplete: a
+	// serving job shows its last complete set.
 	Waiting bool
-	Failed  int // SD configs that failed to start
+	// Relabel counts the targets after the consuming job's relabelling;
+	// nil when not known.
+	Relabel *RelabelCounts
+	File    fileView
 	// ConfigErrors say why SD configs failed to start.
 	ConfigErrors []string
 	Healthy      bool
+	// Why says why the job is not healthy.
+	Why []string
+	// SDURL is the job's http_sd URL, "" when sdhub serves no http_sd.
+	SDURL string
+}
+
+// fileView is what the pages show of a job's file: what it holds against
+// what is pending.
+type fileView struct {
+	Path    string
+	Written time.Time
+	// OnDisk is true when the file holds the job's current output.
+	OnDisk bool
+	// Known is true when the file holds an output of this process
+	// (written, or found up to date): DiskTargets counts its targets.
+	Known       bool
+	DiskTargets int
+	Err         string
+	ErrTime     time.Time
 }
 
 type providerRow struct {
-	Name, Mechanism, State string
-	Shared                 []string // the other jobs it serves
+	Name, Mechanism string
+	Started         bool // running: started and not cancelled
+	Delivered       bool // it delivered its first full set
+	Shared          []string
 	manager.Health
 }
 
 // status serves the status page.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	page := h.collect()
+	page := h.collect("./")
 	h.render(w, http.StatusOK, "status.html", page)
 }
 
 // collect gathers the status page's data from the output stage, the
-// manager and the config.
-func (h *handler) collect() *statusPage {
-	page := &statusPage{Now: h.o.Now(), Ready: true, Lifecycle: h.o.EnableLifecycle, HTTPSD: h.o.Outputs != nil}
+// manager, the reloader and the config; root is the page's Root.
+func (h *handler) collect(root string) *statusPage {
+	page := &statusPage{Now: h.o.Now(), Root: root, Ready: true, Lifecycle: h.o.EnableLifecycle, HTTPSD: h.o.Outputs != nil,
+		Version: h.o.Version, Started: h.o.Started, Relabel: h.o.Relabel != nil}
 	rows := map[string]*jobRow{}
 	row := func(job string) *jobRow {
 		if r := rows[job]; r != nil {
 			return r
 		}
-		r := &jobRow{Name: job, Targets: -1}
+		r := &jobRow{Name: job}
+		if page.HTTPSD {
+			r.SDURL = h.sdURL(root, job)
+		}
 		rows[job] = r
 		return r
+	}
+	if h.o.LastReload != nil {
+		rs := h.o.LastReload()
+		page.Reload = &rs
 	}
 	if h.o.Config != nil {
 		if cfg := h.o.Config(); cfg != nil {
 			page.ConfigFile = cfg.Filename
 			page.Warnings = cfg.Warnings
 			for _, sc := range cfg.ScrapeConfigs {
-				r := row(sc.JobName)
-				count := map[string]int{}
-				var names []string
-				for _, c := range sc.ServiceDiscoveryConfigs {
-					if count[c.Name()] == 0 {
-						names = append(names, c.Name())
-					}
-					count[c.Name()]++
-				}
-				for _, n := range names {
-					if count[n] > 1 {
-						n = fmt.Sprintf("%s ×%d", n, count[n])
-					}
-					r.Mechanisms = append(r.Mechanisms, n)
-				}
+				row(sc.JobName).Mechanisms = mechanisms(sc.ServiceDiscoveryConfigs)
 			}
 			if s, err := redactedConfig(cfg); err != nil {
 				page.ConfigErr = err.Error()
@@ -123,93 +139,146 @@ func (h *handler) collect() *statusPage {
 			}
 		}
 	}
+	snaps := map[string]*output.Snapshot{}
 	if h.o.Outputs != nil {
-		jobs, applied := h.o.Outputs.Snapshots()
-		page.Ready = applied
-		for job, snap := range jobs {
+		snaps, page.Ready = h.o.Outputs.Snapshots()
+		for job, snap := range snaps {
 			r := row(job)
-			r.Waiting, r.Failed, r.Path = snap.Waiting || !snap.Serving(), snap.FailedConfigs, snap.File.Path
-			r.LastUpdate, r.LastWrite = snap.Changed, snap.File.Written
-			if snap.Serving() {
+			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting, snap.Changed
+			if r.Serving {
 				r.Targets, r.Dropped = snap.Targets, snap.Dropped
-				r.Pending = !snap.OnDisk()
 			}
-			if snap.File.Err != nil {
-				r.WriteError, r.WriteErrorTime = snap.File.Err.Error(), snap.File.ErrTime
+			f := snap.File
+			r.File = fileView{Path: f.Path, Written: f.Written, OnDisk: r.Serving && snap.OnDisk(),
+				Known: f.Gen != 0, DiskTargets: f.Targets, ErrTime: f.ErrTime}
+			if f.Err != nil {
+				r.File.Err = f.Err.Error()
+			}
+			if h.o.Relabel != nil && r.Serving {
+				c := h.counts.get(job, snap, h.o.Relabel(job), h.scrape(job))
+				r.Relabel = &c
 			}
 		}
+		h.counts.keep(snaps)
 	}
+	var jobs map[string]manager.JobStatus
 	if h.o.Jobs != nil {
-		for job, js := range h.o.Jobs() {
-			r := row(job)
-			r.ConfigErrors = js.ConfigErrors
-			r.Healthy = js.Healthy && !r.Waiting && !r.Pending
+		jobs = h.o.Jobs()
+		for job, js := range jobs {
+			row(job).ConfigErrors = js.ConfigErrors
 		}
 	}
 	if h.o.Providers != nil {
 		for _, p := range h.o.Providers() {
-			state := "stopped"
-			switch {
-			case p.Started && p.Failing:
-				state = "failing"
-			case p.Started && p.Delivered:
-				state = "running"
-			case p.Started:
-				state = "running, waiting for its first full set"
-			}
 			for _, job := range p.Jobs {
 				r := row(job)
 				r.Providers = append(r.Providers, providerRow{
-					Name: p.Name, Mechanism: p.Mechanism, State: state, Health: p.Health,
+					Name: p.Name, Mechanism: p.Mechanism, Started: p.Started, Delivered: p.Delivered, Health: p.Health,
 					Shared: slices.DeleteFunc(slices.Clone(p.Jobs), func(j string) bool { return j == job }),
 				})
 			}
 		}
 	}
 	for _, r := range rows {
+		r.judge(jobs, h.o.Outputs != nil)
 		page.Jobs = append(page.Jobs, *r)
 	}
 	slices.SortFunc(page.Jobs, func(a, b jobRow) int { return strings.Compare(a.Name, b.Name) })
+	page.summarize()
 	return page
 }
 
-// jobPage is one job's drill-down: its status and its targets as written.
-type jobPage struct {
-	statusPage
-	Job     jobRow
-	Known   bool
-	Entries []output.Entry
-	Count   int
-	Note    string
-}
-
-func (h *handler) jobPage(w http.ResponseWriter, r *http.Request) {
-	job := r.PathValue("job")
-	page := &jobPage{statusPage: *h.collect()}
-	for _, j := range page.Jobs {
-		if j.Name == job {
-			page.Job, page.Known = j, true
+// judge sets whether the job is healthy, and why not: every provider
+// delivered and none is failing, every SD config started, and its output
+// is served and on disk.
+func (r *jobRow) judge(jobs map[string]manager.JobStatus, outputs bool) {
+	r.Why = nil
+	if js, ok := jobs[r.Name]; ok && js.FailedConfigs > 0 {
+		r.Why = append(r.Why, fmt.Sprintf("%d of its SD configs failed to start", js.FailedConfigs))
+	}
+	var failing, waiting []string
+	for _, p := range r.Providers {
+		switch {
+		case p.Failing:
+			failing = append(failing, p.Name)
+		case !p.Delivered:
+			waiting = append(waiting, p.Name)
 		}
 	}
-	if !page.Known {
-		page.Job.Name = job
-		h.render(w, http.StatusNotFound, "job.html", page)
-		return
+	if len(failing) > 0 {
+		r.Why = append(r.Why, strings.Join(failing, ", ")+" failing")
 	}
-	var snap *output.Snapshot
-	if h.o.Outputs != nil {
-		jobs, _ := h.o.Outputs.Snapshots()
-		snap = jobs[job]
+	if len(waiting) > 0 {
+		r.Why = append(r.Why, strings.Join(waiting, ", ")+" waiting for a first full set")
 	}
 	switch {
-	case h.o.Outputs == nil:
-		page.Note = "targets are not tracked by this handler"
-	case snap == nil || !snap.Serving():
-		page.Note = "waiting for the first full set of targets of every provider"
-	default:
-		page.Entries, page.Count = snap.Entries(), snap.Targets
+	case !outputs:
+	case !r.Serving:
+		r.Why = append(r.Why, "no complete set of targets yet")
+	case r.File.Err != "":
+		r.Why = append(r.Why, "its file is not up to date: the last write failed")
+	case !r.File.OnDisk:
+		r.Why = append(r.Why, "its file is being written")
 	}
-	h.render(w, http.StatusOK, "job.html", page)
+	if js, ok := jobs[r.Name]; ok && !js.Healthy && len(r.Why) == 0 {
+		r.Why = append(r.Why, "its discovery is not healthy") // a state this page does not name
+	}
+	r.Healthy = len(r.Why) == 0
+}
+
+// summarize lists the page's problems: readiness, the last reload, the
+// unhealthy jobs.
+func (p *statusPage) summarize() {
+	if !p.Ready {
+		p.Problems = append(p.Problems, problem{Class: "warn", Text: "not ready: starting, no discovery update applied yet"})
+	}
+	if p.Reload != nil && p.Reload.Err != nil {
+		p.Problems = append(p.Problems, problem{Class: "err", Text: fmt.Sprintf(
+			"the last reload of the configuration failed %s: %v; the configuration loaded %s keeps running",
+			ago(p.Now, p.Reload.Time), p.Reload.Err, ago(p.Now, p.Reload.Loaded))})
+	}
+	for _, j := range p.Jobs {
+		if !j.Healthy {
+			p.Unhealthy++
+			p.Problems = append(p.Problems, problem{Class: "err", Job: j.Name, Text: strings.Join(j.Why, "; ")})
+		}
+	}
+}
+
+// scrape returns the consuming job's scrape settings.
+func (h *handler) scrape(job string) ScrapeSettings {
+	if h.o.Scrape == nil {
+		return ScrapeSettings{}
+	}
+	return h.o.Scrape(job)
+}
+
+// sdURL returns job's http_sd URL: under the external URL when there is
+// one, else relative to a page at root.
+func (h *handler) sdURL(root, job string) string {
+	p := sdPath(job)
+	if u := h.o.ExternalURL; u != nil {
+		return strings.TrimSuffix(u.String(), "/") + p
+	}
+	return root + strings.TrimPrefix(p, "/")
+}
+
+// mechanisms names the mechanisms of a job's SD configs: "consul ×2".
+func mechanisms[C interface{ Name() string }](configs []C) []string {
+	count := map[string]int{}
+	var names []string
+	for _, c := range configs {
+		if count[c.Name()] == 0 {
+			names = append(names, c.Name())
+		}
+		count[c.Name()]++
+	}
+	for i, n := range names {
+		if count[n] > 1 {
+			names[i] = fmt.Sprintf("%s ×%d", n, count[n])
+		}
+	}
+	return names
 }
 
 // render executes a template into a buffer first, so that a failing
@@ -227,18 +296,47 @@ func (h *handler) render(w http.ResponseWriter, code int, name string, data any)
 	_, _ = w.Write(b.Bytes())
 }
 
-// ago renders t relative to now: "never", "12s ago", or the time itself
-// when in the future or older than a day.
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
+// countsCache keeps each job's RelabelCounts for the snapshot and rules
+// they were counted for: a page shown again costs no relabelling until the
+// job's output or its rules change.
+type countsCache struct {
+	mu   sync.Mutex
+	jobs map[string]countsEntry
+}
+
+type countsEntry struct {
+	gen uint64
+	// rules are held, so their pointers cannot be reused by other rules
+	// while the entry lives: the same pointers are the same rules.
+	rules    []*relabel.Config
+	settings ScrapeSettings
+	counts   RelabelCounts
+}
+
+func (c *countsCache) get(job string, snap *output.Snapshot, rules []*relabel.Config, settings ScrapeSettings) RelabelCounts {
+	c.mu.Lock()
+	e, ok := c.jobs[job]
+	c.mu.Unlock()
+	if ok && e.gen == snap.Gen && slices.Equal(e.rules, rules) && reflect.DeepEqual(e.settings, settings) {
+		return e.counts
 	}
-	d := now.Sub(t)
-	switch {
-	case d < 0 || d > 24*time.Hour:
-		return t.UTC().Format(time.RFC3339)
-	case d < time.Second:
-		return "just now"
+	e = countsEntry{gen: snap.Gen, rules: rules, settings: settings, counts: CountRelabelled(job, settings, rules, snap.Entries())}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jobs == nil {
+		c.jobs = map[string]countsEntry{}
 	}
-	return d.Truncate(time.Second).String() + " ago"
+	c.jobs[job] = e
+	return e.counts
+}
+
+// keep forgets the jobs that are gone.
+func (c *countsCache) keep(jobs map[string]*output.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for job := range c.jobs {
+		if _, ok := jobs[job]; !ok {
+			delete(c.jobs, job)
+		}
+	}
 }

@@ -1,17 +1,21 @@
 // Package web serves sdhub's HTTP endpoints: /metrics, the health and
 // readiness probes and the lifecycle endpoint /-/reload, as Prometheus names
 // them; the http_sd endpoint /api/v1/sd/{job} for Prometheus servers that
-// read sdhub over the network; and the status page at /.
+// read sdhub over the network; the status page at / and a page per job at
+// /job/{job}; all under a route prefix, as Prometheus serves its own.
 package web
 
 import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/manager"
@@ -28,6 +32,17 @@ type Options struct {
 	// EnableLifecycle allows /-/reload.
 	EnableLifecycle bool
 
+	// ExternalURL is the URL under which sdhub is reachable
+	// (--web.external-url): the pages give each job's http_sd URL under it.
+	// Nil: they give the path only.
+	ExternalURL *url.URL
+	// RoutePrefix is the path under which every endpoint is served
+	// (--web.route-prefix, "/" or "" for none): a request for "/" is
+	// redirected to it, one for the prefix without its slash to the
+	// external URL's path with one. The pages link relatively, so they
+	// work under any path a reverse proxy maps to the prefix.
+	RoutePrefix string
+
 	// Outputs holds every job's output (output.Stage). It serves
 	// /api/v1/sd/{job}, the status page's target lists and /-/ready; nil
 	// leaves the http_sd endpoint out and /-/ready always ready.
@@ -39,8 +54,38 @@ type Options struct {
 	// Config returns the running configuration, shown with its secrets
 	// redacted.
 	Config func() *config.Config
+	// LastReload returns the outcome of the last load of the configuration
+	// file, at start or on a reload; nil leaves it off the status page.
+	LastReload func() ReloadStatus
+	// Relabel returns the relabel_configs of the consuming Prometheus's job,
+	// validated as Prometheus's config loader leaves them: the pages count
+	// the targets the job keeps and drops (Populate). Nil leaves the counts
+	// off the pages.
+	Relabel func(job string) []*relabel.Config
+	// Scrape returns the consuming job's scrape settings that Prometheus
+	// sets as labels before relabelling; nil means Prometheus's defaults.
+	Scrape func(job string) ScrapeSettings
+	// Version is the build the status page shows; nil: none.
+	Version *Version
+	// Started is when sdhub started, for the uptime; zero: not shown.
+	Started time.Time
 	// Now is the status page's clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// ReloadStatus is the outcome of the last load of the configuration file.
+type ReloadStatus struct {
+	// Time is when the file was last loaded, at start or on a reload,
+	// successfully or not; Err is that load's error, nil if it succeeded.
+	Time time.Time
+	Err  error
+	// Loaded is when the running configuration was loaded.
+	Loaded time.Time
+}
+
+// Version is the build of sdhub, as prometheus/common/version has it.
+type Version struct {
+	Version, Revision, Branch, BuildUser, BuildDate, GoVersion string
 }
 
 // Outputs is what the handler reads of the output stage: the snapshot of
@@ -50,7 +95,8 @@ type Outputs interface {
 }
 
 type handler struct {
-	o Options
+	o      Options
+	counts countsCache
 }
 
 // NewHandler returns the HTTP handler for o.
@@ -78,7 +124,41 @@ func NewHandler(o Options) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", h.status)
 	mux.HandleFunc("GET /job/{job}", h.jobPage)
-	return mux
+	prefix := RoutePrefix(o.RoutePrefix)
+	if prefix == "/" {
+		return mux
+	}
+	home := prefix + "/"
+	if o.ExternalURL != nil && o.ExternalURL.Path != "" {
+		home = strings.TrimSuffix(o.ExternalURL.Path, "/") + "/"
+	}
+	return &prefixed{prefix: prefix, home: home, next: http.StripPrefix(prefix, mux)}
+}
+
+// RoutePrefix returns p as a route prefix, as Prometheus makes it: one
+// leading slash, no trailing one, "/" for none.
+func RoutePrefix(p string) string { return "/" + strings.Trim(p, "/") }
+
+// prefixed serves every endpoint under a route prefix, as Prometheus does:
+// "/" is redirected to the prefix, the prefix to the status page (home:
+// under the external URL's path, where a proxy that maps another path to
+// the prefix takes it), and nothing else outside it is served.
+type prefixed struct {
+	prefix, home string
+	next         http.Handler
+}
+
+func (p *prefixed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch path := r.URL.Path; {
+	case strings.HasPrefix(path, p.prefix+"/"):
+		p.next.ServeHTTP(w, r)
+	case path == p.prefix:
+		http.Redirect(w, r, p.home, http.StatusFound)
+	case path == "/":
+		http.Redirect(w, r, p.prefix+"/", http.StatusFound)
+	default:
+		http.NotFound(w, r)
+	}
 }
 
 func (h *handler) healthy(w http.ResponseWriter, r *http.Request) {

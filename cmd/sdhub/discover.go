@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,43 +13,76 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
+	"github.com/sdhub/sdhub/web"
 )
 
-// discoverCommand is `sdhub discover`: one job's discovery, once, like
-// `promtool check service-discovery`.
+// discoverCommand is `sdhub discover CONFIG JOB`: one job's discovery,
+// once, as `promtool check service-discovery` runs it.
 type discoverCommand struct {
-	cmd     *kingpin.CmdClause
-	job     string
-	timeout time.Duration
+	cmd                 *kingpin.CmdClause
+	configArg, jobArg   string
+	configFlag, jobFlag string // the older flag forms of the arguments
+	timeout             time.Duration
+	format              string
+	log                 *promslog.Config
 }
 
-func newDiscoverCommand(app *kingpin.Application) *discoverCommand {
-	c := &discoverCommand{}
-	c.cmd = app.Command("discover", "Run one job's service discovery once and print its targets in the file_sd format, as the job's output file would hold them.")
-	c.cmd.Flag("job", "The job to discover.").Required().StringVar(&c.job)
+func newDiscoverCommand(app *kingpin.Application, log *promslog.Config) *discoverCommand {
+	c := &discoverCommand{log: log}
+	c.cmd = app.Command("discover", "Run one job's service discovery once, as `promtool check service-discovery` does for Prometheus, "+
+		"and print each target's labels before and after the job's relabelling, as promtool prints them.")
+	c.cmd.Arg("config-file", "The config file: a prometheus.yml.").StringVar(&c.configArg)
+	c.cmd.Arg("job", "The job to discover.").StringVar(&c.jobArg)
 	c.cmd.Flag("timeout", "How long to wait for every provider of the job to deliver its first full set.").Default("30s").DurationVar(&c.timeout)
+	c.cmd.Flag("format", "promtool: each target's labels before and after relabelling, in promtool check service-discovery's JSON; "+
+		"file_sd: the job's targets as its output file holds them.").Default(formatPromtool).EnumVar(&c.format, formatPromtool, formatFileSD)
+	c.cmd.Flag("config.file", "The config-file argument as a flag.").Hidden().StringVar(&c.configFlag)
+	c.cmd.Flag("job", "The job argument as a flag.").Hidden().StringVar(&c.jobFlag)
+	addLogFlags(c.cmd, log)
 	return c
 }
+
+// The output formats of discover.
+const (
+	formatPromtool = "promtool"
+	formatFileSD   = "file_sd"
+)
 
 // discoverFlush is the manager's coalescing interval for discover: short,
 // as only the first complete state matters.
 const discoverFlush = 10 * time.Millisecond
 
 // run loads the config, runs the job's providers until they have all
-// delivered their first full set, prints the job's file_sd JSON on stdout
-// and returns 0. It returns 2 when the config is invalid or has no such
-// job, 1 when an SD config fails to start or the timeout passes first.
-func (c *discoverCommand) run(f flags, stdout, stderr io.Writer) int {
+// delivered their first full set and prints the job's targets; it returns
+// 0. It returns 2 when the config is invalid or sdhub serves no such job,
+// 1 when an SD config fails to start or the timeout passes first.
+func (c *discoverCommand) run(stdout, stderr io.Writer) int {
 	fail := func(code int, format string, args ...any) int {
 		fmt.Fprintf(stderr, "sdhub discover: "+format+"\n", args...)
 		return code
 	}
-	cfg, err := config.LoadFile(f.configFile)
+	file, err := argOrFlag("config-file", c.configArg, c.configFlag)
+	if err != nil {
+		return fail(exitBadConfig, "%v", err)
+	}
+	if file == "" {
+		file = defaultCfgFile
+	}
+	job, err := argOrFlag("job", c.jobArg, c.jobFlag)
+	if err != nil {
+		return fail(exitBadConfig, "%v", err)
+	}
+	if job == "" {
+		return fail(exitBadConfig, "no job given: sdhub discover CONFIG JOB")
+	}
+	cfg, err := config.LoadFile(file)
 	if err != nil {
 		return fail(exitBadConfig, "%v", err)
 	}
@@ -56,31 +90,100 @@ func (c *discoverCommand) run(f flags, stdout, stderr io.Writer) int {
 	jobs := make([]string, 0, len(cfg.ScrapeConfigs))
 	for _, sc := range cfg.ScrapeConfigs {
 		jobs = append(jobs, sc.JobName)
-		if sc.JobName == c.job {
+		if sc.JobName == job {
 			configs = sc.ServiceDiscoveryConfigs
 		}
 	}
 	if configs == nil {
-		return fail(exitBadConfig, "no job %q with service discovery sdhub runs in %s (jobs: %s)", c.job, f.configFile, strings.Join(jobs, ", "))
+		if why := leftToPrometheus(cfg, job); why != "" {
+			return fail(exitBadConfig, "job %q is not served by sdhub: %s; `promtool check service-discovery %s %s` discovers it", job, why, file, job)
+		}
+		return fail(exitBadConfig, "no job %q in %s (jobs sdhub serves: %s)", job, file, strings.Join(jobs, ", "))
 	}
 
-	f.log.Writer = stderr
-	data, err := discoverOnce(c.job, configs, c.timeout, promslog.New(&f.log))
+	snap, err := discoverOnce(job, configs, c.timeout, promslog.New(c.log))
 	if err != nil {
 		return fail(exitError, "%v", err)
 	}
-	if _, err := stdout.Write(data); err != nil {
+	if c.format == formatFileSD {
+		_, err = snap.WriteTo(stdout) // as the job's file holds it
+	} else {
+		err = printTargets(stdout, job, snap, cfg)
+	}
+	if err != nil {
 		return fail(exitError, "%v", err)
 	}
 	return exitOK
 }
 
+// argOrFlag returns an argument given either as itself or as its older
+// flag form, not both with different values.
+func argOrFlag(name, arg, flag string) (string, error) {
+	if arg != "" && flag != "" && arg != flag {
+		return "", fmt.Errorf("the %s argument %q and its flag %q disagree: give one", name, arg, flag)
+	}
+	if arg != "" {
+		return arg, nil
+	}
+	return flag, nil
+}
+
+// leftToPrometheus says why sdhub does not serve job, a job of cfg's file
+// (config.Config.Skipped); "" when the file has no such job.
+func leftToPrometheus(cfg *config.Config, job string) string {
+	for _, sc := range cfg.Skipped {
+		switch {
+		case sc.JobName != job:
+		case len(sc.Unsupported) > 0:
+			return strings.Join(sc.Unsupported, ", ") + " left to Prometheus (this build of sdhub leaves them out)"
+		default:
+			return "it has no service discovery configs"
+		}
+	}
+	return ""
+}
+
+// sdCheckResult is one target as `promtool check service-discovery`
+// prints it, with its error as text.
+type sdCheckResult struct {
+	DiscoveredLabels labels.Labels `json:"discoveredLabels"`
+	Labels           labels.Labels `json:"labels"`
+	Error            string        `json:"error,omitempty"`
+}
+
+// printTargets prints each target of snap before and after the job's
+// relabelling (jobRelabel, jobScrape), as promtool does.
+func printTargets(w io.Writer, job string, snap *output.Snapshot, cfg *config.Config) error {
+	var rules []*relabel.Config
+	if jobRelabel != nil {
+		rules = jobRelabel(cfg, job)
+	}
+	var settings web.ScrapeSettings
+	if jobScrape != nil {
+		settings = jobScrape(cfg, job)
+	}
+	results := []sdCheckResult{}
+	for _, t := range web.Populate(job, settings, rules, snap.Entries()) {
+		r := sdCheckResult{DiscoveredLabels: t.Discovered, Labels: t.Labels}
+		if t.Err != nil {
+			r.Error = t.Err.Error()
+		}
+		results = append(results, r)
+	}
+	out, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(out, '\n'))
+	return err
+}
+
 // discoverOnce runs the providers of job's configs in a manager of its own
 // until they have all delivered their first full set, and returns the job's
-// file_sd JSON, as the output stage renders it. It fails when a config
+// output, as the output stage renders it. It fails when a config
 // cannot start, or when timeout passes first; the message then names the
 // providers still waiting and the last errors they reported.
-func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, logger *slog.Logger) ([]byte, error) {
+func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, logger *slog.Logger) (*output.Snapshot, error) {
 	reg := prometheus.NewRegistry()
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
@@ -148,7 +251,7 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 			if err := outputs.Apply(u); err != nil {
 				return nil, fmt.Errorf("job %q: %w", job, err)
 			}
-			return outputs.Job(job).Bytes(), nil // as the job's file holds it
+			return outputs.Job(job), nil
 		case <-timer.C:
 			var waiting []string
 			for _, p := range mgr.Providers() {

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestDiscoverPrintsTheFilesBytes: discover prints what the job's file
-// would hold, so a target Prometheus would reject (here a label name
+// TestDiscoverPrintsTheFilesBytes: discover --format=file_sd prints what
+// the job's file would hold, so a target Prometheus would reject (here a label name
 // Prometheus 2.x refuses, which would make it drop the whole file) is left
 // out, as the writer leaves it out.
 func TestDiscoverPrintsTheFilesBytes(t *testing.T) {
@@ -32,7 +32,7 @@ func TestDiscoverPrintsTheFilesBytes(t *testing.T) {
 ]
 `
 	var stdout, stderr bytes.Buffer
-	if code := runMain([]string{"discover", "--config.file=" + cfg, "--job=j", "--timeout=30s"}, &stdout, &stderr); code != exitOK || stdout.String() != want {
+	if code := runMain([]string{"discover", "--format=file_sd", cfg, "j"}, &stdout, &stderr); code != exitOK || stdout.String() != want {
 		t.Errorf("discover = exit %d, stdout\n%s\nwant exit 0 and\n%s\nstderr: %s", code, stdout.String(), want, stderr.String())
 	}
 }

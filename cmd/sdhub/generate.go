@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -19,8 +19,20 @@ import (
 // generateCommand is `sdhub generate prometheus-config`: the prometheus.yml
 // of the Prometheus that consumes sdhub's outputs.
 type generateCommand struct {
-	cmd       *kingpin.CmdClause
+	cmd  *kingpin.CmdClause
+	opts generateOptions
+}
+
+// generateOptions say how generatePrometheusConfig rewrites a job.
+type generateOptions struct {
+	// outDir is sdhub's --output.dir as the consumer sees it.
+	outDir string
+	// httpSDURL, if set, is sdhub's base URL: jobs read http_sd from it
+	// instead of their file.
 	httpSDURL string
+	// includeStatic rewrites the jobs whose only block sdhub runs is
+	// static_configs too; by default they stay with Prometheus as they are.
+	includeStatic bool
 }
 
 func newGenerateCommand(app *kingpin.Application) *generateCommand {
@@ -28,9 +40,14 @@ func newGenerateCommand(app *kingpin.Application) *generateCommand {
 	gen := app.Command("generate", "Generate files for the programs around sdhub.")
 	c.cmd = gen.Command("prometheus-config", "Print the config file (--config.file) rewritten for the Prometheus that reads sdhub's outputs: "+
 		"in every job sdhub serves, the service discovery sdhub runs is replaced by one file_sd_configs entry reading the job's output file "+
-		"in --output.dir, or with --http-sd-url one http_sd_configs entry reading sdhub's endpoint. Everything else is kept.")
+		"in --output.dir, or with --http-sd-url one http_sd_configs entry reading sdhub's endpoint, and relabel rules that give "+
+		"__meta_filepath and __meta_url the values native SD gives them come first in its relabel_configs. "+
+		"Jobs whose only service discovery is static_configs stay as they are unless --include-static-jobs. "+
+		"Everything else, formatting and comments included, is kept.")
 	c.cmd.Flag("http-sd-url", "Base URL of sdhub's web server as the consuming Prometheus reaches it, e.g. http://sdhub:9099: jobs read /api/v1/sd/<job> there instead of their file.").
-		PlaceHolder("URL").StringVar(&c.httpSDURL)
+		PlaceHolder("URL").StringVar(&c.opts.httpSDURL)
+	c.cmd.Flag("include-static-jobs", "Also route the jobs whose only service discovery is static_configs (such as Prometheus's self-scrape) through sdhub.").
+		BoolVar(&c.opts.includeStatic)
 	return c
 }
 
@@ -45,7 +62,9 @@ func (c *generateCommand) run(f flags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sdhub generate: %v\n", err)
 		return exitError
 	}
-	out, warnings, err := generatePrometheusConfig(data, cfg, f.outputDir, c.httpSDURL)
+	opts := c.opts
+	opts.outDir = f.outputDir
+	out, warnings, err := generatePrometheusConfig(data, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "sdhub generate: %v\n", err)
 		return exitBadConfig
@@ -64,21 +83,29 @@ func (c *generateCommand) run(f flags, stdout, stderr io.Writer) int {
 // from, for the consuming Prometheus. In each scrape config of a job cfg
 // serves, the keys of the mechanisms sdhub runs (static_configs and the
 // `*_sd_configs` of config.Mechanisms) are removed and one file_sd_configs
-// entry for the job's output file (or, with httpSDURL, one http_sd_configs
-// entry for its endpoint) takes the place of the first of them. Every other
-// key, job, section and comment stays; the mechanisms sdhub leaves to
-// Prometheus stay in their jobs. Jobs that come from scrape_config_files
-// are not rewritten: they are returned as warnings.
-func generatePrometheusConfig(data []byte, cfg *config.Config, outDir, httpSDURL string) ([]byte, []string, error) {
-	if httpSDURL != "" {
-		u, err := url.Parse(httpSDURL)
+// entry for the job's output file (or, with opts.httpSDURL, one
+// http_sd_configs entry for its endpoint) takes the place of the first of
+// them; the job's relabel_configs start with restoreRules. A job whose only
+// such key is static_configs is left as it is, unless opts.includeStatic.
+//
+// The rest of data is kept byte for byte: the edits replace the lines of
+// the keys they change, found from the positions of the YAML nodes, so
+// blank lines, indentation, comments and key order outside them stay. A job
+// written as one flow mapping ({job_name: ..., ...}) is written again as a
+// whole, without its comments.
+//
+// Jobs that come from scrape_config_files are not rewritten: they are
+// returned as warnings.
+func generatePrometheusConfig(data []byte, cfg *config.Config, opts generateOptions) ([]byte, []string, error) {
+	if opts.httpSDURL != "" {
+		u, err := url.Parse(opts.httpSDURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, nil, fmt.Errorf("invalid --http-sd-url %q (want an http or https URL with a host, e.g. http://sdhub:9099)", httpSDURL)
+			return nil, nil, fmt.Errorf("invalid --http-sd-url %q (want an http or https URL with a host, e.g. http://sdhub:9099)", opts.httpSDURL)
 		}
 		if u.RawQuery != "" || u.Fragment != "" {
-			return nil, nil, fmt.Errorf("invalid --http-sd-url %q (want a base URL without query or fragment)", httpSDURL)
+			return nil, nil, fmt.Errorf("invalid --http-sd-url %q (want a base URL without query or fragment)", opts.httpSDURL)
 		}
-		httpSDURL = strings.TrimSuffix(httpSDURL, "/")
+		opts.httpSDURL = strings.TrimSuffix(opts.httpSDURL, "/")
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -95,6 +122,8 @@ func generatePrometheusConfig(data []byte, cfg *config.Config, outDir, httpSDURL
 	for _, sc := range cfg.ScrapeConfigs {
 		served[sc.JobName] = false
 	}
+	src := newSource(data)
+	var edits []edit
 	if jobs, ok := mapValue(doc.Content[0], "scrape_configs"); ok && jobs.Kind == yaml.SequenceNode {
 		for _, job := range jobs.Content {
 			if job.Kind != yaml.MappingNode {
@@ -108,7 +137,15 @@ func generatePrometheusConfig(data []byte, cfg *config.Config, outDir, httpSDURL
 				continue
 			}
 			served[name.Value] = true
-			rewriteJob(job, name.Value, sdKeys, outDir, httpSDURL)
+			p := planJob(job, name.Value, sdKeys, opts)
+			if p == nil {
+				continue
+			}
+			e, err := p.edits(src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s:%d: job %q: %w", cfg.Filename, job.Line, name.Value, err)
+			}
+			edits = append(edits, e...)
 		}
 	}
 	var warnings []string
@@ -117,60 +154,266 @@ func generatePrometheusConfig(data []byte, cfg *config.Config, outDir, httpSDURL
 			warnings = append(warnings, fmt.Sprintf("job %q comes from a scrape_config_files file, not %s: its service discovery is not rewritten", sc.JobName, cfg.Filename))
 		}
 	}
-	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, nil, err
+	out, err := src.apply(edits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", cfg.Filename, err)
 	}
-	if err := enc.Close(); err != nil {
-		return nil, nil, err
-	}
-	return b.Bytes(), warnings, nil
+	return out, warnings, nil
 }
 
-// rewriteJob replaces the sdKeys of the scrape config job by one entry for
-// sdhub's output of the job.
-func rewriteJob(job *yaml.Node, name string, sdKeys []string, outDir, httpSDURL string) {
-	key, entry := "file_sd_configs", mapping("files", &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{str(output.Path(outDir, name))}})
-	if httpSDURL != "" {
-		key, entry = "http_sd_configs", mapping("url", str(httpSDURL+"/api/v1/sd/"+url.PathEscape(name)))
+// restoreRules are the relabel rules that come first in every job generate
+// rewrites, endpoint being the job's http_sd URL on sdhub ("" when it reads
+// sdhub's file). The consumer sets __meta_filepath (file_sd) or __meta_url
+// (http_sd) on every target it reads from sdhub, and sdhub's output
+// carries a source's own values as output.FilepathLabel and
+// output.URLLabel. The rules give the job's own rules the labels native SD
+// would:
+//
+//   - __meta_filepath from sdhub's label, or none: only file_sd sets it,
+//     and sdhub runs every file_sd_configs (the regex always matches, and
+//     an empty replacement removes the label);
+//   - __meta_url, on sdhub's targets only, from sdhub's label or none: the
+//     job may keep http_sd_configs of its own, whose targets keep the URL
+//     Prometheus gives them. Through http_sd, sdhub's targets are those
+//     whose __meta_url is the endpoint; through file_sd, they carry no
+//     __meta_url but the one sdhub's label puts back;
+//   - sdhub's labels dropped, which native SD does not have.
+func restoreRules(endpoint string) []*yaml.Node {
+	rule := func(from []string, regex, to string) *yaml.Node {
+		var src []*yaml.Node
+		for _, f := range from {
+			src = append(src, str(f))
+		}
+		return flowMapping(
+			str("source_labels"), flowSeq(src...),
+			str("regex"), str(regex),
+			str("target_label"), str(to),
+			str("replacement"), str("$1"),
+		)
 	}
-	var (
-		content  []*yaml.Node
-		replaced []string
-		at       = -1
-	)
+	first := rule([]string{output.FilepathLabel}, "(.*)", "__meta_filepath")
+	first.HeadComment = "sdhub: __meta_filepath and __meta_url as native SD sets them"
+	url := rule([]string{output.URLLabel}, "(.+)", "__meta_url")
+	if endpoint != "" {
+		// Joined by relabel's default separator, ";".
+		url = rule([]string{"__meta_url", output.URLLabel}, regexp.QuoteMeta(endpoint)+";(.*)", "__meta_url")
+	}
+	drop := flowMapping(str("regex"), str(strings.TrimSuffix(output.FilepathLabel, "filepath")+"(filepath|url)"), str("action"), str("labeldrop"))
+	return []*yaml.Node{first, url, drop}
+}
+
+// jobPlan is what generate changes in one scrape config.
+type jobPlan struct {
+	job *yaml.Node
+	// replaced are the indexes in job.Content of the keys sdhub runs, in
+	// file order.
+	replaced []int
+	// key (file_sd_configs or http_sd_configs) and entry are the block that
+	// takes their place; at is the index of the job's own key of that name,
+	// left to Prometheus, which the entry joins, or -1.
+	key   *yaml.Node
+	entry *yaml.Node
+	at    int
+	// endpoint is the job's http_sd URL on sdhub, "" for file_sd.
+	endpoint string
+	// relabel is the index of the job's relabel_configs key, or -1.
+	relabel int
+}
+
+// planJob returns what to change in job, or nil to leave it as it is.
+func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions) *jobPlan {
+	p := &jobPlan{job: job, at: -1, relabel: -1}
+	var names []string
 	for i := 0; i+1 < len(job.Content); i += 2 {
-		k := job.Content[i]
-		if slices.Contains(sdKeys, k.Value) {
-			if at < 0 {
-				at = len(content)
+		if k := job.Content[i].Value; slices.Contains(sdKeys, k) {
+			p.replaced = append(p.replaced, i)
+			names = append(names, k)
+		}
+	}
+	if len(p.replaced) == 0 || (!opts.includeStatic && len(names) == 1 && names[0] == "static_configs") {
+		return nil
+	}
+	key := "file_sd_configs"
+	p.entry = mapping(str("files"), flowSeq(str(output.Path(opts.outDir, name))))
+	if opts.httpSDURL != "" {
+		key = "http_sd_configs"
+		p.endpoint = opts.httpSDURL + "/api/v1/sd/" + url.PathEscape(name)
+		p.entry = mapping(str("url"), str(p.endpoint))
+	}
+	p.key = str(key)
+	p.key.LineComment = "sdhub: replaces " + strings.Join(names, ", ")
+	for i := 0; i+1 < len(job.Content); i += 2 {
+		switch k := job.Content[i].Value; {
+		case slices.Contains(p.replaced, i):
+		case k == key && job.Content[i+1].Kind == yaml.SequenceNode:
+			p.at = i // the job's own http_sd_configs, left to Prometheus
+		case k == "relabel_configs":
+			p.relabel = i
+		}
+	}
+	return p
+}
+
+// rewriteNode applies the plan to the job's nodes, for the whole job to be
+// written again; flow leaves out the comments sdhub adds, which a flow
+// mapping written on one line cannot hold.
+func (p *jobPlan) rewriteNode(flow bool) {
+	job := p.job
+	rules := restoreRules(p.endpoint)
+	if flow {
+		rules[0].HeadComment = ""
+		// The job's own comment stays in the text after the mapping.
+		job.HeadComment, job.LineComment, job.FootComment = "", "", ""
+	}
+	if p.relabel >= 0 && job.Content[p.relabel+1].Kind == yaml.SequenceNode {
+		seq := job.Content[p.relabel+1]
+		seq.Content = append(rules, seq.Content...)
+	} else if p.relabel >= 0 {
+		job.Content[p.relabel+1] = &yaml.Node{Kind: yaml.SequenceNode, Content: rules}
+	}
+	var content []*yaml.Node
+	for i := 0; i+1 < len(job.Content); i += 2 {
+		k, v := job.Content[i], job.Content[i+1]
+		switch {
+		case i == p.at:
+			v.Content = append(v.Content, p.entry)
+		case i == p.replaced[0] && p.at < 0:
+			content = append(content, str(p.key.Value), &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{p.entry}})
+			if p.relabel < 0 {
+				content = append(content, str("relabel_configs"), &yaml.Node{Kind: yaml.SequenceNode, Content: rules})
 			}
-			replaced = append(replaced, k.Value)
+			continue
+		case slices.Contains(p.replaced, i):
 			continue
 		}
-		content = append(content, k, job.Content[i+1])
+		content = append(content, k, v)
+		if i == p.at && p.relabel < 0 {
+			content = append(content, str("relabel_configs"), &yaml.Node{Kind: yaml.SequenceNode, Content: rules})
+		}
 	}
-	if existing, ok := mapValue(&yaml.Node{Kind: yaml.MappingNode, Content: content}, key); ok && existing.Kind == yaml.SequenceNode {
-		// http_sd_configs of the job's own, left to Prometheus: add to them.
-		existing.Content = append(existing.Content, entry)
-		job.Content = content
-		return
-	}
-	k := str(key)
-	k.LineComment = "sdhub: replaces " + strings.Join(replaced, ", ")
-	if at < 0 {
-		at = len(content)
-	}
-	content = slices.Insert(content, at, k, &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{entry}})
 	job.Content = content
+}
+
+// edits returns the changes to src that carry out the plan.
+func (p *jobPlan) edits(src *source) ([]edit, error) {
+	job := p.job
+	if job.Style&yaml.FlowStyle != 0 {
+		// {job_name: ..., ...}: the job's mapping is written again.
+		start := src.offset(job.Line, job.Column)
+		end, err := src.flowEnd(start)
+		if err != nil {
+			return nil, err
+		}
+		p.rewriteNode(true)
+		text, err := encode(job)
+		if err != nil {
+			return nil, err
+		}
+		return []edit{{start, end, strings.TrimSuffix(text, "\n")}}, nil
+	}
+	// pair is the text of key i and its value, from the key (or the
+	// comment lines right above it at its indentation, which go with it)
+	// to the end of the value's last line, and the key's indentation.
+	pair := func(i int) (start, end, indent int) {
+		k := job.Content[i]
+		first := k.Line
+		for first > 1 && src.onlySpaceBefore(src.offset(k.Line, k.Column)) {
+			if kind, in := src.kind(first - 1); kind != commentLine || in != k.Column-1 {
+				break
+			}
+			first--
+		}
+		return src.offset(first, k.Column), src.lineEnd(src.lastLine(job.Content[i+1], k.Line, k.Column-1)), k.Column - 1
+	}
+	// added are the keys written where the first replaced key was.
+	var added []*yaml.Node
+	if p.at < 0 {
+		added = append(added, p.key, &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{p.entry}})
+	}
+	if p.relabel < 0 {
+		added = append(added, str("relabel_configs"), &yaml.Node{Kind: yaml.SequenceNode, Content: restoreRules(p.endpoint)})
+	}
+	if first, _, _ := pair(p.replaced[0]); len(added) == 0 && !src.onlySpaceBefore(first) {
+		// The first replaced key shares its line with the item's "- " and
+		// nothing takes its place: the job is written again as a whole.
+		start := src.offset(job.Line, job.Column)
+		end := src.lineEnd(src.lastLine(job, job.Line, job.Column-2))
+		p.rewriteNode(false)
+		text, err := encodeAt(job, job.Column-1)
+		if err != nil {
+			return nil, err
+		}
+		return []edit{{start, end, text}}, nil
+	}
+
+	var edits []edit
+	if p.at >= 0 {
+		// The job's own http_sd_configs, with sdhub's entry added.
+		v := job.Content[p.at+1]
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Content: append(slices.Clone(v.Content), p.entry)}
+		start, end, indent := pair(p.at)
+		text, err := encodeAt(mapping(job.Content[p.at], seq), indent)
+		if err != nil {
+			return nil, err
+		}
+		edits = append(edits, edit{start, end, text})
+	}
+	if p.relabel >= 0 {
+		v := job.Content[p.relabel+1]
+		if v.Kind == yaml.SequenceNode && v.Style&yaml.FlowStyle == 0 && len(v.Content) > 0 {
+			// A block sequence: the rules go in right under the key, at the
+			// indentation of its first item; the job's own rules and their
+			// comments stay as they are.
+			first := v.Content[0]
+			dash, ok := src.dashColumn(first.Line, first.Column)
+			if !ok {
+				return nil, fmt.Errorf("line %d: cannot find the \"-\" of relabel_configs' first item", first.Line)
+			}
+			text, err := encodeAt(&yaml.Node{Kind: yaml.SequenceNode, Content: restoreRules(p.endpoint)}, dash)
+			if err != nil {
+				return nil, err
+			}
+			at := src.lineEnd(job.Content[p.relabel].Line)
+			edits = append(edits, edit{at, at, strings.Repeat(" ", dash) + text})
+		} else {
+			// Empty, null or a flow sequence: written again, rules first.
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Content: restoreRules(p.endpoint)}
+			if v.Kind == yaml.SequenceNode {
+				seq.Content = append(seq.Content, v.Content...)
+			}
+			start, end, indent := pair(p.relabel)
+			text, err := encodeAt(mapping(job.Content[p.relabel], seq), indent)
+			if err != nil {
+				return nil, err
+			}
+			edits = append(edits, edit{start, end, text})
+		}
+	}
+	for n, i := range p.replaced {
+		start, end, indent := pair(i)
+		if n == 0 && len(added) > 0 {
+			text, err := encodeAt(mapping(added...), indent)
+			if err != nil {
+				return nil, err
+			}
+			edits = append(edits, edit{start, end, text})
+			continue
+		}
+		edits = append(edits, edit{src.lineStart(start), end, ""})
+	}
+	return edits, nil
 }
 
 func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
 
-func mapping(k string, v *yaml.Node) *yaml.Node {
-	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{str(k), v}}
+func mapping(kv ...*yaml.Node) *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Content: kv} }
+
+func flowMapping(kv ...*yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: kv}
+}
+
+func flowSeq(items ...*yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle, Content: items}
 }
 
 // mapValue returns the value of key in mapping n.

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
@@ -53,6 +54,8 @@ type flags struct {
 	listenAddress   string
 	enableLifecycle bool
 	webConfigFile   string
+	externalURL     string
+	routePrefix     string
 	autoReload      bool
 	flushInterval   time.Duration
 	log             promslog.Config
@@ -60,8 +63,9 @@ type flags struct {
 
 func runMain(args []string, stdout, stderr io.Writer) int {
 	var f flags
-	f.log = promslog.Config{Writer: stderr}
-	app := kingpin.New("sdhub", "Service discovery for Prometheus: runs the service discovery of a prometheus.yml's jobs and writes one file_sd file per job.")
+	f.log = promslog.Config{Writer: stderr, Level: promslog.NewLevel(), Format: promslog.NewFormat()}
+	app := kingpin.New("sdhub", "Service discovery for Prometheus: runs the service discovery of a prometheus.yml's jobs and writes one file_sd file per job. "+
+		"`sdhub run --help` lists the hub's flags.")
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	helped := false // --help prints the usage and ends here, as kingpin's exit would
@@ -69,23 +73,32 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Version(version.Print("sdhub"))
 
-	app.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
-	app.Flag("config.auto-reload", "Reload the configuration when the config file changes.").BoolVar(&f.autoReload)
-	app.Flag("output.dir", "Directory of the file_sd outputs, one <job_name>.json per job.").Default(defaultOutDir).StringVar(&f.outputDir)
-	app.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
+	// Each command has its own flags, so that its help lists only those;
+	// run is the default, so `sdhub --config.file=x` runs the hub.
+	runCmd := app.Command("run", "Run the hub (the default command: `sdhub --config.file=F` is `sdhub run --config.file=F`).").Default()
+	runCmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
+	runCmd.Flag("config.auto-reload", "Reload the configuration when the config file changes.").BoolVar(&f.autoReload)
+	runCmd.Flag("output.dir", "Directory of the file_sd outputs, one <job_name>.json per job.").Default(defaultOutDir).StringVar(&f.outputDir)
+	runCmd.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
-	app.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
-	app.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
-	app.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
+	runCmd.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
+	runCmd.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
+	runCmd.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
 		Default("").StringVar(&f.webConfigFile)
-	promslogflag.AddFlags(app, &f.log)
+	runCmd.Flag("web.external-url", "The URL under which sdhub is externally reachable (for example, if sdhub is served via a reverse proxy). "+
+		"Used for the http_sd URLs the pages give. If the URL has a path portion, it will be used to prefix all HTTP endpoints served by sdhub. "+
+		"If omitted, relevant URL components will be derived automatically.").PlaceHolder("<URL>").StringVar(&f.externalURL)
+	runCmd.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to path of --web.external-url.").
+		PlaceHolder("<path>").StringVar(&f.routePrefix)
+	addLogFlags(runCmd, &f.log)
 
-	runCmd := app.Command("run", "Run the hub (the default command).").Default()
 	checkCmd := app.Command("check", "Check the resources for validity.")
 	checkConfigCmd := checkCmd.Command("config", "Check if the config files are valid or not.")
 	checkFiles := checkConfigCmd.Arg("config-files", "The config files to check.").Required().Strings()
-	discoverCmd := newDiscoverCommand(app)
+	discoverCmd := newDiscoverCommand(app, &f.log)
 	generateCmd := newGenerateCommand(app)
+	generateCmd.cmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
+	generateCmd.cmd.Flag("output.dir", "sdhub's --output.dir, as the consuming Prometheus reaches it.").Default(defaultOutDir).StringVar(&f.outputDir)
 
 	cmd, err := app.Parse(args)
 	if helped {
@@ -99,7 +112,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case checkConfigCmd.FullCommand():
 		return checkConfig(*checkFiles, stdout, stderr)
 	case discoverCmd.cmd.FullCommand():
-		return discoverCmd.run(f, stdout, stderr)
+		return discoverCmd.run(stdout, stderr)
 	case generateCmd.cmd.FullCommand():
 		return generateCmd.run(f, stdout, stderr)
 	case runCmd.FullCommand():
@@ -108,10 +121,58 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	return exitOK // --help
 }
 
+// addLogFlags adds Prometheus's --log.level and --log.format to a command
+// (promslog/flag adds them to a whole application only).
+func addLogFlags(cmd *kingpin.CmdClause, c *promslog.Config) {
+	cmd.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).Default("info").HintOptions(promslog.LevelFlagOptions...).SetValue(c.Level)
+	cmd.Flag(promslogflag.FormatFlagName, promslogflag.FormatFlagHelp).Default("logfmt").HintOptions(promslog.FormatFlagOptions...).SetValue(c.Format)
+}
+
 // errSignal ends the run group on SIGTERM or SIGINT: a clean exit.
 var errSignal = errors.New("received a termination signal")
 
+// The consuming Prometheus's view of a job, for the pages and discover:
+// its relabel_configs and the scrape settings it sets as labels before
+// them, as Prometheus's config package loaded them. Variables, so that a
+// test can give a job rules its config does not hold.
+var (
+	jobRelabel = func(cfg *config.Config, job string) []*relabel.Config {
+		if sc := scrapeConfig(cfg, job); sc != nil {
+			return sc.RelabelConfigs()
+		}
+		return nil
+	}
+	jobScrape = func(cfg *config.Config, job string) web.ScrapeSettings {
+		sc := scrapeConfig(cfg, job)
+		if sc == nil || sc.Prometheus == nil {
+			return web.ScrapeSettings{}
+		}
+		p := sc.Prometheus
+		return web.ScrapeSettings{
+			Scheme: p.Scheme, MetricsPath: p.MetricsPath, Interval: p.ScrapeInterval, Timeout: p.ScrapeTimeout, Params: p.Params,
+			ScrapeNativeHistograms:         p.ScrapeNativeHistogramsEnabled(),
+			ConvertClassicHistogramsToNHCB: p.ConvertClassicHistogramsToNHCBEnabled(),
+			AlwaysScrapeClassicHistograms:  p.AlwaysScrapeClassicHistogramsEnabled(),
+		}
+	}
+)
+
+// scrapeConfig is job's scrape config in cfg, nil when sdhub does not
+// serve it.
+func scrapeConfig(cfg *config.Config, job string) *config.ScrapeConfig {
+	if cfg == nil {
+		return nil
+	}
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName == job {
+			return sc
+		}
+	}
+	return nil
+}
+
 func serve(f flags, logger *slog.Logger) int {
+	started := time.Now()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("sdhub"))
@@ -123,6 +184,10 @@ func serve(f flags, logger *slog.Logger) int {
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("Configuration warning", "file", f.configFile, "warning", w)
+	}
+	if err := cfg.CheckOutputDir(f.outputDir); err != nil {
+		logger.Error("Error loading config", "file", f.configFile, "err", err)
+		return exitBadConfig
 	}
 	if err := checkWebConfig(f.webConfigFile); err != nil {
 		logger.Error("Error loading web config", "file", f.webConfigFile, "err", err)
@@ -167,6 +232,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
 	}
+	rl.outputDir = f.outputDir
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig
@@ -177,17 +243,44 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot listen", "address", f.listenAddress, "err", err)
 		return exitError
 	}
+	extURL, err := externalURL(f.externalURL, listener.Addr().String(), f.webConfigFile)
+	if err != nil {
+		_ = listener.Close()
+		logger.Error("Invalid --web.external-url", "url", f.externalURL, "err", err)
+		return exitBadConfig
+	}
+	prefix := f.routePrefix
+	if prefix == "" {
+		prefix = extURL.Path
+	}
+	prefix = web.RoutePrefix(prefix)
+	if prefix != "/" {
+		logger.Info("Router prefix", "prefix", prefix)
+	}
+	webOpts := web.Options{
+		Logger:          logger.With("component", "web"),
+		Gatherer:        reg,
+		Reload:          rl.reload,
+		EnableLifecycle: f.enableLifecycle,
+		ExternalURL:     extURL,
+		RoutePrefix:     prefix,
+		Outputs:         outputs,
+		Jobs:            mgr.Jobs,
+		Providers:       mgr.Providers,
+		Config:          rl.config,
+		LastReload:      rl.status,
+		Version: &web.Version{Version: version.Version, Revision: version.GetRevision(), Branch: version.Branch,
+			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: version.GoVersion},
+		Started: started,
+	}
+	if jobRelabel != nil {
+		webOpts.Relabel = func(job string) []*relabel.Config { return jobRelabel(rl.config(), job) }
+	}
+	if jobScrape != nil {
+		webOpts.Scrape = func(job string) web.ScrapeSettings { return jobScrape(rl.config(), job) }
+	}
 	srv := &http.Server{
-		Handler: web.NewHandler(web.Options{
-			Logger:          logger.With("component", "web"),
-			Gatherer:        reg,
-			Reload:          rl.reload,
-			EnableLifecycle: f.enableLifecycle,
-			Outputs:         outputs,
-			Jobs:            mgr.Jobs,
-			Providers:       mgr.Providers,
-			Config:          rl.config,
-		}),
+		Handler:           web.NewHandler(webOpts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
@@ -211,7 +304,7 @@ func serve(f flags, logger *slog.Logger) int {
 	}
 	{
 		g.Add(func() error {
-			logger.Info("Listening", "address", listener.Addr().String())
+			// exporter-toolkit logs "Listening on" with the address.
 			if err := serveHTTP(srv, listener, f.webConfigFile, logger.With("component", "web")); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("web server: %w", err)
 			}

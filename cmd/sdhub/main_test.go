@@ -19,15 +19,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/relabel"
 	"go.uber.org/goleak"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sdhub/sdhub/config"
 )
 
 // mainEnv makes the test binary run as sdhub: the end-to-end tests run the
 // real program, as a child process, under real configs.
 const mainEnv = "SDHUB_TEST_MAIN"
 
+// relabelEnv holds relabel_configs (YAML) that the sdhub a test runs takes
+// as every job's, in place of the config's (jobRelabel).
+const relabelEnv = "SDHUB_TEST_RELABEL"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
+		if y := os.Getenv(relabelEnv); y != "" {
+			var rules []*relabel.Config
+			if err := yaml.Unmarshal([]byte(y), &rules); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %v\n", relabelEnv, err)
+				os.Exit(exitBadConfig)
+			}
+			jobRelabel = func(*config.Config, string) []*relabel.Config { return rules }
+		}
 		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)
@@ -67,7 +83,7 @@ func (p *sdhubProc) log() string {
 	return p.stderr.String()
 }
 
-var listenRE = regexp.MustCompile(`msg=Listening address=(\S+)`)
+var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
 
 // startSdhub runs the test binary as sdhub with args and waits until it
 // listens. The process is stopped at the end of the test.

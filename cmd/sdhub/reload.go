@@ -18,6 +18,7 @@ import (
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/web"
 )
 
 // reloadDebounce is how long the config watcher waits for a burst of file
@@ -34,9 +35,13 @@ type reloader struct {
 	mu       sync.Mutex // serialises reloads
 	checksum [sha256.Size]byte
 	current  atomic.Pointer[config.Config] // the running config
+	last     atomic.Pointer[web.ReloadStatus]
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
+
+	// outputDir, if set, is checked for every config (config.CheckOutputDir).
+	outputDir string
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -57,6 +62,8 @@ func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prom
 		return nil, err
 	}
 	rl.current.Store(cfg)
+	now := time.Now()
+	rl.last.Store(&web.ReloadStatus{Time: now, Loaded: now})
 	rl.success.Set(1)
 	rl.successTime.SetToCurrentTime()
 	if data, err := os.ReadFile(file); err == nil {
@@ -74,11 +81,14 @@ func (rl *reloader) reload() error {
 	if err == nil {
 		err = rl.apply(data)
 	}
+	now := time.Now()
 	if err != nil {
+		rl.last.Store(&web.ReloadStatus{Time: now, Err: err, Loaded: rl.last.Load().Loaded})
 		rl.success.Set(0)
 		rl.logger.Error("Error reloading config, keeping the running config", "file", rl.file, "err", err)
 		return err
 	}
+	rl.last.Store(&web.ReloadStatus{Time: now, Loaded: now})
 	rl.success.Set(1)
 	rl.successTime.SetToCurrentTime()
 	rl.checksum = sha256.Sum256(data)
@@ -90,6 +100,11 @@ func (rl *reloader) apply(data []byte) error {
 	if err != nil {
 		return err
 	}
+	if rl.outputDir != "" {
+		if err := cfg.CheckOutputDir(rl.outputDir); err != nil {
+			return err
+		}
+	}
 	for _, w := range cfg.Warnings {
 		rl.logger.Warn("Configuration warning", "file", rl.file, "warning", w)
 	}
@@ -100,6 +115,9 @@ func (rl *reloader) apply(data []byte) error {
 	rl.logger.Info("Completed loading of configuration file", "file", rl.file, "jobs", len(cfg.ScrapeConfigs))
 	return nil
 }
+
+// status returns the outcome of the last load of the config file.
+func (rl *reloader) status() web.ReloadStatus { return *rl.last.Load() }
 
 // config returns the running config.
 func (rl *reloader) config() *config.Config { return rl.current.Load() }
@@ -118,8 +136,9 @@ func (rl *reloader) changed() bool {
 }
 
 // watch reloads when the config file's content changes. It watches the
-// file's directory, so that editors that replace the file by renaming are
-// seen too, and debounces bursts of events.
+// file's directory, so that editors that replace the file by renaming, and
+// ConfigMap updates that swap a symlink, are seen too, and debounces bursts
+// of events.
 func (rl *reloader) watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -146,7 +165,10 @@ func (rl *reloader) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == abs && !ev.Has(fsnotify.Chmod) {
+			// Any event in the directory, not only the file's: a mounted
+			// Kubernetes ConfigMap changes by renaming its ..data symlink.
+			// changed() compares the content.
+			if !ev.Has(fsnotify.Chmod) {
 				timer.Reset(reloadDebounce)
 			}
 		case err, ok := <-w.Errors:

@@ -66,6 +66,9 @@ type Options struct {
 	// limits connections per client IP, so processes that connect over
 	// 127.0.0.1 and [::1] count as two clients.
 	IPv6 bool
+	// ConfigDir, if set, is a directory of agent config files (services to
+	// register, ...) loaded with -config-dir.
+	ConfigDir string
 }
 
 // Agent is a running (or stopped) Consul agent.
@@ -205,6 +208,9 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, dns = -1, grpc = -
 	cmd := exec.Command(a.bin, "agent", "-server", "-bootstrap-expect=1", "-node=sdhub-test",
 		"-bind=127.0.0.1", "-client="+client, "-data-dir="+filepath.Join(a.dir, "data"),
 		"-log-level=warn", "-disable-host-node-id", "-hcl", hcl)
+	if a.opts.ConfigDir != "" {
+		cmd.Args = append(cmd.Args, "-config-dir="+a.opts.ConfigDir)
+	}
 	var out io.Writer = &a.tail
 	if a.opts.Log != nil {
 		out = io.MultiWriter(&a.tail, a.opts.Log)

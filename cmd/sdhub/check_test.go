@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// checkCases are configs Prometheus rejects, with the FAILED line sdhub's
+// check config prints for each: Prometheus's error text at its file and
+// line. The first five are issue 11's.
+var checkCases = []struct {
+	name, config, want string
+}{
+	{"relabel regex", `scrape_configs:
+  - job_name: web
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+    relabel_configs:
+      - source_labels: [__meta_consul_tags]
+        regex: ".*,(metrics,.*"
+        action: keep
+`, ":6: error parsing regexp: missing closing ): `^(?s:.*,(metrics,.*)$`"},
+	{"relabel action", `scrape_configs:
+  - job_name: web
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+    relabel_configs:
+      - source_labels: [__meta_consul_tags]
+        action: keeep
+`, `:6: unknown relabel action "keeep"`},
+	{"relabel key", `scrape_configs:
+  - job_name: web
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+    relabel_configs:
+      - source_label: [__meta_consul_tags]
+        action: keep
+`, `:5: field source_label not found in type relabel.plain`},
+	{"duration", `scrape_configs:
+  - job_name: web
+    scrape_interval: 15 seconds
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+`, `:3: unknown unit " seconds" in duration "15 seconds"`},
+	{"global key", `global:
+  scrape_interva: 15s
+scrape_configs:
+  - job_name: web
+    static_configs: [{targets: ["127.0.0.1:9090"]}]
+`, `:2: field scrape_interva not found in type config.plain`},
+	{"dns_sd_configs", `scrape_configs:
+  - job_name: dns
+    dns_sd_configs:
+      - names: [_prometheus._tcp.example.org]
+        type: SRVV
+`, `:5: invalid DNS-SD records type SRVV`},
+	{"ec2_sd_configs", `scrape_configs:
+  - job_name: ec2
+    ec2_sd_configs:
+      - region: eu-west-1
+        port: nine
+`, ":5: cannot unmarshal !!str `nine` into int"},
+}
+
+// TestCheckConfigLikePromtool: sdhub check config rejects what Prometheus
+// rejects, with Prometheus's error text at the file and line; where Debian's
+// promtool is installed, it rejects the same files.
+func TestCheckConfigLikePromtool(t *testing.T) {
+	dir := t.TempDir()
+	promtool := ""
+	if p, err := exec.LookPath("promtool"); err == nil {
+		promtool = p
+	}
+	for _, c := range checkCases {
+		t.Run(c.name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yml")
+			writeFile(t, f, c.config)
+			var stdout, stderr bytes.Buffer
+			if code := runMain([]string{"check", "config", f}, &stdout, &stderr); code != exitError {
+				t.Fatalf("exit %d, want %d; stdout:\n%s", code, exitError, stdout.String())
+			}
+			if want := "  FAILED: " + f + c.want + "\n"; stderr.String() != want {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+			}
+			if promtool == "" {
+				return
+			}
+			out, err := exec.Command(promtool, "check", "config", "--syntax-only", f).CombinedOutput()
+			if err == nil {
+				t.Errorf("promtool accepts what sdhub rejects:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestCheckConfigServesEveryMechanism: a valid config with mechanisms
+// Prometheus runs and sdhub once left to it: SUCCESS, every job served, no
+// warning.
+func TestCheckConfigServesEveryMechanism(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	writeFile(t, f, `scrape_configs:
+  - job_name: kubernetes/pods
+    kubernetes_sd_configs: [{role: pod, api_server: "https://kube.example:6443"}]
+  - job_name: dns
+    dns_sd_configs: [{names: [_prometheus._tcp.example.org]}]
+  - job_name: consul
+    consul_sd_configs: [{server: "consul:8500", max_connections: 8}]
+`)
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"check", "config", f}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	want := "Checking " + f + "\n SUCCESS: " + f + " is valid sdhub config file syntax; 3 jobs served: kubernetes/pods, dns, consul\n"
+	if stdout.String() != want || stderr.Len() != 0 {
+		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", stdout.String(), stderr.String(), want)
+	}
+}
+
+// TestPrometheusInvalidRefusedEverywhere: a file Prometheus rejects is
+// refused by the server at start (exit 2) and by generate, with the same
+// error as check config's.
+func TestPrometheusInvalidRefusedEverywhere(t *testing.T) {
+	c := checkCases[0]
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	writeFile(t, f, c.config)
+	want := f + c.want
+
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"generate", "prometheus-config", "--config.file=" + f}, &stdout, &stderr); code != exitBadConfig || stdout.Len() != 0 {
+		t.Errorf("generate: exit %d, stdout %q; want exit %d and nothing", code, stdout.String(), exitBadConfig)
+	}
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("generate's stderr %q lacks %q", stderr.String(), want)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	out := filepath.Join(t.TempDir(), "out")
+	if code := runMain([]string{"--config.file=" + f, "--output.dir=" + out, "--web.listen-address=127.0.0.1:0"}, &stdout, &stderr); code != exitBadConfig {
+		t.Errorf("the server: exit %d, want %d", code, exitBadConfig)
+	}
+	if !strings.Contains(strings.ReplaceAll(stderr.String(), `\"`, `"`), want) {
+		t.Errorf("the server's log lacks %q:\n%s", want, stderr.String())
+	}
+}

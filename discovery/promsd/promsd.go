@@ -1,0 +1,366 @@
+// Package promsd runs Prometheus's own service-discovery mechanisms inside
+// sdhub: every `<name>_sd_configs` registered in Prometheus's discovery
+// registry (the packages a binary links, see
+// github.com/prometheus/prometheus/plugins) becomes a discovery.Mechanism.
+// Configs are Prometheus's own types, decoded, defaulted and validated by
+// Prometheus's config package; discoverers are Prometheus's own. The adapter
+// only bridges the two contracts:
+//
+//   - options: sdhub's Options become Prometheus's DiscovererOptions;
+//   - metrics: each mechanism's metrics are made and registered once per
+//     process, with Prometheus's names; the refresh metrics they use are
+//     sdhub's own (discovery.RefreshMetrics), registered once;
+//   - SetDirectory: relative file paths resolve against the config file's
+//     directory, as Prometheus's loader resolves them;
+//   - secrets: configs marshal as Prometheus's types do, so config.Secret
+//     fields show as "<secret>";
+//   - health: see Discovery.
+//
+// Nothing here names a mechanism: a Prometheus upgrade that adds one adds it
+// to sdhub.
+package promsd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commonconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/promslog"
+	promdiscovery "github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/discovery"
+)
+
+// Registered maps the name of every SD mechanism in Prometheus's registry
+// (static excluded) to its config type, a pointer to a struct. The registry
+// is read through its exported marshalling of Configs, whose struct has one
+// `<name>_sd_configs` field per registered type.
+func Registered() map[string]reflect.Type {
+	v, err := promdiscovery.Configs(nil).MarshalYAML()
+	if err != nil {
+		panic(fmt.Sprintf("promsd: reading Prometheus's SD registry: %v", err))
+	}
+	t := reflect.TypeOf(v).Elem()
+	out := make(map[string]reflect.Type, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, ok := strings.CutSuffix(key, "_sd_configs")
+		elem := f.Type.Elem()
+		if !ok || f.Type.Kind() != reflect.Slice || elem.Kind() != reflect.Pointer || elem.Elem().Kind() != reflect.Struct ||
+			!elem.Implements(reflect.TypeFor[promdiscovery.Config]()) {
+			continue // static_configs
+		}
+		out[name] = elem
+	}
+	return out
+}
+
+// Mechanisms returns a mechanism for every SD config type in Prometheus's
+// registry except those named in skip (the ones sdhub implements itself),
+// sorted by name.
+func Mechanisms(skip ...string) []discovery.Mechanism {
+	reg := Registered()
+	names := make([]string, 0, len(reg))
+	for name := range reg {
+		if !slices.Contains(skip, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	out := make([]discovery.Mechanism, 0, len(names))
+	for _, name := range names {
+		out = append(out, mechanism(name, reg[name]))
+	}
+	return out
+}
+
+func mechanism(name string, typ reflect.Type) discovery.Mechanism {
+	zero := func() promdiscovery.Config { return reflect.New(typ.Elem()).Interface().(promdiscovery.Config) }
+	return discovery.Mechanism{
+		Name:      name,
+		NewConfig: func() discovery.Config { return &SDConfig{Config: zero()} },
+		NewMetrics: func(reg prometheus.Registerer, refresh *discovery.RefreshMetrics) (discovery.Metrics, error) {
+			m := zero().NewDiscovererMetrics(reg, instantiator{refresh})
+			if err := m.Register(); err != nil {
+				return nil, fmt.Errorf("registering the metrics of %s_sd_configs: %w", name, err)
+			}
+			return &Metrics{name: name, m: m}, nil
+		},
+	}
+}
+
+// Metrics is the metric set of one Prometheus mechanism, as its own
+// NewDiscovererMetrics makes it.
+type Metrics struct {
+	name string
+	m    promdiscovery.DiscovererMetrics
+}
+
+var _ discovery.Metrics = (*Metrics)(nil)
+
+// Unregister unregisters the set.
+func (m *Metrics) Unregister() { m.m.Unregister() }
+
+// instantiator gives Prometheus's refresh package sdhub's refresh metrics:
+// one prometheus_sd_refresh_* family per process, whoever refreshes.
+type instantiator struct{ refresh *discovery.RefreshMetrics }
+
+func (i instantiator) Instantiate(mech, setName string) *promdiscovery.RefreshMetrics {
+	refresh := i.refresh
+	if refresh == nil {
+		refresh, _ = discovery.NewRefreshMetrics(nil) // unregistered: cannot fail
+	}
+	r := refresh.Instantiate(mech, setName)
+	return &promdiscovery.RefreshMetrics{Failures: r.Failures, Duration: r.Duration, DurationHistogram: r.DurationHistogram}
+}
+
+// SDConfig is one element of a `<name>_sd_configs` list that sdhub runs with
+// Prometheus's code: Config is Prometheus's own config value (e.g.
+// *dns.SDConfig). It compares with reflect.DeepEqual as Prometheus's configs
+// do, so the manager shares and keeps providers as Prometheus's does.
+type SDConfig struct {
+	Config promdiscovery.Config
+}
+
+// Interface guard.
+var _ discovery.Config = (*SDConfig)(nil)
+
+// Wrap returns c as an sdhub config.
+func Wrap(c promdiscovery.Config) *SDConfig { return &SDConfig{Config: c} }
+
+// Name returns the mechanism's name, e.g. "dns".
+func (c *SDConfig) Name() string { return c.Config.Name() }
+
+// SetDirectory resolves relative file paths against dir, as Prometheus's
+// loader does for the configs that hold any.
+func (c *SDConfig) SetDirectory(dir string) {
+	if d, ok := c.Config.(commonconfig.DirectorySetter); ok {
+		d.SetDirectory(dir)
+	}
+}
+
+// UnmarshalYAML decodes a block into a fresh value of the config's type
+// with Prometheus's own UnmarshalYAML: defaults, keys, validation and error
+// text are Prometheus's. c.Config must hold a value of the type (as the
+// mechanism's NewConfig returns).
+func (c *SDConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	if c.Config == nil {
+		return errors.New("promsd: decoding into an SDConfig of no type")
+	}
+	v := reflect.New(reflect.TypeOf(c.Config).Elem())
+	if err := unmarshal(v.Interface()); err != nil {
+		return err
+	}
+	c.Config = v.Interface().(promdiscovery.Config)
+	return nil
+}
+
+// MarshalYAML marshals the config as Prometheus's type marshals itself:
+// secrets as "<secret>".
+func (c *SDConfig) MarshalYAML() (any, error) { return c.Config, nil }
+
+// NewDiscoverer builds Prometheus's discoverer for the config.
+func (c *SDConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, error) {
+	health := discovery.HealthOf(o)
+	var m promdiscovery.DiscovererMetrics
+	if mm, ok := o.Metrics.(*Metrics); ok && mm.name == c.Name() {
+		m = mm.m
+	} else {
+		// Tests: a set of its own, not registered anywhere.
+		m = c.Config.NewDiscovererMetrics(prometheus.NewRegistry(), instantiator{})
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = promslog.NewNopLogger()
+	}
+	d, err := c.Config.NewDiscoverer(promdiscovery.DiscovererOptions{
+		Logger:  slog.New(&healthHandler{next: logger.Handler(), health: health}),
+		Metrics: m,
+		SetName: o.SetName,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Discovery{inner: d, health: health}, nil
+}
+
+// The first update of a discoverer is what it found until it was quiet for
+// settleQuiet, and at the latest settleMax after its first message: a
+// Prometheus discoverer may send its initial state in several messages
+// (kubernetes sends one per object once its caches are synced), and sdhub's
+// manager takes a provider's first message as its full set.
+const (
+	settleQuiet = 100 * time.Millisecond
+	settleMax   = 2 * time.Second
+)
+
+// Discovery runs a Prometheus discoverer under sdhub's contract.
+//
+// Health: Synced after every update the wrapped discoverer sends (a refresh
+// that succeeded, a watch that delivered). Failed for every record at error
+// level the wrapped discoverer logs, with the record's message and its "err"
+// attribute: Prometheus's discoverers report failures only by logging them
+// (the refresh package logs "Unable to refresh target groups" at error level
+// and keeps the last targets), so at this boundary their error-level log
+// records are the failure signal.
+type Discovery struct {
+	inner  promdiscovery.Discoverer
+	health discovery.Health
+}
+
+// Run runs the wrapped discoverer until ctx ends and forwards its updates,
+// the first one settled (see settleQuiet). It returns once the wrapped
+// discoverer has returned.
+func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
+	in := make(chan []*targetgroup.Group)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.inner.Run(ctx, in)
+	}()
+	defer func() {
+		for {
+			select {
+			case _, ok := <-in:
+				if !ok {
+					in = nil // closed by a discoverer that should not have: wait for done
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	first, ok := settle(ctx, in)
+	if !ok {
+		return
+	}
+	for tgs := first; ; {
+		select {
+		case up <- tgs:
+			d.health.Synced()
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case tgs, ok = <-in:
+			if !ok {
+				<-ctx.Done()
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// settle receives the first update and what follows it until in is quiet
+// for settleQuiet or settleMax has passed, merged by Source (a later group
+// replaces an earlier one of the same Source).
+func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup.Group, bool) {
+	var merged []*targetgroup.Group
+	index := map[string]int{}
+	add := func(tgs []*targetgroup.Group) {
+		for _, tg := range tgs {
+			if tg == nil {
+				continue
+			}
+			if i, ok := index[tg.Source]; ok && tg.Source != "" {
+				merged[i] = tg
+				continue
+			}
+			index[tg.Source] = len(merged)
+			merged = append(merged, tg)
+		}
+	}
+	select {
+	case tgs, ok := <-in:
+		if !ok {
+			<-ctx.Done()
+			return nil, false
+		}
+		add(tgs)
+	case <-ctx.Done():
+		return nil, false
+	}
+	deadline := time.NewTimer(settleMax)
+	defer deadline.Stop()
+	quiet := time.NewTimer(settleQuiet)
+	defer quiet.Stop()
+	for {
+		select {
+		case tgs, ok := <-in:
+			if !ok {
+				return merged, true
+			}
+			add(tgs)
+			quiet.Reset(settleQuiet)
+		case <-quiet.C:
+			return merged, true
+		case <-deadline.C:
+			return merged, true
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// healthHandler passes records on to next and reports every error-level
+// record to health as a failure.
+type healthHandler struct {
+	next   slog.Handler
+	health discovery.Health
+	attrs  []slog.Attr // from WithAttrs, searched for "err" too
+}
+
+func (h *healthHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || h.next.Enabled(ctx, l)
+}
+
+func (h *healthHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.health.Failed(recordError(r, h.attrs))
+	}
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *healthHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &healthHandler{next: h.next.WithAttrs(attrs), health: h.health, attrs: append(slices.Clip(h.attrs), attrs...)}
+}
+
+func (h *healthHandler) WithGroup(name string) slog.Handler {
+	return &healthHandler{next: h.next.WithGroup(name), health: h.health, attrs: h.attrs}
+}
+
+// recordError is "<message>: <err attribute>", or the message alone.
+func recordError(r slog.Record, attrs []slog.Attr) error {
+	msg := r.Message
+	find := func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg += ": " + a.Value.String()
+			return false
+		}
+		return true
+	}
+	r.Attrs(find)
+	if msg == r.Message {
+		for _, a := range attrs {
+			if !find(a) {
+				break
+			}
+		}
+	}
+	return errors.New(msg)
+}
