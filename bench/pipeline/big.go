@@ -23,9 +23,11 @@ type bigResult struct {
 }
 
 // runBig runs one side through the big workload in dir.
-func runBig(cfg config, dir string, start func(input string) (*side, error)) (r bigResult) {
+func runBig(cfg config, name, dir string, start func(input string) (*side, error)) (r bigResult) {
+	r.name = name
 	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
-		return bigResult{err: err}
+		r.err = err
+		return r
 	}
 	in := newInput(filepath.Join(dir, "in", "big.json"), cfg.targets)
 	r.inputBytes = len(in.b)
@@ -38,7 +40,6 @@ func runBig(cfg config, dir string, start func(input string) (*side, error)) (r 
 		r.err = err
 		return r
 	}
-	r.name = s.name
 	defer func() {
 		if err := s.stop(); err != nil && r.err == nil {
 			r.err = err

@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	promfile "github.com/prometheus/prometheus/discovery/file"
 )
@@ -21,10 +23,15 @@ import (
 // job "big" whose one file_sd_configs reads the file. For every update its
 // channel delivers, it writes a line to stdout: the job's target count,
 // the time of the delivery (Unix nanoseconds) and the markers (input.go)
-// it had not delivered before. It stops when stdin closes.
+// it had not delivered before. It stops when stdin closes. Unless GOGC is
+// set, it runs at Prometheus's GOGC (config.DefaultGoGCPercentage, 75),
+// which Prometheus sets at startup.
 const childEnv = "SDHUB_BENCH_PIPELINE_INPUT"
 
 func runChild(input string) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(promconfig.DefaultGoGCPercentage)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // the parent closes stdin to stop us

@@ -112,12 +112,12 @@ func run(cfg config, w io.Writer) error {
 	if slices.Contains(workloads, "big") {
 		var results []bigResult
 		for _, b := range bins {
-			results = append(results, runBig(cfg, filepath.Join(dir, "big-"+b.name), func(in string) (*side, error) {
+			results = append(results, runBig(cfg, b.name, filepath.Join(dir, "big-"+b.name), func(in string) (*side, error) {
 				return startSdhub(b.name, b.path, filepath.Join(dir, "big-"+b.name), in, cfg.targets)
 			}))
 		}
 		if !cfg.noProm {
-			results = append(results, runBig(cfg, filepath.Join(dir, "big-prometheus"), func(in string) (*side, error) {
+			results = append(results, runBig(cfg, "prometheus", filepath.Join(dir, "big-prometheus"), func(in string) (*side, error) {
 				return startPrometheus(in, cfg.targets)
 			}))
 		}
@@ -132,7 +132,7 @@ func run(cfg config, w io.Writer) error {
 		var results []soakResult
 		for _, b := range bins {
 			sub := filepath.Join(dir, "soak-"+b.name)
-			results = append(results, runSoak(cfg, sub, func(in string) (*side, error) {
+			results = append(results, runSoak(cfg, b.name, sub, func(in string) (*side, error) {
 				return startSdhub(b.name, b.path, sub, in, cfg.soakTargets)
 			}))
 		}

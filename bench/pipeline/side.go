@@ -209,7 +209,7 @@ func startSdhub(name, bin, dir, input string, want int) (*side, error) {
 	}
 }
 
-var listenRE = regexp.MustCompile(`msg=Listening address=(\S+)`)
+var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
 
 // tail keeps the last lines of a log.
 type tail struct {

@@ -37,19 +37,22 @@ type sample struct {
 }
 
 // runSoak runs one sdhub through the soak in dir.
-func runSoak(cfg config, dir string, start func(input string) (*side, error)) (r soakResult) {
+func runSoak(cfg config, name, dir string, start func(input string) (*side, error)) (r soakResult) {
+	r.name = name
 	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
-		return soakResult{err: err}
+		r.err = err
+		return r
 	}
 	in := newInput(filepath.Join(dir, "in", "soak.json"), cfg.soakTargets)
 	if _, err := in.write(); err != nil {
-		return soakResult{err: err}
+		r.err = err
+		return r
 	}
 	s, err := start(in.path)
 	if err != nil {
-		return soakResult{err: err}
+		r.err = err
+		return r
 	}
-	r.name = s.name
 	defer func() {
 		if err := s.stop(); err != nil && r.err == nil {
 			r.err = err
