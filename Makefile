@@ -37,5 +37,6 @@ reliability:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzReadFile$$' -fuzztime $(FUZZTIME) ./discovery/file
+	$(GO) test -run '^$$' -fuzz '^FuzzReadJSONAfter$$' -fuzztime $(FUZZTIME) ./discovery/file
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitizeLabelName$$' -fuzztime $(FUZZTIME) ./output
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderHostile$$' -fuzztime $(FUZZTIME) ./output

@@ -5,21 +5,15 @@
 package file
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
 )
@@ -129,7 +122,8 @@ type Discovery struct {
 	metrics  *Metrics
 
 	// Used by one goroutine only: Run, or a test calling refresh.
-	lastRefresh map[string]int  // groups per file at the last refresh; a broken file keeps its count
+	files       map[string]*fileState // last good read of each file listed at the last refresh; a broken file keeps its own
+	reader      *reader
 	watchFailed map[string]bool // directories whose last watch attempt failed
 
 	mu     sync.Mutex
@@ -161,7 +155,8 @@ func NewDiscovery(conf *SDConfig, opts discovery.Options) (*Discovery, error) {
 		logger:      logger,
 		health:      discovery.HealthOf(opts),
 		metrics:     m,
-		lastRefresh: map[string]int{},
+		files:       map[string]*fileState{},
+		reader:      newReader(),
 		watchFailed: map[string]bool{},
 		mtimes:      map[string]float64{},
 	}
@@ -188,6 +183,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	)
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		d.metrics.watcherErrors.Inc()
+		d.health.Failed(fmt.Errorf("create file watcher: %w", err))
 		d.logger.Error("cannot create file watcher; re-reading files every refresh_interval only", "interval", d.interval, "err", err)
 	} else {
 		watcher, events, werrs = w, w.Events, w.Errors
@@ -241,6 +237,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			}
 			// Events may have been lost (e.g. a queue overflow): re-read.
 			d.metrics.watcherErrors.Inc()
+			d.health.Failed(fmt.Errorf("file watch: %w", err))
 			d.logger.Warn("file watch error; re-reading files", "err", err)
 			schedule()
 		case <-debounce.C:
@@ -264,25 +261,25 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 // only the groups that changed since the last send. It returns false when
 // ctx is done.
 func (d *Discovery) update(ctx context.Context, up chan<- []*targetgroup.Group, sent map[string]*targetgroup.Group, first bool) bool {
-	groups, err := d.refresh(ctx)
+	all, changed, err := d.scan(ctx, first)
 	if ctx.Err() != nil {
 		return false
 	}
 	if err != nil {
 		d.logger.Error("cannot read target files; keeping their last good targets", "err", err)
-		d.health.Failed(err)
-	} else {
-		d.health.Synced()
 	}
-	msg := changes(groups, sent)
+	var msg []*targetgroup.Group
 	if first {
-		msg = groups
+		changes(all, sent)
+		msg = all
 		if msg == nil {
 			msg = []*targetgroup.Group{}
 		}
-	}
-	if len(msg) == 0 && !first {
-		return true
+	} else {
+		msg = changes(changed, sent)
+		if len(msg) == 0 {
+			return true
+		}
 	}
 	d.logger.Debug("file discovery update", "groups", len(msg))
 	select {
@@ -296,6 +293,8 @@ func (d *Discovery) update(ctx context.Context, up chan<- []*targetgroup.Group, 
 // changes returns the groups the receiver does not have in this form yet
 // and records them in sent. A group without targets stands for no group, as
 // it does for the manager: it is sent only to remove a group sent before.
+// It is given only the groups a refresh found new, so its cost is that of
+// the change, not of the job.
 func changes(groups []*targetgroup.Group, sent map[string]*targetgroup.Group) []*targetgroup.Group {
 	var out []*targetgroup.Group
 	for _, g := range groups {
@@ -307,7 +306,7 @@ func changes(groups []*targetgroup.Group, sent map[string]*targetgroup.Group) []
 			}
 			continue
 		}
-		if !ok || !reflect.DeepEqual(prev, g) {
+		if !ok || !groupEqual(prev, g) {
 			out = append(out, g)
 			sent[g.Source] = g
 		}
@@ -327,6 +326,7 @@ func (d *Discovery) watch(w *fsnotify.Watcher) {
 		switch {
 		case err != nil && !d.watchFailed[dir]:
 			d.metrics.watcherErrors.Inc()
+			d.health.Failed(fmt.Errorf("watch directory %q: %w", dir, err))
 			d.logger.Warn("cannot watch directory; its files are re-read every refresh_interval only", "dir", dir, "interval", d.interval, "err", err)
 		case err == nil && d.watchFailed[dir]:
 			d.logger.Info("watching directory again", "dir", dir)
@@ -342,43 +342,96 @@ func (d *Discovery) watch(w *fsnotify.Watcher) {
 // groups) and an error; the returned groups are valid even then. Only when
 // ctx ends does it return no groups.
 func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
+	all, _, err := d.scan(ctx, true)
+	return all, err
+}
+
+// scan is refresh, and also returns changed: the groups that are not the
+// ones the last refresh returned (new pointers: decoded again, moved, or
+// emptied). A file whose content is unchanged since its last good read is
+// not decoded and contributes nothing to changed. all is only gathered when
+// wantAll. It reports the outcome to the discoverer's Health.
+func (d *Discovery) scan(ctx context.Context, wantAll bool) (all, changed []*targetgroup.Group, err error) {
 	start := time.Now()
 	defer func() { d.metrics.scanDuration.Observe(time.Since(start).Seconds()) }()
 
 	files, errs := d.listFiles()
-	var groups []*targetgroup.Group
-	counts := make(map[string]int, len(files))
+	listed := make(map[string]bool, len(files))
 	for _, name := range files {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		gs, mtime, err := readFile(name)
+		listed[name] = true
+		prev := d.files[name]
+		st, err := d.reader.read(name, prev)
 		if err != nil {
 			d.metrics.readErrors.Inc()
 			errs = append(errs, err)
-			counts[name] = d.lastRefresh[name] // not vanished: keep its groups
-			continue
+			continue // not vanished: its last good groups stay
 		}
 		d.mu.Lock()
-		d.mtimes[name] = mtime
+		d.mtimes[name] = st.mtime
 		d.mu.Unlock()
-		counts[name] = len(gs)
-		groups = append(groups, gs...)
-	}
-	for _, name := range slices.Sorted(maps.Keys(d.lastRefresh)) {
-		n := d.lastRefresh[name]
-		m, ok := counts[name]
-		if !ok {
-			d.mu.Lock()
-			delete(d.mtimes, name)
-			d.mu.Unlock()
+		if wantAll {
+			all = append(all, st.groups...)
 		}
-		for i := m; i < n; i++ {
-			groups = append(groups, &targetgroup.Group{Source: source(name, i)})
+		if st == prev {
+			continue
+		}
+		for i, g := range st.groups {
+			if prev == nil || i >= len(prev.groups) || prev.groups[i] != g {
+				changed = append(changed, g)
+			}
+		}
+		if prev != nil {
+			gone := emptied(name, prev, len(st.groups))
+			all, changed = append(all, gone...), append(changed, gone...)
+		}
+		d.files[name] = st
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.files)) {
+		if listed[name] {
+			continue
+		}
+		gone := emptied(name, d.files[name], 0)
+		all, changed = append(all, gone...), append(changed, gone...)
+		delete(d.files, name)
+		d.mu.Lock()
+		delete(d.mtimes, name)
+		d.mu.Unlock()
+	}
+	if !wantAll {
+		all = nil
+	}
+	d.reader.in.maybeRebuild(d.held)
+	err = errors.Join(errs...)
+	if err != nil {
+		d.health.Failed(err)
+	} else {
+		d.health.Synced()
+	}
+	return all, changed, err
+}
+
+// emptied returns an empty group for each index of st from n on: the
+// groups of a file that vanished or shrank.
+func emptied(name string, st *fileState, n int) []*targetgroup.Group {
+	var out []*targetgroup.Group
+	for i := n; i < len(st.groups); i++ {
+		out = append(out, &targetgroup.Group{Source: st.source(name, i)})
+	}
+	return out
+}
+
+// held yields every group the discoverer holds.
+func (d *Discovery) held(yield func(*targetgroup.Group) bool) {
+	for _, st := range d.files {
+		for _, g := range st.groups {
+			if !yield(g) {
+				return
+			}
 		}
 	}
-	d.lastRefresh = counts
-	return groups, errors.Join(errs...)
 }
 
 // listFiles expands the patterns; a file matched by two patterns is listed once.
@@ -404,71 +457,9 @@ func (d *Discovery) listFiles() ([]string, []error) {
 	return files, errs
 }
 
-// readFile parses a JSON or YAML list of target groups, by the file's
-// extension, and returns the groups with their Source and __meta_filepath
-// set, and the file's mtime in seconds.
-func readFile(name string) ([]*targetgroup.Group, float64, error) {
-	fail := func(err error) ([]*targetgroup.Group, float64, error) {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = fmt.Errorf("%s: %w", pe.Op, pe.Err)
-		}
-		return nil, 0, fmt.Errorf("read %q: %w", name, err)
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return fail(err)
-	}
-	defer f.Close()
-	content, err := io.ReadAll(f)
-	if err != nil {
-		return fail(err)
-	}
-	info, err := f.Stat()
-	if err != nil {
-		return fail(err)
-	}
-
-	var groups []*targetgroup.Group
-	switch ext := strings.ToLower(filepath.Ext(name)); ext {
-	case ".json":
-		err = json.Unmarshal(content, &groups)
-	case ".yml", ".yaml":
-		groups, err = decodeYAML(content)
-	default:
-		err = fmt.Errorf("unknown file extension %q (one of: .json, .yml, .yaml)", ext)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	for i, g := range groups {
-		if g == nil {
-			return fail(errors.New("nil target group item found"))
-		}
-		g.Source = source(name, i)
-		if g.Labels == nil {
-			g.Labels = model.LabelSet{}
-		}
-		g.Labels[filepathLabel] = model.LabelValue(name)
-	}
-	return groups, float64(info.ModTime().Unix()), nil
-}
-
-// decodeYAML decodes the first document strictly (unknown keys are errors);
-// an empty file is an empty list, as it is for Prometheus.
-func decodeYAML(b []byte) ([]*targetgroup.Group, error) {
-	var groups []*targetgroup.Group
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&groups); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return groups, nil
-}
-
 // source names the i-th group of a file, as Prometheus does.
 func source(name string, i int) string {
-	return fmt.Sprintf("%s:%d", name, i)
+	return name + ":" + strconv.Itoa(i)
 }
 
 // copyMtimes copies the file mtimes into dst, for the mtime collector.

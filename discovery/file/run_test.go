@@ -30,6 +30,7 @@ type runner struct {
 	d      *Discovery
 	m      *Metrics
 	reg    *prometheus.Registry
+	health *health
 	up     chan []*targetgroup.Group
 	state  map[string]*targetgroup.Group
 	cancel context.CancelFunc
@@ -48,12 +49,13 @@ func startRunLogged(t *testing.T, logger *slog.Logger, interval time.Duration, p
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewDiscovery(&SDConfig{Files: patterns, RefreshInterval: model.Duration(interval)}, discovery.Options{Metrics: m, Logger: logger})
+	h := &health{}
+	d, err := NewDiscovery(&SDConfig{Files: patterns, RefreshInterval: model.Duration(interval)}, discovery.Options{Metrics: m, Logger: logger, Health: h})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &runner{t: t, d: d, m: m, reg: reg, up: make(chan []*targetgroup.Group), state: map[string]*targetgroup.Group{}, cancel: cancel, done: make(chan struct{})}
+	r := &runner{t: t, d: d, m: m, reg: reg, health: h, up: make(chan []*targetgroup.Group), state: map[string]*targetgroup.Group{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		d.Run(ctx, r.up)
@@ -259,6 +261,9 @@ func TestRunMissingDirectory(t *testing.T) {
 	if msg := r.next(); len(msg) != 0 {
 		t.Fatalf("first message %q, want none", flat(msg))
 	}
+	if got, want := r.health.take(), []string{`failed: watch directory "` + sub + `": no such file or directory`, "synced"}; !slices.Equal(got, want) {
+		t.Fatalf("health reports %q, want %q", got, want)
+	}
 	if n := testutil.ToFloat64(r.m.watcherErrors); n != 1 {
 		t.Fatalf("watcher errors = %v, want 1", n)
 	}
@@ -389,5 +394,143 @@ func poll(t *testing.T, cond func() bool) {
 		case <-deadline:
 			t.Fatalf("condition not met within %v", wait)
 		}
+	}
+}
+
+// health records what a discoverer reports.
+type health struct {
+	mu     sync.Mutex
+	events []string // "synced", or "failed: <err>"
+}
+
+func (h *health) Failed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, "failed: "+err.Error())
+}
+
+func (h *health) Synced() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, "synced")
+}
+
+// take returns the events so far and forgets them.
+func (h *health) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.events
+	h.events = nil
+	return e
+}
+
+func TestRefreshHealth(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.yml")
+	var h health
+	m, _ := NewMetrics(nil)
+	d, err := NewDiscovery(&SDConfig{Files: []string{filepath.Join(dir, "*.json"), filepath.Join(dir, "*.yml")}, RefreshInterval: model.Duration(time.Minute)},
+		discovery.Options{Metrics: m, Health: &h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		name   string
+		change func()
+		want   []string
+	}{
+		{"no file yet", func() {}, []string{"synced"}},
+		{"good files", func() {
+			writeFile(t, a, `[{"targets":["a:1"]}]`)
+			writeFile(t, b, "- targets: [b:1]\n")
+		}, []string{"synced"}},
+		{"one broken", func() { writeFile(t, a, `[{"targets":["a:1"]},`) },
+			[]string{`failed: read "` + a + `": unexpected end of JSON input`}},
+		{"both broken", func() { writeFile(t, b, "- targets: [b:1]\n  x: 1\n") },
+			[]string{"failed: " + `read "` + a + `": unexpected end of JSON input` + "\n" +
+				`read "` + b + "\": yaml: unmarshal errors:\n  line 2: field x not found in type struct { Targets []string \"yaml:\\\"targets\\\"\"; Labels model.LabelSet \"yaml:\\\"labels\\\"\" }"}},
+		{"unreadable", func() {
+			rm(t, b)
+			if err := os.Mkdir(b, 0o755); err != nil { // matches the glob, cannot be read as a file
+				t.Fatal(err)
+			}
+		}, []string{"failed: " + `read "` + a + `": unexpected end of JSON input` + "\n" + `read "` + b + `": read: is a directory`}},
+		{"fixed", func() {
+			rm(t, b)
+			writeFile(t, a, `[{"targets":["a:2"]}]`)
+		}, []string{"synced"}},
+	} {
+		s.change()
+		_, _ = d.refresh(t.Context())
+		if got := h.take(); !slices.Equal(got, s.want) {
+			t.Fatalf("%s: health reports\n%q\nwant\n%q", s.name, got, s.want)
+		}
+	}
+}
+
+// TestRunUnchangedFile rewrites a file with the same content, then changes
+// another: the next message holds the other file's change only.
+func TestRunUnchangedFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+	content := `[{"targets": ["a0:1"], "labels": {"env": "prod"}}, {"targets": ["a1:1"]}]`
+	writeFile(t, a, content)
+	writeFile(t, b, `[{"targets": ["b0:1"]}]`)
+	r := startRun(t, time.Hour, filepath.Join(dir, "*.json"))
+	r.next()
+	before := r.scans()
+	writeFile(t, a, content)
+	poll(t, func() bool { return r.scans() > before })
+	writeFile(t, b, `[{"targets": ["b0:2"]}]`)
+	if got, want := flat(r.next()), []string{group(b, 0, "b0:2")}; !slices.Equal(got, want) {
+		t.Fatalf("message %q, want %q", got, want)
+	}
+}
+
+// TestScanChanged checks what a refresh decodes and reports as changed: a
+// file rewritten with the same content is not decoded again and reports
+// nothing; in a changed file only the changed group is new.
+func TestScanChanged(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.yml")
+	d, _ := newTestDiscovery(t, nil, time.Minute, filepath.Join(dir, "*.json"), filepath.Join(dir, "*.yml"))
+	ac := `[{"targets":["a0:1"]},{"targets":["a1:1"]},{"targets":["a2:1"]}]`
+	bc := "- targets: [b0:1]\n- targets: [b1:1]\n"
+	writeFile(t, a, ac)
+	writeFile(t, b, bc)
+	scan := func() []string {
+		t.Helper()
+		_, changed, err := d.scan(t.Context(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flat(changed)
+	}
+	if got := scan(); len(got) != 5 {
+		t.Fatalf("first scan: changed %q, want every group", got)
+	}
+	sa, sb := d.files[a], d.files[b]
+
+	writeFile(t, a, ac)
+	writeFile(t, b, bc)
+	if got := scan(); len(got) != 0 {
+		t.Fatalf("same content: changed %q", got)
+	}
+	if d.files[a] != sa || d.files[b] != sb {
+		t.Fatal("a file with the same content was decoded again")
+	}
+
+	writeFile(t, a, `[{"targets":["a0:1"]},{"targets":["a1:2"]},{"targets":["a2:1"]}]`)
+	writeFile(t, b, "- targets: [b0:1]\n- targets: [b1:2]\n")
+	if got, want := scan(), sorted(group(a, 1, "a1:2"), group(b, 1, "b1:2")); !slices.Equal(got, want) {
+		t.Fatalf("one group changed in each file: changed %q, want %q", got, want)
+	}
+	for i, g := range d.files[a].groups {
+		if (g == sa.groups[i]) != (i != 1) {
+			t.Fatalf("a's group %d: reused %v", i, g == sa.groups[i])
+		}
+	}
+	if d.files[b].groups[0] != sb.groups[0] {
+		t.Fatal("b's unchanged group was replaced")
 	}
 }
