@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/testlog"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -458,7 +458,7 @@ func TestRunRetriesFailedWrites(t *testing.T) {
 // and logged once.
 func TestRunPutsFilesBack(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	var logs syncBuffer
+	var logs testlog.Buffer
 	w, err := New(dir, Options{Registerer: prometheus.NewRegistry(), VerifyInterval: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -555,23 +555,6 @@ func TestCheckPutsFilesBack(t *testing.T) {
 	if got := testutil.ToFloat64(w.metrics.repairs.WithLabelValues("a")); got != 1 {
 		t.Errorf("repairs = %v, want 1 (a touch with the same bytes is not one)", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestPath(t *testing.T) {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,6 +182,7 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		r.Fail("svc.json dropped to %d targets during the outage (want %d)", minSeen, total-1)
 	}
 	r.Fig("mid-run: targets %d, fewest in any version %d, failure on /metrics and the status page, recovery %.1f s (cap %s)", total-1, minSeen, recovery.Seconds(), consulBackoffCap)
+	midRun := consulErrorLevels(p.Log())
 
 	// Unreachable at start, with the file in place.
 	r.Runs++
@@ -219,6 +223,24 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
 		r.Fail("svc.json differs after Consul came back with the same catalog (err %v)", err)
 	}
-	r.Fig("at start: file untouched while down, job unhealthy and not served, then healthy with the same %d targets once Consul answered", total)
+	atStart := consulErrorLevels(p2.Log())
+	if len(midRun) == 0 || !maps.Equal(midRun, atStart) {
+		r.Fail("failing to reach Consul is logged at levels %v mid-run and %v at start, want the same one", slices.Sorted(maps.Keys(midRun)), slices.Sorted(maps.Keys(atStart)))
+	}
+	r.Fig("at start: file untouched while down, job unhealthy and not served, then healthy with the same %d targets once Consul answered; Consul's errors logged at %v, as mid-run", total, slices.Sorted(maps.Keys(atStart)))
 	return r
+}
+
+// consulErrorRE matches the log lines of sdhub's consul discoverer about
+// failing to reach Consul, capturing their level.
+var consulErrorRE = regexp.MustCompile(`(?m)^time=\S+ level=(\w+) .*msg="Error (?:watching|reading|retrieving|probing)`)
+
+// consulErrorLevels are the levels of log's lines about failing to reach
+// Consul.
+func consulErrorLevels(log string) map[string]bool {
+	levels := map[string]bool{}
+	for _, m := range consulErrorRE.FindAllStringSubmatch(log, -1) {
+		levels[m[1]] = true
+	}
+	return levels
 }

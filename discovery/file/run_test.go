@@ -1,7 +1,6 @@
 package file
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/testlog"
 )
 
 // wait bounds every wait on a discoverer.
@@ -256,7 +256,7 @@ func TestRunResync(t *testing.T) {
 func TestRunMissingDirectory(t *testing.T) {
 	sub := filepath.Join(t.TempDir(), "sub")
 	f := filepath.Join(sub, "x.json")
-	var logs syncBuffer
+	var logs testlog.Buffer
 	r := startRunLogged(t, slog.New(slog.NewTextHandler(&logs, nil)), 100*time.Millisecond, filepath.Join(sub, "*.json"))
 	if msg := r.next(); len(msg) != 0 {
 		t.Fatalf("first message %q, want none", flat(msg))
@@ -279,24 +279,6 @@ func TestRunMissingDirectory(t *testing.T) {
 	if got := logs.String(); strings.Count(got, "msg=\"cannot watch directory") != 1 || !strings.Contains(got, `msg="watching directory again" dir=`+sub) {
 		t.Fatalf("logs:\n%s", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunCancel(t *testing.T) {
