@@ -221,7 +221,7 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		r.Fail("%v", err)
 	}
 	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
-		r.Fail("svc.json differs after Consul came back with the same catalog (err %v)", err)
+		r.Fail("svc.json differs after Consul came back with the same catalog (err %v):\nbefore: %s\nafter:  %s", err, old, now)
 	}
 	atStart := consulErrorLevels(p2.Log())
 	if len(midRun) == 0 || !maps.Equal(midRun, atStart) {

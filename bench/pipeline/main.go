@@ -34,15 +34,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sdhub/sdhub/reliability"
 )
 
 func main() {
@@ -149,15 +151,9 @@ func run(cfg config, w io.Writer) error {
 // binaries parses -sdhub, or builds ./cmd/sdhub into dir.
 func binaries(list, dir string) ([]binary, error) {
 	if list == "" {
-		root, err := moduleRoot()
+		bin, err := reliability.Build(context.Background(), "", dir)
 		if err != nil {
 			return nil, err
-		}
-		bin := filepath.Join(dir, "sdhub")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/sdhub")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./cmd/sdhub: %w\n%s", err, out)
 		}
 		return []binary{{"sdhub", bin}}, nil
 	}
@@ -170,24 +166,6 @@ func binaries(list, dir string) ([]binary, error) {
 		bins = append(bins, binary{name, path})
 	}
 	return bins, nil
-}
-
-// moduleRoot walks up from the working directory to the directory of go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above %s", dir)
-		}
-		dir = parent
-	}
 }
 
 // stride is a step through n indexes that visits each once: coprime with n.

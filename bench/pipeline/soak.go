@@ -226,7 +226,7 @@ func printSoak(w io.Writer, cfg config, rs []soakResult) {
 		if len(r.curve) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "- %s, RSS / heap goal (twice the live heap) over each tenth of the changes up to:", r.name)
+		fmt.Fprintf(w, "- %s, RSS / heap goal (the live heap plus GOGC%%) over each tenth of the changes up to:", r.name)
 		for i, p := range r.curve {
 			sep := ","
 			if i == 0 {

@@ -116,6 +116,10 @@ type query struct {
 	index   uint64
 	wait    time.Duration
 	timeout time.Duration // whole request, including the wait
+	// streamed: a blocking query of this kind may be answered by Consul's
+	// streaming backend, whose answers say X-Consul-KnownLeader: false
+	// whatever the leader (Consul 1.20.6's /v1/health/service/<name>).
+	streamed bool
 }
 
 // errStatus is a non-200 answer from Consul.
@@ -127,6 +131,10 @@ type errStatus struct {
 func (e *errStatus) Error() string {
 	return fmt.Sprintf("unexpected response code %d (%s)", e.code, e.body)
 }
+
+// errNoLeader is the error of an answer from a Consul server that knows no
+// leader.
+var errNoLeader = errors.New("the Consul server knows no leader (X-Consul-KnownLeader: false): its answer may miss what it has not restored yet")
 
 // bodies are reused response buffers.
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -189,6 +197,14 @@ func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		return 0, &errStatus{code: resp.StatusCode, body: string(b)}
+	}
+	// A server that knows no leader (one restarting, before its election)
+	// answers stale reads from whatever state it has restored so far: a
+	// catalog that can miss most of its services. Such an answer is an
+	// error, so that the last complete targets stay. (Every watched
+	// service's first read and the catalog's are checked so.)
+	if resp.Header.Get("X-Consul-KnownLeader") == "false" && (!q.streamed || q.index == 0) {
+		return 0, errNoLeader
 	}
 	idx, err := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
 	if err != nil && q.path != selfPath {

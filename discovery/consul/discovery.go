@@ -185,7 +185,7 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 	}
 	var r serviceRead
 	start := time.Now()
-	idx, err := d.client.get(ctx, p, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, index: index, wait: d.wait, timeout: d.timeout(index)},
+	idx, err := d.client.get(ctx, p, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, index: index, wait: d.wait, timeout: d.timeout(index), streamed: true},
 		func(b []byte) error {
 			if r.hash = xxhash.Sum64(b); r.hash == same && same != 0 {
 				r.same = true
