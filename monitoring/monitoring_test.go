@@ -326,6 +326,9 @@ func substitute(q string) string {
 	})
 }
 
+// listenRE matches the line exporter-toolkit logs once sdhub listens.
+var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
+
 // TestMetricsExist runs sdhub and checks that its /metrics has every metric
 // the rules and the dashboard read (but those in pending and those
 // Prometheus makes), with the labels they expect.
@@ -353,7 +356,7 @@ func TestMetricsExist(t *testing.T) {
 	addr := ""
 	sc := bufio.NewScanner(stderr)
 	for addr == "" && sc.Scan() {
-		if m := regexp.MustCompile(`msg="Listening on" .*address=(\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+		if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 			addr = m[1]
 		}
 	}
