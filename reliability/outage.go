@@ -221,7 +221,7 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		r.Fail("%v", err)
 	}
 	if now, err := os.ReadFile(svcPath); err != nil || !bytes.Equal(now, old) {
-		r.Fail("svc.json differs after Consul came back with the same catalog (err %v):\nbefore: %s\nafter:  %s", err, old, now)
+		r.Fail("svc.json differs after Consul came back with the same catalog (err %v): %s", err, targetDiff(old, now))
 	}
 	atStart := consulErrorLevels(p2.Log())
 	if len(midRun) == 0 || !maps.Equal(midRun, atStart) {
@@ -243,4 +243,37 @@ func consulErrorLevels(log string) map[string]bool {
 		levels[m[1]] = true
 	}
 	return levels
+}
+
+// targetDiff summarises how two file_sd files' targets differ: their
+// counts and the targets only one of them has.
+func targetDiff(before, after []byte) string {
+	set := func(b []byte) map[string]bool {
+		m := map[string]bool{}
+		es, _ := ParseFileSD(b)
+		for _, e := range es {
+			for _, t := range e.Targets {
+				m[t] = true
+			}
+		}
+		return m
+	}
+	b, a := set(before), set(after)
+	var gone, added []string
+	for t := range b {
+		if !a[t] {
+			gone = append(gone, t)
+		}
+	}
+	for t := range a {
+		if !b[t] {
+			added = append(added, t)
+		}
+	}
+	slices.Sort(gone)
+	slices.Sort(added)
+	if len(gone) == 0 && len(added) == 0 {
+		return fmt.Sprintf("the same %d targets, with other labels or bytes", len(b))
+	}
+	return fmt.Sprintf("%d targets before, %d after; gone %v; added %v", len(b), len(a), gone, added)
 }

@@ -42,6 +42,10 @@ type client struct {
 	partition      string
 	stale          bool
 	http2          atomic.Bool // the agent answered over HTTP/2
+	// catchUp: reads are made consistent until one is answered (at start,
+	// and after any failure that may be a server going away). See get.
+	catchUp     atomic.Bool
+	catchUpGate chan struct{} // one catch-up read at a time
 }
 
 func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, error) {
@@ -65,6 +69,8 @@ func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, erro
 		partition: c.Partition,
 		stale:     c.AllowStale,
 	}
+	cl.catchUpGate = make(chan struct{}, 1)
+	cl.catchUp.Store(true)
 	if ep.scheme == "https" && ep.unixSocket == "" {
 		// Refuses to dial until useStreams.
 		if cl.streams, err = newPool(c.HTTPClientConfig, newConnGate(0, true, conns, "")); err != nil {
@@ -143,7 +149,42 @@ var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // (nil use discards it). It returns Consul's X-Consul-Index, never 0
 // (consul-template's rule: 0 would make the next blocking query return at
 // once, forever).
-func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte) error) (uint64, error) {
+//
+// A Consul server that has just restarted and won its election answers
+// stale and default reads from its state store before it has applied the
+// log it restored, with X-Consul-KnownLeader: true: a catalog that can miss
+// any service registered since its last snapshot (the reliability suite's
+// consul outage saw 8 of 20 services so under load, past the known-leader
+// check below). Consul refuses consistent reads ("Not ready to serve
+// consistent reads") until its leader has applied everything committed.
+// So at start, and after a failure that may be the server going away, reads
+// catch up: one at a time, each consistent (`?consistent`, Consul's
+// leader-verified mode) and not blocking, until one is answered; then the
+// reads waiting behind it, and every later one, run in the configured mode
+// (allow_stale). A recovery costs one leader-verified read.
+func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte) error) (_ uint64, err error) {
+	consistent := false
+	if q.path != selfPath && c.catchUp.Load() {
+		select {
+		case c.catchUpGate <- struct{}{}:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if consistent = c.catchUp.Load(); consistent {
+			q.index = 0 // a catch-up read answers at once
+		}
+		defer func() {
+			if consistent && err == nil {
+				c.catchUp.Store(false)
+			}
+			<-c.catchUpGate
+		}()
+	}
+	defer func() {
+		if err != nil && q.path != selfPath && serverFault(ctx, err) {
+			c.catchUp.Store(true)
+		}
+	}()
 	params := make(url.Values, len(q.params)+6)
 	for k, v := range q.params {
 		params[k] = v
@@ -151,7 +192,9 @@ func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte
 	if c.dc != "" {
 		params.Set("dc", c.dc)
 	}
-	if c.stale {
+	if consistent {
+		params.Set("consistent", "")
+	} else if c.stale {
 		params.Set("stale", "")
 	}
 	if c.namespace != "" {
@@ -226,6 +269,19 @@ func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte
 		}
 	}
 	return max(idx, 1), nil
+}
+
+// serverFault reports whether err, a failed read, may come from the
+// server going away or not being ready: anything but the caller's own
+// cancellation, sdhub's own connection limit and a 4xx answer (a denied
+// token, an unknown datacenter, a rate limit), which a restart does not
+// cause.
+func serverFault(ctx context.Context, err error) bool {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(err, errConnLimit) || errors.Is(err, errGateClosed) {
+		return false
+	}
+	var st *errStatus
+	return !errors.As(err, &st) || st.code >= 500
 }
 
 // selfPath answers without an X-Consul-Index.

@@ -40,6 +40,16 @@ type fakeConsul struct {
 	changed chan struct{}
 	fault   func(path string) (status int, body string, hang bool)
 	reqs    []seenRequest
+	// catchingUp: the fake is a restarted server that won its election but
+	// has not applied its log: consistent reads are refused as Consul
+	// refuses them, other reads answer without web.
+	catchingUp bool
+}
+
+func (f *fakeConsul) setCatchingUp(v bool) {
+	f.mu.Lock()
+	f.catchingUp = v
+	f.mu.Unlock()
 }
 
 // noKnownLeader, as a fault's status, makes the fake answer as usual but
@@ -74,13 +84,15 @@ func newFakeTLS(t *testing.T) (*fakeConsul, string) {
 	return f, fmt.Sprintf("%s\nscheme: https\ntls_config:\n  ca_file: %s", strings.TrimPrefix(srv.URL, "https://"), ca)
 }
 
+func (f *fakeConsul) seen() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seenRequest(nil), f.reqs...)
+}
+
 func recordingServer(t *testing.T) (string, func() []seenRequest) {
 	f, addr := newFake(t)
-	return addr, func() []seenRequest {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return append([]seenRequest(nil), f.reqs...)
-	}
+	return addr, f.seen
 }
 
 func (f *fakeConsul) setFault(fn func(string) (int, string, bool)) {
@@ -144,6 +156,14 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"Config":{"Datacenter":"dc1"}}`))
 		return
 	}
+	f.mu.Lock()
+	noWeb := f.catchingUp
+	f.mu.Unlock()
+	if noWeb && r.URL.Query().Has("consistent") {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("rpc error making call: Not ready to serve consistent reads"))
+		return
+	}
 	if idx, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64); err == nil {
 		f.mu.Lock()
 		cur, ch := f.index, f.changed
@@ -172,20 +192,27 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/catalog/services":
 		body = map[string][]string{"web": {"a"}}
+		if noWeb {
+			body = map[string][]string{}
+		}
 	case "/v1/catalog/nodes":
 		body = []map[string]any{{"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5}}
 	case "/v1/health/state/critical", "/v1/health/state/warning":
 		body = []map[string]any{}
-		if strings.HasSuffix(r.URL.Path, "/"+health) {
+		if strings.HasSuffix(r.URL.Path, "/"+health) && !noWeb {
 			body = []map[string]any{{"Node": "n1", "CheckID": "web-1", "ServiceName": "web", "Status": health, "ModifyIndex": idx}}
 		}
 	case "/v1/catalog/node-services/n1":
 		svcs := []map[string]any{{"ID": "web-1", "Service": "web", "Port": port, "ModifyIndex": portIdx}}
-		if r.URL.Query().Has("filter") {
+		if r.URL.Query().Has("filter") || noWeb {
 			svcs = nil
 		}
 		body = map[string]any{"Node": map[string]any{"Node": "n1", "Address": "10.0.0.1"}, "Services": svcs}
 	case "/v1/health/service/web":
+		if noWeb {
+			body = []map[string]any{}
+			break
+		}
 		body = []map[string]any{{
 			"Node":    map[string]any{"Node": "n1", "Address": "10.0.0.1"},
 			"Service": map[string]any{"ID": "web-1", "Service": "web", "Port": port, "Tags": []string{"a"}, "ModifyIndex": portIdx},
@@ -326,6 +353,81 @@ func testRunStaleOverIncomplete(t *testing.T, https bool) {
 			setFailing(false)
 			col.waitFor(t, 5*time.Second, "change after recovery", hasTarget(label(labelHealth, "critical")))
 		})
+	}
+}
+
+// TestServerCatchingUp: a Consul server that restarted and won its
+// election answers stale reads from a state store that has not applied its
+// log yet (here: without web) and refuses consistent reads until it has.
+// Neither at start nor after an outage does sdhub take that state: it reads
+// consistently until answered.
+func TestServerCatchingUp(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testServerCatchingUp(t, https) })
+	}
+}
+
+func testServerCatchingUp(t *testing.T, https bool) {
+	f, server := newFake(t)
+	if https {
+		f, server = newFakeTLS(t)
+	}
+	f.setCatchingUp(true)
+	var mu sync.Mutex
+	down := false
+	f.setFault(func(string) (int, string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return http.StatusBadGateway, "gone", false
+		}
+		return 0, "", false
+	})
+	setDown := func(v bool) { mu.Lock(); down = v; mu.Unlock() }
+
+	d := fastDiscovery(t, server)
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+
+	// At start: the refused consistent reads are failures, nothing is sent.
+	waitCounter(t, d.metrics.rpcFailures, 3)
+	if col.messages() != 0 {
+		t.Fatalf("sent while the server was catching up: %v", col.flat())
+	}
+	f.setCatchingUp(false)
+	col.waitFor(t, 5*time.Second, "web once the server caught up", hasTarget(label(labelHealth, "passing")))
+
+	// Mid-run: the server goes away, comes back catching up, then has
+	// caught up; web's health changed meanwhile.
+	setDown(true)
+	waitCounter(t, d.metrics.rpcFailures, testutilCounter(d.metrics.rpcFailures)+2)
+	f.setCatchingUp(true)
+	setDown(false)
+	f.setHealth("critical")
+	waitCounter(t, d.metrics.rpcFailures, testutilCounter(d.metrics.rpcFailures)+2)
+	f.setCatchingUp(false)
+	col.waitFor(t, 5*time.Second, "web's change once the server caught up", hasTarget(label(labelHealth, "critical")))
+	if n := col.fewest(); n != 1 {
+		t.Fatalf("web was dropped: %d targets after some message", n)
+	}
+	// Catch-up reads answer at once; once one is answered, reads are stale
+	// again (allow_stale's default).
+	col.waitFor(t, 5*time.Second, "", hasTarget(label(labelHealth, "critical")))
+	f.setHealth("passing")
+	col.waitFor(t, 5*time.Second, "a change after the catch-up", hasTarget(label(labelHealth, "passing")))
+	seen := f.seen()
+	last := -1
+	for i, r := range seen {
+		if r.query.Has("consistent") {
+			last = i
+			if r.query.Has("index") || r.query.Has("stale") {
+				t.Fatalf("catch-up read %s?%s blocks or is stale", r.path, r.query.Encode())
+			}
+		}
+	}
+	if last < 0 || !slices.ContainsFunc(seen[last+1:], func(r seenRequest) bool { return r.query.Has("stale") && r.query.Has("index") }) {
+		t.Fatalf("no stale blocking read after the last catch-up read (%d of %d)", last, len(seen))
 	}
 }
 

@@ -148,6 +148,7 @@ type collector struct {
 	mu     sync.Mutex
 	groups map[string]*targetgroup.Group
 	msgs   int
+	sizes  []int // the number of targets after each message
 	first  []*targetgroup.Group
 	notify chan struct{}
 	done   chan struct{}
@@ -183,6 +184,7 @@ func collect(ctx context.Context, d discovery.Discoverer) *collector {
 						c.groups[g.Source] = g
 					}
 				}
+				c.sizes = append(c.sizes, len(flatten(c.groups)))
 				c.mu.Unlock()
 				select {
 				case c.notify <- struct{}{}:
@@ -192,6 +194,17 @@ func collect(ctx context.Context, d discovery.Discoverer) *collector {
 		}
 	}()
 	return c
+}
+
+// fewest is the fewest targets held after any message, -1 before the
+// first.
+func (c *collector) fewest() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.sizes) == 0 {
+		return -1
+	}
+	return slices.Min(c.sizes)
 }
 
 func (c *collector) firstFlat() []string {
