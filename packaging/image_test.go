@@ -217,10 +217,12 @@ func TestImage(t *testing.T) {
 
 	// Every job's file, in the volume, written by sdhub's user; the consul
 	// job keeps the service tagged "metrics".
+	// The agent registers consul.d's services in its catalog a moment after
+	// it is ready: wait for the one tagged "metrics".
 	var files map[string]tarFile
-	waitFor(t, "the jobs' files in the volume", func() bool {
+	waitFor(t, "the jobs' files in the volume, with consul.d's services", func() bool {
 		files = c.volume(t)
-		return files["./consul-services.json"].data != nil && files["./sdhub.json"].data != nil
+		return bytes.Contains(files["./consul-services.json"].data, []byte(`"prometheus:9090"`)) && files["./sdhub.json"].data != nil
 	})
 	for name, f := range files {
 		if f.hdr.Uid != 65532 {
