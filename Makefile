@@ -40,3 +40,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadJSONAfter$$' -fuzztime $(FUZZTIME) ./discovery/file
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitizeLabelName$$' -fuzztime $(FUZZTIME) ./output
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderHostile$$' -fuzztime $(FUZZTIME) ./output
+	$(GO) test -run '^$$' -fuzz '^FuzzCompareLabelsBodies$$' -fuzztime $(FUZZTIME) ./output

@@ -129,6 +129,18 @@ func compareLabelsBodies(a, b string) int {
 	if a == b {
 		return 0
 	}
+	// The bodies share every byte before i, so at i both are at the same
+	// place: in the same name or value at the same offset, or between
+	// them. When neither byte is one of the structure's (or a quote) and
+	// no escape came before, both are in a name or value whose decoded
+	// bytes so far are equal, and these bytes, as they are, order the two
+	// sets.
+	i := 0
+	for n := min(len(a), len(b)); i < n && a[i] == b[i]; i++ {
+	}
+	if i < len(a) && i < len(b) && bodyPlain(a[i]) && bodyPlain(b[i]) && strings.IndexByte(a[:i], '\\') < 0 {
+		return cmp.Compare(a[i], b[i])
+	}
 	ra, rb := labelsReader{a}, labelsReader{b}
 	for {
 		na, va, oka := ra.next()
@@ -140,6 +152,17 @@ func compareLabelsBodies(a, b string) int {
 			return c
 		}
 	}
+}
+
+// bodyPlain reports whether c, in a labels body, can only be a byte of a
+// name or value as it is: not a quote, an escape or a byte of the
+// structure between pairs.
+func bodyPlain(c byte) bool {
+	switch c {
+	case '"', '\\', '\n', ' ', ',', ':':
+		return false
+	}
+	return true
 }
 
 func btoi(b bool) int {

@@ -1,7 +1,9 @@
 package output
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -111,4 +113,59 @@ func renderChecked(t *testing.T, groups []*targetgroup.Group) int {
 		n += len(g.Targets)
 	}
 	return n
+}
+
+// FuzzCompareLabelsBodies holds the order of two label sets' bodies, which
+// compareLabelsBodies reads without decoding where it can, to the order of
+// the sets themselves: pair by pair, name then value, a prefix first. Each
+// input is a set: pairs separated by "\x1e", name and value by "\x1f";
+// names are made valid, values that are not UTF-8 (dropped before they
+// get here) skip the input.
+//
+//	go test -run '^$' -fuzz '^FuzzCompareLabelsBodies$' -fuzztime 10s ./output
+func FuzzCompareLabelsBodies(f *testing.F) {
+	for _, s := range [][2]string{
+		{"a\x1fx", "a\x1fy"}, {"a\x1fx", "a\x1fx\x1eb\x1fy"}, {"a\x1fx y", "a\x1fx"}, {"a\x1f\n", "a\x1f\t"},
+		{"a\x1f\x01", "a\x1fn"}, {"a\x1f\"", "a\x1f\\"}, {"ab\x1fx", "a\x1fx"}, {"a\x1f\u2028", "a\x1f\u2029"},
+		{"a\x1fx,", "a\x1fx"}, {"a\x1fx:\x1eb\x1f1", "a\x1fx\x1eb\x1f1"}, {"a\x1fé", "a\x1fe"}, {"a\x1f<", "a\x1f>"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	pairs := func(s string) ([]labelPair, bool) {
+		byName := map[string]string{}
+		for p := range strings.SplitSeq(s, "\x1e") {
+			name, value, _ := strings.Cut(p, "\x1f")
+			if !utf8.ValidString(value) {
+				return nil, false
+			}
+			byName[strutil.SanitizeLabelName(name)+"_"] = value
+		}
+		ps := make([]labelPair, 0, len(byName))
+		for n, v := range byName {
+			ps = append(ps, labelPair{n, v})
+		}
+		slices.SortFunc(ps, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
+		return ps, true
+	}
+	f.Fuzz(func(t *testing.T, x, y string) {
+		a, ok := pairs(x)
+		b, ok2 := pairs(y)
+		if !ok || !ok2 {
+			t.Skip()
+		}
+		want := 0
+		for i := 0; i < min(len(a), len(b)) && want == 0; i++ {
+			want = cmp.Or(strings.Compare(a[i].name, b[i].name), strings.Compare(a[i].value, b[i].value))
+		}
+		if want == 0 {
+			want = cmp.Compare(len(a), len(b))
+		}
+		ba, bb := string(appendLabelsBody(nil, a)), string(appendLabelsBody(nil, b))
+		if got := compareLabelsBodies(ba, bb); got != want {
+			t.Fatalf("compareLabelsBodies(%q, %q) = %d, want %d (%v, %v)", ba, bb, got, want, a, b)
+		}
+		if got := compareLabelsBodies(bb, ba); got != -want {
+			t.Fatalf("compareLabelsBodies(%q, %q) = %d, want %d", bb, ba, got, -want)
+		}
+	})
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/config"
+
+	"github.com/sdhub/sdhub/internal/filesecret"
 )
 
 // client speaks the few Consul HTTP endpoints sdhub needs. It is built from
@@ -106,9 +108,13 @@ type pool struct {
 	serial chan struct{}
 }
 
+// newPool builds the pool's client. Its secret files (a TLS CA, a
+// credentials file, ...) are read at most every filesecret.MaxAge, not on
+// every request as prometheus/common would.
 func newPool(hc config.HTTPClientConfig, gate *connGate) (*pool, error) {
+	hc, secrets := filesecret.Config(hc)
 	c, err := config.NewClientFromConfig(hc, "consul_sd",
-		config.WithDialContextFunc(gate.dial), config.WithIdleConnTimeout(2*defaultWait))
+		config.WithDialContextFunc(gate.dial), config.WithIdleConnTimeout(2*defaultWait), secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -157,22 +163,22 @@ var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // consul outage saw 8 of 20 services so under load, past the known-leader
 // check below). Consul refuses consistent reads ("Not ready to serve
 // consistent reads") until its leader has applied everything committed.
-// So at start, and after a failure that may be the server going away, reads
-// catch up: one at a time, each consistent (`?consistent`, Consul's
-// leader-verified mode) and not blocking, until one is answered; then the
-// reads waiting behind it, and every later one, run in the configured mode
-// (allow_stale). A recovery costs one leader-verified read.
+// So at start, and after a failure that may be the server going away,
+// reads without an index catch up: one at a time, each consistent
+// (`?consistent`, Consul's leader-verified mode), until one is answered;
+// then the reads waiting behind it, and every later one, run in the
+// configured mode (allow_stale). A recovery costs one leader-verified read.
+// A blocking query needs none of this: a server behind its index holds it
+// until it has caught up past that index.
 func (c *client) get(ctx context.Context, p *pool, q query, use func(body []byte) error) (_ uint64, err error) {
 	consistent := false
-	if q.path != selfPath && c.catchUp.Load() {
+	if q.index == 0 && q.path != selfPath && c.catchUp.Load() {
 		select {
 		case c.catchUpGate <- struct{}{}:
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
-		if consistent = c.catchUp.Load(); consistent {
-			q.index = 0 // a catch-up read answers at once
-		}
+		consistent = c.catchUp.Load()
 		defer func() {
 			if consistent && err == nil {
 				c.catchUp.Store(false)

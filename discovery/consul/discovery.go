@@ -56,6 +56,7 @@ type Discovery struct {
 	backoffMax  time.Duration // the backoff waits up to 1.5 times this
 	detectFloor time.Duration // least time between two change-driven queries of one watch
 	probeRate   float64       // node probes per second, at most, over probe rounds (a round may be faster, not more frequent)
+	startGrace  time.Duration // see stream
 }
 
 // NewDiscovery returns a Discovery for c. A nil opts.Metrics gets a fresh
@@ -95,6 +96,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		backoffMax:   10 * time.Second,
 		detectFloor:  min(250*time.Millisecond, time.Duration(c.RefreshInterval)),
 		probeRate:    50,
+		startGrace:   10 * time.Second,
 	}, nil
 }
 

@@ -40,16 +40,33 @@ type fakeConsul struct {
 	changed chan struct{}
 	fault   func(path string) (status int, body string, hang bool)
 	reqs    []seenRequest
+	// extra services, each with one passing instance like web's
+	extra []string
 	// catchingUp: the fake is a restarted server that won its election but
 	// has not applied its log: consistent reads are refused as Consul
-	// refuses them, other reads answer without web.
+	// refuses them, blocking queries are held (the server is behind their
+	// index) until caughtUp is closed, other reads answer without web.
 	catchingUp bool
+	caughtUp   chan struct{}
+	asked      int // requests that arrived while catching up
 }
 
 func (f *fakeConsul) setCatchingUp(v bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case v && !f.catchingUp:
+		f.caughtUp = make(chan struct{})
+	case !v && f.catchingUp:
+		close(f.caughtUp)
+	}
 	f.catchingUp = v
-	f.mu.Unlock()
+}
+
+func (f *fakeConsul) askedWhileCatchingUp() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked
 }
 
 // noKnownLeader, as a fault's status, makes the fake answer as usual but
@@ -157,6 +174,19 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
+	catching, caughtUp := f.catchingUp, f.caughtUp
+	if catching {
+		f.asked++
+	}
+	f.mu.Unlock()
+	if catching && r.URL.Query().Has("index") {
+		select {
+		case <-caughtUp:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	f.mu.Lock()
 	noWeb := f.catchingUp
 	f.mu.Unlock()
 	if noWeb && r.URL.Query().Has("consistent") {
@@ -191,10 +221,14 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body any
 	switch r.URL.Path {
 	case "/v1/catalog/services":
-		body = map[string][]string{"web": {"a"}}
+		svcs := map[string][]string{"web": {"a"}}
 		if noWeb {
-			body = map[string][]string{}
+			delete(svcs, "web")
 		}
+		for _, x := range f.extra {
+			svcs[x] = []string{}
+		}
+		body = svcs
 	case "/v1/catalog/nodes":
 		body = []map[string]any{{"Node": "n1", "Address": "10.0.0.1", "ModifyIndex": 5}}
 	case "/v1/health/state/critical", "/v1/health/state/warning":
@@ -219,8 +253,16 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"Checks":  []map[string]any{{"Node": "n1", "CheckID": "web-1", "Status": health}},
 		}}
 	default:
-		http.NotFound(w, r)
-		return
+		x, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+		if !ok || !slices.Contains(f.extra, x) {
+			http.NotFound(w, r)
+			return
+		}
+		body = []map[string]any{{
+			"Node":    map[string]any{"Node": "n1", "Address": "10.0.0.1"},
+			"Service": map[string]any{"ID": x + "-1", "Service": x, "Port": 90},
+			"Checks":  []map[string]any{},
+		}}
 	}
 	_ = json.NewEncoder(w).Encode(body)
 }
@@ -405,13 +447,19 @@ func testServerCatchingUp(t *testing.T, https bool) {
 	f.setCatchingUp(true)
 	setDown(false)
 	f.setHealth("critical")
-	waitCounter(t, d.metrics.rpcFailures, testutilCounter(d.metrics.rpcFailures)+2)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.askedWhileCatchingUp() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no requests while the server caught up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	f.setCatchingUp(false)
 	col.waitFor(t, 5*time.Second, "web's change once the server caught up", hasTarget(label(labelHealth, "critical")))
 	if n := col.fewest(); n != 1 {
 		t.Fatalf("web was dropped: %d targets after some message", n)
 	}
-	// Catch-up reads answer at once; once one is answered, reads are stale
+	// Catch-up reads have no index; once one is answered, reads are stale
 	// again (allow_stale's default).
 	col.waitFor(t, 5*time.Second, "", hasTarget(label(labelHealth, "critical")))
 	f.setHealth("passing")
@@ -422,13 +470,83 @@ func testServerCatchingUp(t *testing.T, https bool) {
 		if r.query.Has("consistent") {
 			last = i
 			if r.query.Has("index") || r.query.Has("stale") {
-				t.Fatalf("catch-up read %s?%s blocks or is stale", r.path, r.query.Encode())
+				t.Fatalf("catch-up read %s?%s has an index or is stale", r.path, r.query.Encode())
 			}
 		}
 	}
 	if last < 0 || !slices.ContainsFunc(seen[last+1:], func(r seenRequest) bool { return r.query.Has("stale") && r.query.Has("index") }) {
 		t.Fatalf("no stale blocking read after the last catch-up read (%d of %d)", last, len(seen))
 	}
+}
+
+// TestStreamsBlockOnceStarted: over HTTP/2 the streams' blocking queries
+// wait until every service was read once, so that at start Consul answers
+// the first reads before it builds the views of its streaming backend; a
+// service that cannot be read holds them back for startGrace at most.
+func TestStreamsBlockOnceStarted(t *testing.T) {
+	blocking := func(f *fakeConsul, svc string) bool {
+		return slices.ContainsFunc(f.seen(), func(r seenRequest) bool {
+			return r.path == "/v1/health/service/"+svc && r.query.Has("index")
+		})
+	}
+	waitBlocking := func(f *fakeConsul, svc ...string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !blocking(f, svc[0]) || len(svc) > 1 && !blocking(f, svc[1]) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no blocking query of %v", svc)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	f, server := newFakeTLS(t)
+	f.extra = []string{"api"}
+	var mu sync.Mutex
+	failing := true
+	f.setFault(func(p string) (int, string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing && p == "/v1/health/service/api" {
+			return http.StatusInternalServerError, "boom", false
+		}
+		return 0, "", false
+	})
+	d := fastDiscovery(t, server)
+	d.startGrace = time.Hour
+	d.floor, d.detectFloor = time.Millisecond, time.Millisecond // a stream would block at once
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	// web was read, api keeps failing: web's stream does not block yet.
+	waitCounter(t, d.metrics.rpcFailures, 5)
+	if !slices.ContainsFunc(f.seen(), func(r seenRequest) bool { return r.path == "/v1/health/service/web" }) {
+		t.Fatal("web was not read")
+	}
+	if blocking(f, "web") {
+		t.Fatal("web's stream blocked before every service was read once")
+	}
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	col.waitFor(t, 5*time.Second, "both services", func(s []string) bool { return len(s) == 2 })
+	waitBlocking(f, "web", "api")
+
+	// With api failing for good, startGrace lets web's stream block.
+	f2, server2 := newFakeTLS(t)
+	f2.extra = []string{"api"}
+	f2.setFault(func(p string) (int, string, bool) {
+		if p == "/v1/health/service/api" {
+			return http.StatusInternalServerError, "boom", false
+		}
+		return 0, "", false
+	})
+	d2 := fastDiscovery(t, server2)
+	d2.startGrace = 300 * time.Millisecond
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	col2 := collect(ctx2, d2)
+	defer func() { cancel2(); <-col2.done }()
+	waitBlocking(f2, "web")
 }
 
 // TestIndexBackwards: when Consul's index goes backwards (a restart that

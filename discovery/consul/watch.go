@@ -78,9 +78,14 @@ type watcher struct {
 	streaming  bool                          // HTTP/2: a stream per service
 	streams    map[string]context.CancelFunc // running streams
 	firstReads chan struct{}                 // see firstReads
-	refused    map[string]bool               // streams without a connection: the plain watch covers them
-	failing    map[string]bool               // streams whose last query failed
-	ignore     map[string]bool               // a worker's read to drop: the stream is newer
+	// started is closed once the watch was first complete (or
+	// d.startGrace after it began): the streams' blocking queries wait for
+	// it. See stream.
+	started     chan struct{}
+	markStarted func()
+	refused     map[string]bool // streams without a connection: the plain watch covers them
+	failing     map[string]bool // streams whose last query failed
+	ignore      map[string]bool // a worker's read to drop: the stream is newer
 
 	plain    *plainWatch     // nil while every service has a stream
 	awaiting map[string]bool // services to read once the plain watch is ready
@@ -126,6 +131,7 @@ func newWatcher(d *Discovery, dc string, cat map[string][]string, catIndex uint6
 		streaming:        streaming,
 		streams:          map[string]context.CancelFunc{},
 		firstReads:       make(chan struct{}, firstReads),
+		started:          make(chan struct{}),
 		refused:          map[string]bool{},
 		failing:          map[string]bool{},
 		ignore:           map[string]bool{},
@@ -147,6 +153,7 @@ func newWatcher(d *Discovery, dc string, cat map[string][]string, catIndex uint6
 		}
 	}
 	w.catalogIndex = catIndex
+	w.markStarted = sync.OnceFunc(func() { close(w.started) })
 	return w
 }
 
@@ -157,6 +164,8 @@ func (w *watcher) run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		w.wg.Wait()
 	}()
 	d := w.d
+	grace := time.AfterFunc(d.startGrace, w.markStarted)
+	defer grace.Stop()
 	w.startDetector(ctx, evCatalog, w.catalogIndex)
 	w.startDetector(ctx, evNodes, 0)
 	for range d.workers {
@@ -264,6 +273,7 @@ func (w *watcher) checkComplete() {
 		return
 	}
 	w.complete = true
+	w.markStarted()
 	full := make([]*targetgroup.Group, 0, len(w.groups))
 	for _, name := range slices.Sorted(maps.Keys(w.groups)) {
 		full = append(full, w.groups[name])
