@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -116,6 +117,20 @@ func (f *fakeConsul) setFault(fn func(string) (int, string, bool)) {
 	f.mu.Lock()
 	f.fault = fn
 	f.mu.Unlock()
+}
+
+// faultWhile sets a fault on path ("" for every path) that holds while it
+// is on, and returns its switch; it starts on.
+func (f *fakeConsul) faultWhile(path string, status int, body string, hang bool) func(on bool) {
+	var on atomic.Bool
+	on.Store(true)
+	f.setFault(func(p string) (int, string, bool) {
+		if on.Load() && (path == "" || p == path) {
+			return status, body, hang
+		}
+		return 0, "", false
+	})
+	return on.Store
 }
 
 // setHealth changes web's check status and bumps the index.
@@ -347,17 +362,7 @@ func testRunStaleOverIncomplete(t *testing.T, https bool) {
 			if https {
 				f, server = newFakeTLS(t)
 			}
-			var mu sync.Mutex
-			failing := true
-			f.setFault(func(p string) (int, string, bool) {
-				mu.Lock()
-				defer mu.Unlock()
-				if failing && p == "/v1/health/service/web" {
-					return fault.status, fault.body, fault.hang
-				}
-				return 0, "", false
-			})
-			setFailing := func(v bool) { mu.Lock(); failing = v; mu.Unlock() }
+			setFailing := f.faultWhile("/v1/health/service/web", fault.status, fault.body, fault.hang)
 
 			d := fastDiscovery(t, server)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -415,17 +420,8 @@ func testServerCatchingUp(t *testing.T, https bool) {
 		f, server = newFakeTLS(t)
 	}
 	f.setCatchingUp(true)
-	var mu sync.Mutex
-	down := false
-	f.setFault(func(string) (int, string, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return http.StatusBadGateway, "gone", false
-		}
-		return 0, "", false
-	})
-	setDown := func(v bool) { mu.Lock(); down = v; mu.Unlock() }
+	setDown := f.faultWhile("", http.StatusBadGateway, "gone", false)
+	setDown(false)
 
 	d := fastDiscovery(t, server)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -502,16 +498,7 @@ func TestStreamsBlockOnceStarted(t *testing.T) {
 
 	f, server := newFakeTLS(t)
 	f.extra = []string{"api"}
-	var mu sync.Mutex
-	failing := true
-	f.setFault(func(p string) (int, string, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if failing && p == "/v1/health/service/api" {
-			return http.StatusInternalServerError, "boom", false
-		}
-		return 0, "", false
-	})
+	setFailing := f.faultWhile("/v1/health/service/api", http.StatusInternalServerError, "boom", false)
 	d := fastDiscovery(t, server)
 	d.startGrace = time.Hour
 	d.floor, d.detectFloor = time.Millisecond, time.Millisecond // a stream would block at once
@@ -526,21 +513,14 @@ func TestStreamsBlockOnceStarted(t *testing.T) {
 	if blocking(f, "web") {
 		t.Fatal("web's stream blocked before every service was read once")
 	}
-	mu.Lock()
-	failing = false
-	mu.Unlock()
+	setFailing(false)
 	col.waitFor(t, 5*time.Second, "both services", func(s []string) bool { return len(s) == 2 })
 	waitBlocking(f, "web", "api")
 
 	// With api failing for good, startGrace lets web's stream block.
 	f2, server2 := newFakeTLS(t)
 	f2.extra = []string{"api"}
-	f2.setFault(func(p string) (int, string, bool) {
-		if p == "/v1/health/service/api" {
-			return http.StatusInternalServerError, "boom", false
-		}
-		return 0, "", false
-	})
+	f2.faultWhile("/v1/health/service/api", http.StatusInternalServerError, "boom", false)
 	d2 := fastDiscovery(t, server2)
 	d2.startGrace = 300 * time.Millisecond
 	ctx2, cancel2 := context.WithCancel(context.Background())
