@@ -44,8 +44,9 @@ type client struct {
 	partition      string
 	stale          bool
 	http2          atomic.Bool // the agent answered over HTTP/2
-	// catchUp: reads are made consistent until one is answered (at start,
-	// and after any failure that may be a server going away). See get.
+	// catchUp: reads without an index are made consistent until one is
+	// answered (at start, and after any failure that may be a server going
+	// away). See get.
 	catchUp     atomic.Bool
 	catchUpGate chan struct{} // one catch-up read at a time
 }
