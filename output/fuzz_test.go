@@ -116,8 +116,8 @@ func renderChecked(t *testing.T, groups []*targetgroup.Group) int {
 }
 
 // FuzzCompareLabelsBodies holds the order of two label sets' bodies, which
-// compareLabelsBodies reads without decoding where it can, to the order of
-// the sets themselves: pair by pair, name then value, a prefix first. Each
+// compareLabelsBodies reads through the table of label names, to the order
+// of the sets themselves: pair by pair, name then value, a prefix first. Each
 // input is a set: pairs separated by "\x1e", name and value by "\x1f";
 // names are made valid, values that are not UTF-8 (dropped before they
 // get here) skip the input.

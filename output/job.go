@@ -34,9 +34,11 @@ type jobRender struct {
 	// example is one dropped target of the last apply that dropped any.
 	exampleAddr, exampleReason string
 
-	dirty   []*agg      // aggs touched by the apply in progress
-	scratch []labelPair // reused per target
-	key     []byte      // reused per target
+	dirty   []*agg            // aggs touched by the apply in progress
+	scratch []labelPair       // reused per target
+	key     []byte            // reused per target
+	text    []byte            // reused per new label set
+	ids     map[string]uint32 // label name ids looked up (names.go)
 }
 
 type groupKey struct{ provider, source string }
@@ -57,6 +59,7 @@ type contrib struct {
 // agg is one distinct label set of a job and the targets that have it.
 type agg struct {
 	key     string      // the label set as its entry's labels body: canonical
+	keyLen  int         // the length of the body's text
 	targets []targetRef // sorted by addr, merged from delta when published
 	delta   []targetRef // changes not merged yet: n is +1 or -1
 	pub     *entry      // the entry the published output holds; nil if none
@@ -70,7 +73,7 @@ type targetRef struct {
 }
 
 func newJobRender(job string) *jobRender {
-	return &jobRender{job: job, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}}
+	return &jobRender{job: job, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}, ids: map[string]uint32{}}
 }
 
 // apply makes the output hold groups, the job's complete state, and reports
@@ -131,6 +134,8 @@ func (r *jobRender) add(p *piece, g *targetgroup.Group) {
 		a := r.aggs[string(r.labelKey(t, g.Labels))] // no allocation for the lookup
 		if a == nil {
 			a = &agg{key: string(r.key)}
+			r.text = appendRendered(r.text[:0], a.key, nameTable())
+			a.keyLen = len(r.text)
 			r.aggs[a.key] = a
 		}
 		a.delta = append(a.delta, targetRef{addr, 1})
@@ -169,7 +174,7 @@ func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
 	}
 	slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
 	r.scratch = pairs
-	r.key = appendLabelsBody(r.key[:0], pairs)
+	r.key = appendBody(r.key[:0], pairs, r.ids)
 	return r.key
 }
 
@@ -193,7 +198,7 @@ func (r *jobRender) publish() bool {
 			delete(r.aggs, a.key)
 			continue
 		}
-		a.pub = newEntry(a.key, a.targets)
+		a.pub = newEntry(a.key, a.keyLen, a.targets)
 		added = append(added, a.pub)
 	}
 	clear(r.dirty)

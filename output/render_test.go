@@ -178,6 +178,39 @@ func sortedPairs(m map[string]string) []string {
 func canon(m map[string]string) string { return fmt.Sprintf("%q", sortedPairs(m)) }
 
 func TestRenderMatchesReference(t *testing.T) {
+	checkAgainstReference(t, func(i int) string { return fmt.Sprintf("l%d", i) })
+}
+
+// TestRenderInlineNames: once the table of label names is full, new names
+// are held inline; the output is the same, ordered the same, alongside
+// names that have ids.
+func TestRenderInlineNames(t *testing.T) {
+	nameID("l0")
+	nameID("l2")
+	names.mu.Lock()
+	limit := names.limit
+	names.limit = len(nameTable())
+	names.mu.Unlock()
+	t.Cleanup(func() {
+		names.mu.Lock()
+		names.limit = limit
+		names.mu.Unlock()
+	})
+	checkAgainstReference(t, func(i int) string {
+		if i%2 == 0 {
+			return fmt.Sprintf("l%d", i) // has an id
+		}
+		return fmt.Sprintf("inline_%d", i)
+	})
+	if _, inline := names.ids["inline_1"]; inline {
+		t.Fatal("a name past the limit went into the table")
+	}
+}
+
+// checkAgainstReference renders random groups whose label names are
+// nameOf(0..3) and compares the output with naive's.
+func checkAgainstReference(t *testing.T, nameOf func(int) string) {
+	t.Helper()
 	odd := []string{
 		"", "plain", `quote"back\slash`, "nl\ncr\rtab\tbs\bff\f", "\x00\x01\x1f\x7f", "<html>&amp;",
 		"\u2028\u2029", "héllo 世界 🙂", "bad\xffutf8\xc3", "\xed\xa0\x80",
@@ -188,12 +221,12 @@ func TestRenderMatchesReference(t *testing.T) {
 		for g := range rng.IntN(4) {
 			grp := &targetgroup.Group{Source: fmt.Sprint(g), Labels: model.LabelSet{}}
 			for range rng.IntN(3) {
-				grp.Labels[model.LabelName(fmt.Sprintf("l%d", rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
+				grp.Labels[model.LabelName(nameOf(rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
 			}
 			for range rng.IntN(5) {
 				tg := model.LabelSet{"__address__": model.LabelValue(odd[rng.IntN(len(odd))])}
 				for range rng.IntN(3) {
-					tg[model.LabelName(fmt.Sprintf("l%d", rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
+					tg[model.LabelName(nameOf(rng.IntN(4)))] = model.LabelValue(odd[rng.IntN(len(odd))])
 				}
 				grp.Targets = append(grp.Targets, tg)
 			}
@@ -202,6 +235,19 @@ func TestRenderMatchesReference(t *testing.T) {
 		got := Render(groups)
 		if want := naive(t, groups); !bytes.Equal(got, want) {
 			t.Fatalf("case %d: Render =\n%s\nwant (encoding/json)\n%s", i, got, want)
+		}
+		// Size, which http_sd sends as Content-Length, is the text's, for
+		// the output and its shards (odd addresses are escaped).
+		s := NewSnapshot("j", groups)
+		if s.Size != len(got) {
+			t.Fatalf("case %d: Size %d, output %d bytes", i, s.Size, len(got))
+		}
+		for n := 2; n <= 3; n++ {
+			for k := range n {
+				if part := s.Shard(k, n); part.Size != len(part.Bytes()) {
+					t.Fatalf("case %d: shard %d/%d: Size %d, %d bytes", i, k, n, part.Size, len(part.Bytes()))
+				}
+			}
 		}
 		// Prometheus's own parser accepts it.
 		var parsed []*targetgroup.Group

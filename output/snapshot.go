@@ -102,18 +102,18 @@ func (s *Snapshot) write(w stringWriter) error {
 	if _, err := w.WriteString("[\n"); err != nil {
 		return err
 	}
+	tab := nameTable()
+	var text []byte
 	for i, e := range s.entries {
-		if _, err := w.Write(e.head); err != nil {
-			return err
+		text = appendEntryHead(text[:0], e.targets)
+		text = appendRendered(text, e.labels, tab)
+		text = append(text, entryTail...)
+		if i < len(s.entries)-1 {
+			text = append(text, ",\n"...)
+		} else {
+			text = append(text, "\n]\n"...)
 		}
-		if _, err := w.WriteString(e.labels); err != nil {
-			return err
-		}
-		sep := entryTail + ",\n"
-		if i == len(s.entries)-1 {
-			sep = entryTail + "\n]\n"
-		}
-		if _, err := w.WriteString(sep); err != nil {
+		if _, err := w.Write(text); err != nil {
 			return err
 		}
 	}
@@ -173,7 +173,7 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 				for j, t := range kept {
 					refs[j] = targetRef{addr: t, n: 1}
 				}
-				part.entries = append(part.entries, newEntry(e.labels, refs))
+				part.entries = append(part.entries, newEntry(e.labels, e.labelsLen(), refs))
 			}
 		}
 		// A shard can take an entry's first target away, and so its place.
@@ -195,7 +195,7 @@ func (s *Snapshot) count() {
 	s.Size = len("[\n") + 2*(len(s.entries)-1) + len("\n]\n")
 	for _, e := range s.entries {
 		s.Targets += len(e.targets)
-		s.Size += e.size()
+		s.Size += e.textSize()
 	}
 }
 

@@ -1,0 +1,207 @@
+package output
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// A label set is held compactly, as a labels body: its pairs in name
+// order, each the uvarint id of its name in the process's table of label
+// names, then the uvarint length of its value and the value's bytes as
+// they are. A name met when the table is full has id 0 and is written
+// inline after it (length, bytes): the table stays bounded whatever the
+// sources send. A body is the canonical key of its label set (ids never
+// change while the process runs) and about a quarter of its text, which
+// is rendered when the output is written or served (appendRendered).
+
+// maxNames bounds the table of label names.
+const maxNames = 1 << 16
+
+// nameInfo is a label name of the table and its text in an entry's labels
+// object, up to its value.
+type nameInfo struct {
+	name   string
+	prefix string // "\n      \"name\": "
+}
+
+var names = struct {
+	mu    sync.Mutex
+	ids   map[string]uint32
+	limit int                        // maxNames; tests lower it
+	tab   atomic.Pointer[[]nameInfo] // by id; id 0 is the inline name
+}{ids: map[string]uint32{}, limit: maxNames}
+
+func init() {
+	tab := make([]nameInfo, 1, 64)
+	names.tab.Store(&tab)
+}
+
+// nameTable returns the table as it is: every id a body holds is in it.
+func nameTable() []nameInfo { return *names.tab.Load() }
+
+// nameID returns name's id, adding it to the table if there is room, or 0.
+func nameID(name string) uint32 {
+	names.mu.Lock()
+	defer names.mu.Unlock()
+	if id, ok := names.ids[name]; ok {
+		return id
+	}
+	tab := *names.tab.Load()
+	if len(tab) >= names.limit {
+		return 0
+	}
+	// Readers hold shorter headers of the same array and read below their
+	// length only, so appending in place is safe; the store publishes it.
+	name = strings.Clone(name)
+	tab = append(tab, nameInfo{name: name, prefix: string(appendString([]byte("\n      "), name)) + ": "})
+	id := uint32(len(tab) - 1)
+	names.ids[name] = id
+	names.tab.Store(&tab)
+	return id
+}
+
+// appendLabelsBody appends the labels body of pairs, sorted by name.
+func appendLabelsBody(b []byte, pairs []labelPair) []byte { return appendBody(b, pairs, nil) }
+
+// appendBody is appendLabelsBody with cache, a map of ids already looked
+// up, filled as it goes (nil for none).
+func appendBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
+	for _, p := range pairs {
+		id, ok := cache[p.name]
+		if !ok {
+			id = nameID(p.name)
+			if id != 0 && cache != nil {
+				cache[p.name] = id
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(id))
+		if id == 0 {
+			b = binary.AppendUvarint(b, uint64(len(p.name)))
+			b = append(b, p.name...)
+		}
+		b = binary.AppendUvarint(b, uint64(len(p.value)))
+		b = append(b, p.value...)
+	}
+	return b
+}
+
+// bodyReader reads the pairs of a labels body back, in order.
+type bodyReader struct {
+	s   string
+	tab []nameInfo
+}
+
+// next returns the next pair: its name's id (0 when inline), name and
+// value; ok is false at the end.
+func (r *bodyReader) next() (id uint32, name, value string, ok bool) {
+	if r.s == "" {
+		return 0, "", "", false
+	}
+	v := r.uvarint()
+	id = uint32(v)
+	if id == 0 {
+		name = r.bytes()
+	} else {
+		name = r.tab[id].name
+	}
+	return id, name, r.bytes(), true
+}
+
+func (r *bodyReader) uvarint() uint64 {
+	var v uint64
+	for shift := 0; ; shift += 7 {
+		c := r.s[0]
+		r.s = r.s[1:]
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v
+		}
+	}
+}
+
+func (r *bodyReader) bytes() string {
+	n := r.uvarint()
+	s := r.s[:n]
+	r.s = r.s[n:]
+	return s
+}
+
+// appendRendered appends the text of a labels body as the output holds it
+// (the body of an entry's "labels" object): each pair on its own line,
+// indented, "" for none. tab is the name table, loaded once per output.
+func appendRendered(b []byte, body string, tab []nameInfo) []byte {
+	r := bodyReader{s: body, tab: tab}
+	first := true
+	for {
+		id, name, value, ok := r.next()
+		if !ok {
+			break
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		if id != 0 {
+			b = append(b, tab[id].prefix...)
+		} else {
+			b = append(b, "\n      "...)
+			b = appendString(b, name)
+			b = append(b, ": "...)
+		}
+		b = appendString(b, value)
+	}
+	if !first {
+		b = append(b, "\n    "...)
+	}
+	return b
+}
+
+// compareLabelsBodies orders two labels bodies as their label sets: pair by
+// pair, by name then value; a prefix first.
+func compareLabelsBodies(a, b string) int {
+	if a == b {
+		return 0
+	}
+	tab := nameTable()
+	ra, rb := bodyReader{s: a, tab: tab}, bodyReader{s: b, tab: tab}
+	for {
+		ia, na, va, oka := ra.next()
+		ib, nb, vb, okb := rb.next()
+		if !oka || !okb {
+			return btoi(oka) - btoi(okb)
+		}
+		if ia != ib || ia == 0 {
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+		}
+		if c := strings.Compare(va, vb); c != 0 {
+			return c
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// labelsOf returns the label set of a labels body, as pairs sorted by name.
+func labelsOf(body string) []LabelPair {
+	var out []LabelPair
+	r := bodyReader{s: body, tab: nameTable()}
+	for {
+		_, n, v, ok := r.next()
+		if !ok {
+			return out
+		}
+		out = append(out, LabelPair{Name: n, Value: v})
+	}
+}
+
+// LabelPair is one label of an entry.
+type LabelPair struct{ Name, Value string }
