@@ -2,6 +2,7 @@ package output
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -166,5 +167,71 @@ func BenchmarkApplyManyJobs(b *testing.B) {
 				u = next
 			}
 		})
+	}
+}
+
+// BenchmarkApplyNodeChange applies a Consul node's change to a job shaped
+// like bench/consul's catalog: 5,000 services of 10 instances on 50 nodes,
+// so the node's metadata changes in one target of 1,000 groups (a fifth
+// of the job); render and file, as Stage.Run does.
+func BenchmarkApplyNodeChange(b *testing.B) {
+	const services, perService, nodes = 5000, 10, 50
+	gs := make([]manager.Group, services)
+	for s := range services {
+		g := &targetgroup.Group{Source: fmt.Sprintf("svc-%d", s), Labels: model.LabelSet{"__meta_consul_service": model.LabelValue(fmt.Sprintf("svc-%d", s)), "__meta_consul_dc": "dc1"}}
+		for i := range perService {
+			n := s*perService + i
+			addr := fmt.Sprintf("10.%d.%d.%d", n>>16&255, n>>8&255, n&255)
+			g.Targets = append(g.Targets, model.LabelSet{
+				"__address__":                   model.LabelValue(addr + ":8080"),
+				"__meta_consul_address":         model.LabelValue(addr),
+				"__meta_consul_node":            model.LabelValue(fmt.Sprintf("node-%d", n%nodes)),
+				"__meta_consul_metadata_rack":   "r0",
+				"__meta_consul_service_address": model.LabelValue(addr),
+				"__meta_consul_service_port":    "8080",
+				"__meta_consul_service_id":      model.LabelValue(fmt.Sprintf("svc-%d-%d", s, i)),
+				"__meta_consul_health":          "passing",
+				"__meta_consul_tags":            ",prod,http,",
+			})
+		}
+		gs[s] = manager.NewGroup("p", g)
+	}
+	w, err := New(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	round := 0
+	for b.Loop() {
+		round++
+		node := model.LabelValue(fmt.Sprintf("node-%d", round%nodes))
+		changed := 0
+		for s, g := range gs {
+			var ts []model.LabelSet
+			for i, t := range g.Targets {
+				if t["__meta_consul_node"] != node {
+					continue
+				}
+				if ts == nil {
+					ts = slices.Clone(g.Targets)
+				}
+				t = t.Clone()
+				t["__meta_consul_metadata_rack"] = model.LabelValue(fmt.Sprintf("r%d", round))
+				ts[i] = t
+			}
+			if ts != nil {
+				gs[s] = manager.NewGroup("p", &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
+				changed++
+			}
+		}
+		if changed != services*perService/nodes {
+			b.Fatalf("%d groups changed", changed)
+		}
+		if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,9 +1,6 @@
 package output
 
-import (
-	"math"
-	"unicode/utf8"
-)
+import "math"
 
 // entry is one entry of a job's file_sd output, immutable once made: its
 // targets and its label set. Its text, rendered when the output is
@@ -57,14 +54,7 @@ func headLen(targets []string) int {
 func (e *entry) labelsLen() int { return int(e.size) - headLen(e.targets) - len(entryTail) }
 
 // quotedLen is the length of appendString's encoding of s.
-func quotedLen(s string) int {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || !plain[c] {
-			return len(appendString(nil, s))
-		}
-	}
-	return len(s) + 2
-}
+func quotedLen(s string) int { return escapedLen(s) + 2 }
 
 // appendEntryHead appends the text of an entry up to its labels body.
 func appendEntryHead(b []byte, targets []string) []byte {

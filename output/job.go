@@ -37,7 +37,6 @@ type jobRender struct {
 	dirty   []*agg            // aggs touched by the apply in progress
 	scratch []labelPair       // reused per target
 	key     []byte            // reused per target
-	text    []byte            // reused per new label set
 	ids     map[string]uint32 // label name ids looked up (names.go)
 }
 
@@ -134,8 +133,7 @@ func (r *jobRender) add(p *piece, g *targetgroup.Group) {
 		a := r.aggs[string(r.labelKey(t, g.Labels))] // no allocation for the lookup
 		if a == nil {
 			a = &agg{key: string(r.key)}
-			r.text = appendRendered(r.text[:0], a.key, nameTable())
-			a.keyLen = len(r.text)
+			a.keyLen = renderedLen(a.key, nameTable())
 			r.aggs[a.key] = a
 		}
 		a.delta = append(a.delta, targetRef{addr, 1})

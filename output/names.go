@@ -2,6 +2,7 @@ package output
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,12 +10,14 @@ import (
 
 // A label set is held compactly, as a labels body: its pairs in name
 // order, each the uvarint id of its name in the process's table of label
-// names, then the uvarint length of its value and the value's bytes as
-// they are. A name met when the table is full has id 0 and is written
-// inline after it (length, bytes): the table stays bounded whatever the
-// sources send. A body is the canonical key of its label set (ids never
-// change while the process runs) and about a quarter of its text, which
-// is rendered when the output is written or served (appendRendered).
+// names, then the uvarint length of its value and the value as the output's
+// JSON string holds it (appendEscaped: the value itself unless it holds a
+// byte JSON escapes). A name met when the table is full has id 0 and is
+// written inline after it (length, bytes): the table stays bounded whatever
+// the sources send. A body is the canonical key of its label set (ids
+// never change while the process runs) and about a quarter of its text,
+// which is rendered, mostly by copying, when the output is written or
+// served (appendRendered).
 
 // maxNames bounds the table of label names.
 const maxNames = 1 << 16
@@ -81,8 +84,8 @@ func appendBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
 			b = binary.AppendUvarint(b, uint64(len(p.name)))
 			b = append(b, p.name...)
 		}
-		b = binary.AppendUvarint(b, uint64(len(p.value)))
-		b = append(b, p.value...)
+		b = binary.AppendUvarint(b, uint64(escapedLen(p.value)))
+		b = appendEscaped(b, p.value)
 	}
 	return b
 }
@@ -94,7 +97,7 @@ type bodyReader struct {
 }
 
 // next returns the next pair: its name's id (0 when inline), name and
-// value; ok is false at the end.
+// value as encoded (escaped); ok is false at the end.
 func (r *bodyReader) next() (id uint32, name, value string, ok bool) {
 	if r.s == "" {
 		return 0, "", "", false
@@ -150,12 +153,37 @@ func appendRendered(b []byte, body string, tab []nameInfo) []byte {
 			b = appendString(b, name)
 			b = append(b, ": "...)
 		}
-		b = appendString(b, value)
+		b = append(b, '"')
+		b = append(b, value...)
+		b = append(b, '"')
 	}
 	if !first {
 		b = append(b, "\n    "...)
 	}
 	return b
+}
+
+// renderedLen is the length of appendRendered's text for body.
+func renderedLen(body string, tab []nameInfo) int {
+	r := bodyReader{s: body, tab: tab}
+	n, pairs := 0, 0
+	for {
+		id, name, value, ok := r.next()
+		if !ok {
+			break
+		}
+		pairs++
+		if id != 0 {
+			n += len(tab[id].prefix)
+		} else {
+			n += len("\n      ") + quotedLen(name) + len(": ")
+		}
+		n += len(value) + 2
+	}
+	if pairs > 0 {
+		n += pairs - 1 + len("\n    ")
+	}
+	return n
 }
 
 // compareLabelsBodies orders two labels bodies as their label sets: pair by
@@ -177,10 +205,28 @@ func compareLabelsBodies(a, b string) int {
 				return c
 			}
 		}
+		if va == vb {
+			continue
+		}
+		if strings.IndexByte(va, '\\') >= 0 || strings.IndexByte(vb, '\\') >= 0 {
+			va, vb = unescape(va), unescape(vb)
+		}
 		if c := strings.Compare(va, vb); c != 0 {
 			return c
 		}
 	}
+}
+
+// unescape returns the value whose encoding (appendEscaped) is v.
+func unescape(v string) string {
+	if strings.IndexByte(v, '\\') < 0 {
+		return v
+	}
+	s, err := strconv.Unquote(`"` + v + `"`)
+	if err != nil {
+		return v
+	}
+	return s
 }
 
 func btoi(b bool) int {
@@ -199,7 +245,7 @@ func labelsOf(body string) []LabelPair {
 		if !ok {
 			return out
 		}
-		out = append(out, LabelPair{Name: n, Value: v})
+		out = append(out, LabelPair{Name: n, Value: unescape(v)})
 	}
 }
 

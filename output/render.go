@@ -62,7 +62,22 @@ var plain = func() (t [utf8.RuneSelf]bool) {
 // HTML escaping: invalid UTF-8 becomes U+FFFD, control characters and
 // U+2028/U+2029 are escaped.
 func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
+	return append(appendEscaped(append(b, '"'), s), '"')
+}
+
+// escapedLen is the length of appendEscaped's encoding of s.
+func escapedLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || !plain[c] {
+			return len(appendEscaped(nil, s))
+		}
+	}
+	return len(s)
+}
+
+// appendEscaped appends the inside of appendString's JSON string for s. It
+// holds a backslash exactly when it is not s itself.
+func appendEscaped(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -111,6 +126,5 @@ func appendString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, s[start:]...)
 }

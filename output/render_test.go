@@ -242,6 +242,27 @@ func checkAgainstReference(t *testing.T, nameOf func(int) string) {
 		if s.Size != len(got) {
 			t.Fatalf("case %d: Size %d, output %d bytes", i, s.Size, len(got))
 		}
+		// Entries, which the pages and discover show, are what the file says.
+		var file []struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if err := json.Unmarshal(got, &file); err != nil {
+			t.Fatal(err)
+		}
+		entries := s.Entries()
+		if len(entries) != len(file) {
+			t.Fatalf("case %d: %d entries, the file has %d", i, len(entries), len(file))
+		}
+		for j, e := range entries {
+			labels := map[string]string{}
+			for _, p := range e.Labels {
+				labels[p.Name] = p.Value
+			}
+			if !slices.Equal(e.Targets, file[j].Targets) || !maps.Equal(labels, file[j].Labels) {
+				t.Fatalf("case %d: entry %d is %v %q, the file has %v %q", i, j, e.Targets, labels, file[j].Targets, file[j].Labels)
+			}
+		}
 		for n := 2; n <= 3; n++ {
 			for k := range n {
 				if part := s.Shard(k, n); part.Size != len(part.Bytes()) {

@@ -95,7 +95,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		backoffMin:   250 * time.Millisecond,
 		backoffMax:   10 * time.Second,
 		detectFloor:  min(250*time.Millisecond, time.Duration(c.RefreshInterval)),
-		probeRate:    50,
+		probeRate:    200,
 		startGrace:   10 * time.Second,
 	}, nil
 }
