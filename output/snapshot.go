@@ -14,9 +14,10 @@ import (
 	"github.com/sdhub/sdhub/shard"
 )
 
-// Snapshot is one job's output as the stage published it: the bytes its
-// file holds (or will hold once written), what is known of them and of the
-// file. It is immutable; the stage publishes a new one for every change.
+// Snapshot is one job's output as the stage published it: the entries its
+// file holds (or will hold once written), whose bytes WriteTo renders, what
+// is known of them and of the file. It is immutable; the stage publishes a
+// new one for every change.
 type Snapshot struct {
 	Job string
 	// Gen numbers the content: two snapshots of a job with the same Gen
