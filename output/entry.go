@@ -69,6 +69,3 @@ func appendEntryHead(b []byte, targets []string) []byte {
 	}
 	return append(b, entryMid...)
 }
-
-// textSize is the length of the entry's text.
-func (e *entry) textSize() int { return int(e.size) }

@@ -160,7 +160,7 @@ func FuzzCompareLabelsBodies(f *testing.F) {
 		if want == 0 {
 			want = cmp.Compare(len(a), len(b))
 		}
-		ba, bb := string(appendLabelsBody(nil, a)), string(appendLabelsBody(nil, b))
+		ba, bb := string(appendLabelsBody(nil, a, nil)), string(appendLabelsBody(nil, b, nil))
 		if got := compareLabelsBodies(ba, bb); got != want {
 			t.Fatalf("compareLabelsBodies(%q, %q) = %d, want %d (%v, %v)", ba, bb, got, want, a, b)
 		}

@@ -172,7 +172,7 @@ func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
 	}
 	slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
 	r.scratch = pairs
-	r.key = appendBody(r.key[:0], pairs, r.ids)
+	r.key = appendLabelsBody(r.key[:0], pairs, r.ids)
 	return r.key
 }
 

@@ -65,12 +65,9 @@ func nameID(name string) uint32 {
 	return id
 }
 
-// appendLabelsBody appends the labels body of pairs, sorted by name.
-func appendLabelsBody(b []byte, pairs []labelPair) []byte { return appendBody(b, pairs, nil) }
-
-// appendBody is appendLabelsBody with cache, a map of ids already looked
-// up, filled as it goes (nil for none).
-func appendBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
+// appendLabelsBody appends the labels body of pairs, sorted by name. cache
+// holds the ids already looked up and is filled as it goes (nil for none).
+func appendLabelsBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
 	for _, p := range pairs {
 		id, ok := cache[p.name]
 		if !ok {

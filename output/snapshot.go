@@ -196,7 +196,7 @@ func (s *Snapshot) count() {
 	s.Size = len("[\n") + 2*(len(s.entries)-1) + len("\n]\n")
 	for _, e := range s.entries {
 		s.Targets += len(e.targets)
-		s.Size += e.textSize()
+		s.Size += int(e.size)
 	}
 }
 
