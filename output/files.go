@@ -21,12 +21,15 @@ import (
 // files is the file side of the stage: one file per job in dir, the
 // manifest, and what sdhub knows each file holds. Used with Stage.mu held.
 type files struct {
-	dir      string
-	logger   *slog.Logger
-	manifest map[string]struct{} // file names in dir that sdhub wrote
-	known    map[string]*fileInfo
-	lost     bool              // the directory was found missing: logged once until it is back
-	watcher  *fsnotify.Watcher // set by watch; safe for concurrent use
+	dir        string
+	logger     *slog.Logger
+	manifest   map[string]struct{} // file names in dir that sdhub wrote
+	known      map[string]*fileInfo
+	lost       bool                // the directory was found missing: logged once until it is back
+	spares     bool                // large files keep a spare (spare.go)
+	spared     map[string]struct{} // file names that have a spare
+	overwrites int                 // writes made over a spare, for tests
+	watcher    *fsnotify.Watcher   // set by watch; safe for concurrent use
 }
 
 // fileInfo is what sdhub knows of one job's file.
@@ -50,7 +53,8 @@ func openFiles(dir string, logger *slog.Logger) (*files, error) {
 	if err != nil {
 		logger.Error("cannot read the output manifest, no existing file will be deleted", "err", err, "dir", dir)
 	}
-	return &files{dir: dir, logger: logger, manifest: manifest, known: map[string]*fileInfo{}}, nil
+	return &files{dir: dir, logger: logger, manifest: manifest, known: map[string]*fileInfo{},
+		spares: sparesSupported(dir), spared: map[string]struct{}{}}, nil
 }
 
 func (f *files) path(job string) string { return Path(f.dir, job) }
@@ -77,6 +81,7 @@ func (f *files) ensureDir() bool {
 		}
 	}
 	clear(f.known)
+	clear(f.spared)
 	if len(f.manifest) > 0 {
 		if err := saveManifest(f.dir, f.manifest); err != nil {
 			f.logger.Error("writing the output manifest", "err", err)
@@ -125,13 +130,7 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 	if err := f.own(name); err != nil {
 		return state, repaired, err
 	}
-	info, err := writeAtomicFunc(f.dir, name, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 256<<10)
-		if _, err := snap.WriteTo(bw); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
+	info, err := f.write(name, snap)
 	if err != nil {
 		delete(f.known, job) // the file may hold anything now: compare it next time
 		return state, repaired, err
@@ -175,6 +174,7 @@ func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Cou
 		if _, ok := wanted[name]; ok {
 			continue
 		}
+		f.dropSpare(name)
 		path := filepath.Join(f.dir, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing targets file of a removed job: %w", err))

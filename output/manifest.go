@@ -73,9 +73,10 @@ func saveManifest(dir string, files map[string]struct{}) error {
 }
 
 // tempPattern matches the temp files writeAtomic makes: a dot, the target
-// name, ".tmp-" and os.CreateTemp's random digits. No consumer glob
-// (*.json, *.yml, *.yaml) matches them.
-var tempPattern = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
+// name, ".tmp-" and os.CreateTemp's random digits; and the spares of large
+// files: a dot, the target name and ".spare". No consumer glob (*.json,
+// *.yml, *.yaml) matches them.
+var tempPattern = regexp.MustCompile(`^\..+\.(tmp-[0-9]+|spare)$`)
 
 // removeTempFiles removes the temp files a killed run left in dir.
 func removeTempFiles(dir string) ([]string, error) {
@@ -90,7 +91,7 @@ func removeTempFiles(dir string) ([]string, error) {
 		if !e.Type().IsRegular() || !tempPattern.MatchString(name) {
 			continue
 		}
-		base := strings.TrimPrefix(name[:strings.LastIndex(name, ".tmp-")], ".")
+		base := strings.TrimPrefix(name[:strings.LastIndexByte(name, '.')], ".") // ".tmp-<digits>" or ".spare" off
 		if base != ManifestName && !strings.HasSuffix(base, ".json") {
 			continue
 		}
@@ -108,7 +109,7 @@ func removeTempFiles(dir string) ([]string, error) {
 // fsynced, made 0644 and renamed over name, then the directory is fsynced.
 // The temp file is removed on any failure.
 func writeAtomic(dir, name string, data []byte) error {
-	_, err := writeAtomicFunc(dir, name, func(w io.Writer) error {
+	_, err := writeAtomicFunc(dir, name, "", func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -116,8 +117,10 @@ func writeAtomic(dir, name string, data []byte) error {
 }
 
 // writeAtomicFunc is writeAtomic of what write writes. It returns the
-// file's information as written, to recognise the file later.
-func writeAtomicFunc(dir, name string, write func(io.Writer) error) (_ fs.FileInfo, err error) {
+// file's information as written, to recognise the file later. With keep
+// set, the file it replaces is not freed but moved to dir/keep, a spare for
+// the next write (spare.go).
+func writeAtomicFunc(dir, name, keep string, write func(io.Writer) error) (_ fs.FileInfo, err error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
 		return nil, err
@@ -145,7 +148,7 @@ func writeAtomicFunc(dir, name string, write func(io.Writer) error) (_ fs.FileIn
 	if err = f.Close(); err != nil {
 		return nil, err
 	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err = replace(tmp, filepath.Join(dir, name), keep); err != nil {
 		return nil, err
 	}
 	return info, syncDir(dir)

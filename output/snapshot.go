@@ -90,6 +90,16 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, err
 }
 
+// writeBuffered writes the output to a file, through a buffer large enough
+// to keep the write calls few.
+func (s *Snapshot) writeBuffered(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := s.WriteTo(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
 type stringWriter interface {
 	io.Writer
 	io.StringWriter

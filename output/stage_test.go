@@ -146,16 +146,29 @@ func TestWritesJobFiles(t *testing.T) {
 func TestNoTornReads(t *testing.T) {
 	dir := t.TempDir()
 	w := newWriter(t, dir)
-	const versions = 1000
-	updates := make([]manager.Update, versions)
-	valid := map[string]bool{}
-	for i := range versions {
+	noTornReads(t, w, 1000, func(i int) *manager.JobTargets {
 		// Versions of different sizes, so a torn read would show.
 		var addrs []string
 		for j := range 1 + i%50 {
 			addrs = append(addrs, fmt.Sprintf("10.0.%d.%d:9100", i, j))
 		}
-		updates[i] = manager.Update{"node": complete(addrs...)}
+		return complete(addrs...)
+	})
+	if names := listDir(t, dir); !slices.Equal(names, []string{ManifestName, "node.json"}) {
+		t.Errorf("dir = %v, want only the manifest and node.json", names)
+	}
+}
+
+// noTornReads writes the versions of job "node" that version makes, one
+// after the other, while a reader reads the file as fast as it can: every
+// read must be one of the versions, whole.
+func noTornReads(t *testing.T, w *Stage, versions int, version func(int) *manager.JobTargets) {
+	t.Helper()
+	dir := w.files.dir
+	updates := make([]manager.Update, versions)
+	valid := map[string]bool{}
+	for i := range versions {
+		updates[i] = manager.Update{"node": version(i)}
 		valid[string(mustRender(t, updates[i]["node"]))] = true
 	}
 
@@ -184,15 +197,16 @@ func TestNoTornReads(t *testing.T) {
 				return
 			}
 			r.reads++
+			if valid[string(b)] {
+				continue
+			}
 			var groups []*targetgroup.Group
 			if err := json.Unmarshal(b, &groups); err != nil {
-				r.err = fmt.Errorf("read %d does not parse: %w\n%s", r.reads, err, b)
-				return
+				r.err = fmt.Errorf("read %d does not parse: %w\n%.2000s", r.reads, err, b)
+			} else {
+				r.err = fmt.Errorf("read %d is not a written version:\n%.2000s", r.reads, b)
 			}
-			if !valid[string(b)] {
-				r.err = fmt.Errorf("read %d is not a written version:\n%s", r.reads, b)
-				return
-			}
+			return
 		}
 	}()
 	for _, u := range updates {
@@ -207,11 +221,8 @@ func TestNoTornReads(t *testing.T) {
 		t.Fatal("the reader never read the file")
 	}
 	t.Logf("%d reads during %d writes", r.reads, versions)
-	if got := testutil.ToFloat64(w.metrics.writes.WithLabelValues("node")); got != versions {
+	if got := testutil.ToFloat64(w.metrics.writes.WithLabelValues("node")); got != float64(versions) {
 		t.Errorf("writes = %v, want %d", got, versions)
-	}
-	if names := listDir(t, dir); !slices.Equal(names, []string{ManifestName, "node.json"}) {
-		t.Errorf("dir = %v, want only the manifest and node.json", names)
 	}
 }
 
@@ -308,8 +319,8 @@ func TestCorruptManifestDeletesNothing(t *testing.T) {
 
 func TestStaleTempFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
-	stale := []string{".node.json.tmp-12345", "." + ManifestName + ".tmp-9"}
-	kept := []string{".other.tmp-1", ".node.json.tmp-abc", "node.json.tmp-1", "x.json"}
+	stale := []string{".node.json.tmp-12345", "." + ManifestName + ".tmp-9", ".node.json.spare"}
+	kept := []string{".other.tmp-1", ".node.json.tmp-abc", "node.json.tmp-1", "x.json", "node.json.spare", ".other.spare"}
 	for _, name := range append(slices.Clone(stale), kept...) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o644); err != nil {
 			t.Fatal(err)
