@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -229,6 +230,7 @@ const checkDebounce = 50 * time.Millisecond
 func (s *Stage) Apply(u manager.Update) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer priority.Foreground()() // see package priority
 	prev := s.cur.Load().jobs
 	next := make(map[string]*Snapshot, len(u))
 	now := s.now()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/internal/testlog"
 	"github.com/sdhub/sdhub/manager"
 )
@@ -610,4 +612,27 @@ func TestSameGenerationsNotRendered(t *testing.T) {
 	if got := readFile(t, Path(dir, "node")); !bytes.Contains(got, []byte(`"b:1"`)) {
 		t.Fatalf("a new generation was not written:\n%s", got)
 	}
+}
+
+// Writing a job's file goes before discovery work that can wait (package
+// priority): Apply waits only for the background work already running.
+func TestApplyIsForeground(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWriter(t, t.TempDir())
+		release := make(chan struct{})
+		go priority.Background(func() { <-release })
+		synctest.Wait()
+		applied := make(chan error)
+		go func() { applied <- w.Apply(manager.Update{"node": complete("a:1")}) }()
+		synctest.Wait()
+		select {
+		case <-applied:
+			t.Fatal("Apply ran while background work was running")
+		default:
+		}
+		close(release)
+		if err := <-applied; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

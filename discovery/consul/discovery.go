@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/priority"
 )
 
 const (
@@ -188,21 +189,15 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 	var r serviceRead
 	start := time.Now()
 	idx, err := d.client.get(ctx, p, query{path: "/v1/health/service/" + url.PathEscape(name), params: v, index: index, wait: d.wait, timeout: d.timeout(index), streamed: true},
-		func(b []byte) error {
+		func(b []byte) (err error) {
 			if r.hash = xxhash.Sum64(b); r.hash == same && same != 0 {
 				r.same = true
 				return nil
 			}
-			var entries []serviceEntry
-			if err := json.Unmarshal(b, &entries); err != nil {
-				return err
-			}
-			r.group = serviceGroup(name, dc, d.tagSeparator, entries)
-			r.insts = make([]instRef, len(entries))
-			for i := range entries {
-				r.insts[i] = instRef{node: entries[i].Node.Node, id: entries[i].Service.ID, service: name, modify: entries[i].Service.ModifyIndex}
-			}
-			return nil
+			// A change already known goes to the output first: an answer
+			// is decoded after the output work under way (see priority).
+			priority.Background(func() { err = r.decode(b, name, dc, d.tagSeparator) })
+			return err
 		})
 	d.metrics.serviceDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -210,6 +205,20 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 	}
 	r.index = idx
 	return r, nil
+}
+
+// decode makes r's group and instances of a service's answer b.
+func (r *serviceRead) decode(b []byte, name, dc, tagSeparator string) error {
+	var entries []serviceEntry
+	if err := json.Unmarshal(b, &entries); err != nil {
+		return err
+	}
+	r.group = serviceGroup(name, dc, tagSeparator, entries)
+	r.insts = make([]instRef, len(entries))
+	for i := range entries {
+		r.insts[i] = instRef{node: entries[i].Node.Node, id: entries[i].Service.ID, service: name, modify: entries[i].Service.ModifyIndex}
+	}
+	return nil
 }
 
 // instRef is a service instance as a node read lists it.

@@ -1,0 +1,85 @@
+// Package priority lets the work that delivers a change sdhub already
+// knows go before discovery work that can wait.
+//
+// On a small machine sdhub shares the CPU with whatever it watches. A
+// Consul node's change, for one, is patched into the targets at once, and
+// the same change then comes back from the blocking query of every service
+// on the node: a thousand answers to decode, each on a goroutine of its
+// own. Go's scheduler shares the CPU among runnable goroutines, so the
+// output stage, one goroutine rendering and writing the job's file, got a
+// small part of it and took 5-10 times its quiet time. Decoding those
+// answers waits instead while an output is written (Background), and
+// writing waits only for the decodes already running (Foreground).
+package priority
+
+import "sync"
+
+// Gate orders foreground work before background work. Its zero value is
+// ready to use.
+type Gate struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	fg   int // foreground sections under way or waiting to start
+	bg   int // background sections running
+}
+
+func (g *Gate) init() {
+	if g.cond.L == nil {
+		g.cond.L = &g.mu
+	}
+}
+
+// Foreground marks work that delivers a known change as under way, until
+// the function it returns is called. It waits for the background sections
+// already running; those that would start wait for it. Foreground sections
+// do not wait for each other.
+func (g *Gate) Foreground() (done func()) {
+	g.mu.Lock()
+	g.init()
+	g.fg++
+	for g.bg > 0 {
+		g.cond.Wait()
+	}
+	g.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.fg--
+			if g.fg == 0 {
+				g.cond.Broadcast()
+			}
+			g.mu.Unlock()
+		})
+	}
+}
+
+// Background runs f once no foreground section is under way or waiting.
+// f must not wait for foreground work.
+func (g *Gate) Background(f func()) {
+	g.mu.Lock()
+	g.init()
+	for g.fg > 0 {
+		g.cond.Wait()
+	}
+	g.bg++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.bg--
+		if g.bg == 0 {
+			g.cond.Broadcast()
+		}
+		g.mu.Unlock()
+	}()
+	f()
+}
+
+// process is the gate of the whole process: the CPU is one.
+var process Gate
+
+// Foreground is Gate.Foreground on the process's gate.
+func Foreground() (done func()) { return process.Foreground() }
+
+// Background is Gate.Background on the process's gate.
+func Background(f func()) { process.Background(f) }
