@@ -38,7 +38,7 @@ type fileInfo struct {
 	info fs.FileInfo // the file as sdhub wrote or last checked it
 }
 
-func openFiles(dir string, logger *slog.Logger) (*files, error) {
+func openFiles(dir string, logger *slog.Logger, noSpares bool) (*files, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
@@ -54,7 +54,7 @@ func openFiles(dir string, logger *slog.Logger) (*files, error) {
 		logger.Error("cannot read the output manifest, no existing file will be deleted", "err", err, "dir", dir)
 	}
 	return &files{dir: dir, logger: logger, manifest: manifest, known: map[string]*fileInfo{},
-		spares: sparesSupported(dir), spared: map[string]struct{}{}}, nil
+		spares: !noSpares && sparesSupported(dir), spared: map[string]struct{}{}}, nil
 }
 
 func (f *files) path(job string) string { return Path(f.dir, job) }

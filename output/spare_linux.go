@@ -2,13 +2,16 @@ package output
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
 // sparesSupported reports whether dir is on a local file system where a
-// write lease sees every reader and two names can be exchanged.
+// write lease sees every reader and two names can be exchanged (ext2 and
+// ext3 share ext4's magic; their drivers cannot exchange, and a rename is
+// made instead).
 func sparesSupported(dir string) bool {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
@@ -21,11 +24,16 @@ func sparesSupported(dir string) bool {
 	return false
 }
 
-var errLinked = errors.New("the spare has another name")
+func openSpare(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW, 0)
+}
+
+var errNotOurs = errors.New("the spare is not a regular file of sdhub's with one name")
 
 // lease takes a write lease on file, which the kernel grants only when no
 // one else has the file open, and which makes anyone who opens it wait
-// until unlock. It fails too when the file has another name.
+// until unlock. It fails too when the file is not a regular file, not
+// sdhub's user's, or has another name.
 func lease(file *os.File) (unlock func(), err error) {
 	rc, err := file.SyscallConn()
 	if err != nil {
@@ -36,11 +44,19 @@ func lease(file *os.File) (unlock func(), err error) {
 		if err = unix.Fstat(int(fd), &st); err != nil {
 			return
 		}
-		if st.Nlink != 1 {
-			err = errLinked
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || int(st.Uid) != os.Geteuid() {
+			err = errNotOurs
 			return
 		}
 		_, err = unix.FcntlInt(fd, unix.F_SETLEASE, unix.F_WRLCK)
+		switch {
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+			// Leases turned off (fs.leases-enable), refused by the
+			// file system or a sandbox: never granted.
+			err = fmt.Errorf("%w: %w", errNoLeases, err)
+		case err != nil:
+			err = fmt.Errorf("taking a write lease: %w", err) // EAGAIN: someone has it open
+		}
 	})
 	if err == nil {
 		err = cerr

@@ -166,4 +166,47 @@ func TestNoTornReadsOverSpares(t *testing.T) {
 		t.Errorf("no write over a spare in %d versions", versions)
 	}
 	t.Logf("%d of %d writes over a spare", w.files.overwrites, versions)
+	if names := listDir(t, w.files.dir); !slices.Equal(names, []string{spareName("node.json"), ManifestName, "node.json"}) {
+		t.Errorf("dir = %v, want the manifest, node.json and its spare", names)
+	}
+}
+
+// A symlink where the job's file or its spare goes is never written
+// through: its target stays as it was, and the link goes.
+func TestSpareNotThroughSymlink(t *testing.T) {
+	w, dir := newSpareWriter(t)
+	path, spare := Path(dir, "node"), filepath.Join(dir, spareName("node.json"))
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("not sdhub's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	applyBig(t, w, path, 1) // the link at the job's path becomes no spare
+	if _, err := os.Lstat(spare); !os.IsNotExist(err) {
+		t.Fatalf("a spare after replacing a symlink: %v", err)
+	}
+	applyBig(t, w, path, 2)
+	if err := os.Remove(spare); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, spare); err != nil {
+		t.Fatal(err)
+	}
+	applyBig(t, w, path, 3) // over the spare, a symlink now: a new file instead
+	if got := readFile(t, victim); string(got) != "not sdhub's" {
+		t.Errorf("the symlink's target holds %.40q", got)
+	}
+	if info, err := os.Stat(victim); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the symlink's target: %v, %v", info, err)
+	}
+	if w.files.overwrites != 0 {
+		t.Errorf("%d writes over the spare, want 0", w.files.overwrites)
+	}
+	for _, name := range listDir(t, dir) {
+		if info, err := os.Lstat(filepath.Join(dir, name)); err != nil || !info.Mode().IsRegular() {
+			t.Errorf("%s in the output directory: %v, %v", name, info, err)
+		}
+	}
 }

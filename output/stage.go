@@ -58,6 +58,10 @@ type Options struct {
 	VerifyInterval time.Duration
 	// Now is the clock of the snapshots' Changed times; nil means time.Now.
 	Now func() time.Time
+	// NoSpares writes every file anew: a large file is not written over the
+	// file it replaced (spare.go). For a directory other machines read over
+	// NFS or SMB.
+	NoSpares bool
 }
 
 // Stage owns the output of every job.
@@ -103,7 +107,7 @@ func New(dir string, o Options) (*Stage, error) {
 		s.now = o.Now
 	}
 	if dir != "" {
-		f, err := openFiles(dir, logger)
+		f, err := openFiles(dir, logger, o.NoSpares)
 		if err != nil {
 			return nil, err
 		}
@@ -260,6 +264,7 @@ func (s *Stage) Apply(u manager.Update) error {
 func (s *Stage) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer priority.Foreground()()
 	if !s.cur.Load().applied {
 		return nil
 	}
