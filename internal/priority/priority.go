@@ -17,10 +17,12 @@ import "sync"
 // Gate orders foreground work before background work. Its zero value is
 // ready to use.
 type Gate struct {
-	mu   sync.Mutex
-	cond sync.Cond
-	fg   int // foreground sections under way or waiting to start
-	bg   int // background sections running
+	mu      sync.Mutex
+	cond    sync.Cond
+	fg      int // foreground sections under way or waiting for background ones
+	bg      int // background sections running
+	waiting int // background sections waiting for foreground ones
+	admit   int // of those, how many start before the next foreground section
 }
 
 func (g *Gate) init() {
@@ -31,11 +33,16 @@ func (g *Gate) init() {
 
 // Foreground marks work that delivers a known change as under way, until
 // the function it returns is called. It waits for the background sections
-// already running; those that would start wait for it. Foreground sections
-// do not wait for each other.
+// already running, and for those the last foreground section held back:
+// back-to-back foreground work does not starve background work. Background
+// sections that would start meanwhile wait. Foreground sections do not
+// wait for each other.
 func (g *Gate) Foreground() (done func()) {
 	g.mu.Lock()
 	g.init()
+	for g.admit > 0 {
+		g.cond.Wait()
+	}
 	g.fg++
 	for g.bg > 0 {
 		g.cond.Wait()
@@ -47,6 +54,7 @@ func (g *Gate) Foreground() (done func()) {
 			g.mu.Lock()
 			g.fg--
 			if g.fg == 0 {
+				g.admit = g.waiting
 				g.cond.Broadcast()
 			}
 			g.mu.Unlock()
@@ -55,12 +63,22 @@ func (g *Gate) Foreground() (done func()) {
 }
 
 // Background runs f once no foreground section is under way or waiting.
-// f must not wait for foreground work.
+// f must not wait for foreground work, nor Background be called within a
+// foreground section: either would wait for ever.
 func (g *Gate) Background(f func()) {
 	g.mu.Lock()
 	g.init()
-	for g.fg > 0 {
-		g.cond.Wait()
+	if g.fg > 0 {
+		g.waiting++
+		for g.fg > 0 {
+			g.cond.Wait()
+		}
+		g.waiting--
+		if g.admit > 0 {
+			if g.admit--; g.admit == 0 {
+				g.cond.Broadcast()
+			}
+		}
 	}
 	g.bg++
 	g.mu.Unlock()

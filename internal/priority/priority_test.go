@@ -87,3 +87,33 @@ func TestForegroundsTogether(t *testing.T) {
 		<-ran
 	})
 }
+
+// Foreground work back to back lets the background work it held back
+// start in between.
+func TestBackgroundNotStarved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var g Gate
+		first := g.Foreground()
+		ran, release := make(chan struct{}), make(chan struct{})
+		go g.Background(func() { close(ran); <-release })
+		synctest.Wait()
+		next := make(chan func())
+		go func() {
+			first()
+			next <- g.Foreground() // at once: no scheduling point in between
+		}()
+		synctest.Wait()
+		select {
+		case <-ran:
+		default:
+			t.Fatal("the next foreground section went before the background work the last one held back")
+		}
+		select {
+		case <-next:
+			t.Fatal("foreground work started while background work ran")
+		default:
+		}
+		close(release)
+		(<-next)()
+	})
+}
