@@ -2,6 +2,8 @@ package output
 
 import (
 	"cmp"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -46,10 +48,12 @@ type groupKey struct{ provider, source string }
 type piece struct {
 	gen      uint64
 	epoch    uint64
-	contribs []contrib
-	dropped  int
+	group    *targetgroup.Group // the group as last added
+	contribs []contrib          // one per target of group, in order
 }
 
+// contrib is what one target contributes: an address to an agg, or nothing
+// (a is nil) when the target was dropped.
 type contrib struct {
 	a    *agg
 	addr string
@@ -90,10 +94,8 @@ func (r *jobRender) apply(groups []manager.Group) bool {
 		if p == nil {
 			p = &piece{}
 			r.pieces[k] = p
-		} else {
-			r.take(p)
 		}
-		r.add(p, g.Group)
+		r.update(p, g.Group)
 		p.gen, p.epoch = g.Gen, r.epoch
 	}
 	if len(r.pieces) > len(groups) {
@@ -110,37 +112,86 @@ func (r *jobRender) apply(groups []manager.Group) bool {
 // take withdraws a piece's contributions.
 func (r *jobRender) take(p *piece) {
 	for _, c := range p.contribs {
-		c.a.delta = append(c.a.delta, targetRef{c.addr, -1})
-		r.touch(c.a)
+		r.withdraw(c)
 	}
-	r.dropped -= p.dropped
-	p.contribs, p.dropped = p.contribs[:0], 0
+	p.contribs, p.group = p.contribs[:0], nil
 }
 
-// add contributes group g's targets through p.
-func (r *jobRender) add(p *piece, g *targetgroup.Group) {
-	if g == nil {
+// update makes p contribute group g's targets instead of its last group's.
+// When g is another group with the same group labels, a target whose
+// labels are the same as the last group's at its index keeps its
+// contribution: a Consul node's change, one target in each of a thousand
+// groups, encodes a thousand targets, not every target of those groups.
+// (The last group is the one the manager sent before, and label sets are
+// never changed once sent; the same group sent again with a new Gen is
+// encoded again whole.)
+func (r *jobRender) update(p *piece, g *targetgroup.Group) {
+	old := p.group
+	if old == nil || g == nil || old == g || !maps.Equal(old.Labels, g.Labels) {
+		r.take(p)
+		if g != nil {
+			p.group = g
+			badGroup := invalidLabels(g.Labels) // "" in the common case
+			for _, t := range g.Targets {
+				p.contribs = append(p.contribs, r.contribute(t, g.Labels, badGroup))
+			}
+		}
 		return
 	}
-	badGroup := invalidLabels(g.Labels) // "" in the common case
-	for _, t := range g.Targets {
-		if reason := targetProblem(t, g.Labels, badGroup); reason != "" {
-			p.dropped++
-			r.exampleAddr, r.exampleReason = string(address(t, g.Labels)), reason
+	for _, c := range p.contribs[min(len(g.Targets), len(p.contribs)):] {
+		r.withdraw(c)
+	}
+	p.contribs = p.contribs[:min(len(g.Targets), len(p.contribs))]
+	badGroup := invalidLabels(g.Labels)
+	for i, t := range g.Targets {
+		if i < len(p.contribs) {
+			if sameLabelSet(old.Targets[i], t) {
+				continue
+			}
+			r.withdraw(p.contribs[i])
+			p.contribs[i] = r.contribute(t, g.Labels, badGroup)
 			continue
 		}
-		addr := string(address(t, g.Labels))
-		a := r.aggs[string(r.labelKey(t, g.Labels))] // no allocation for the lookup
-		if a == nil {
-			a = &agg{key: string(r.key)}
-			a.keyLen = renderedLen(a.key, nameTable())
-			r.aggs[a.key] = a
-		}
-		a.delta = append(a.delta, targetRef{addr, 1})
-		r.touch(a)
-		p.contribs = append(p.contribs, contrib{a, addr})
+		p.contribs = append(p.contribs, r.contribute(t, g.Labels, badGroup))
 	}
-	r.dropped += p.dropped
+	p.group = g
+}
+
+// sameLabelSet reports whether a and b hold the same labels: the same map
+// (a discoverer that changes one target of a group shares the others), or
+// equal ones.
+func sameLabelSet(a, b model.LabelSet) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() || maps.Equal(a, b))
+}
+
+// withdraw takes back one target's contribution.
+func (r *jobRender) withdraw(c contrib) {
+	if c.a == nil {
+		r.dropped--
+		return
+	}
+	c.a.delta = append(c.a.delta, targetRef{c.addr, -1})
+	r.touch(c.a)
+}
+
+// contribute adds target t, of a group labelled gl (badGroup: its invalid
+// label, if any), to its agg, or counts it dropped.
+func (r *jobRender) contribute(t, gl model.LabelSet, badGroup string) contrib {
+	if reason := targetProblem(t, gl, badGroup); reason != "" {
+		r.dropped++
+		r.exampleAddr, r.exampleReason = string(address(t, gl)), reason
+		return contrib{}
+	}
+	addr := string(address(t, gl))
+	a := r.aggs[string(r.labelKey(t, gl))] // no allocation for the lookup
+	if a == nil {
+		a = &agg{key: string(r.key)}
+		a.keyLen = renderedLen(a.key, nameTable())
+		r.aggs[a.key] = a
+	}
+	a.delta = append(a.delta, targetRef{addr, 1})
+	r.touch(a)
+	return contrib{a, addr}
 }
 
 func (r *jobRender) touch(a *agg) {

@@ -55,6 +55,23 @@ func TestIncrementalMatchesRender(t *testing.T) {
 					delete(current, k)
 					continue
 				}
+				if cur, ok := current[k]; ok && cur.Group != nil && rng.IntN(2) == 0 {
+					// Another group sharing most of the last one's label
+					// sets, as a Consul node's change makes: one target
+					// replaced, added or removed.
+					g := &targetgroup.Group{Source: k.source, Labels: cur.Labels, Targets: slices.Clone(cur.Targets)}
+					other := randomGroup(k.source)
+					switch i := rng.IntN(len(g.Targets) + 1); {
+					case i == len(g.Targets) || len(other.Targets) == 0:
+						g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:1", rng.IntN(8)))})
+					case rng.IntN(3) == 0:
+						g.Targets = slices.Delete(g.Targets, i, i+1)
+					default:
+						g.Targets[i] = other.Targets[0]
+					}
+					current[k] = manager.Group{Group: g, Provider: k.provider, Gen: manager.NewGen()}
+					continue
+				}
 				current[k] = manager.Group{Group: randomGroup(k.source), Provider: k.provider, Gen: manager.NewGen()}
 			}
 			gs := slices.Collect(mapValues(current))
@@ -66,6 +83,18 @@ func TestIncrementalMatchesRender(t *testing.T) {
 				plain = append(plain, g.Group)
 			}
 			want := Render(plain)
+			dropped := 0
+			for _, g := range plain {
+				bad := invalidLabels(g.Labels)
+				for _, tg := range g.Targets {
+					if targetProblem(tg, g.Labels, bad) != "" {
+						dropped++
+					}
+				}
+			}
+			if r.dropped != dropped {
+				t.Fatalf("run %d, step %d: %d targets dropped, want %d", run, step, r.dropped, dropped)
+			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("run %d, step %d: incremental output differs from a full render:\n%s\nwant\n%s", run, step, got, want)
 			}
