@@ -27,7 +27,7 @@ type files struct {
 	known      map[string]*fileInfo
 	lost       bool                // the directory was found missing: logged once until it is back
 	spares     bool                // large files keep a spare (spare.go)
-	spared     map[string]struct{} // file names that have a spare
+	spared     map[string]struct{} // file names that may have a spare (dropSpare removes it)
 	overwrites int                 // writes made over a spare, for tests
 	watcher    *fsnotify.Watcher   // set by watch; safe for concurrent use
 }
