@@ -26,6 +26,7 @@ type files struct {
 	manifest   map[string]struct{} // file names in dir that sdhub wrote
 	known      map[string]*fileInfo
 	lost       bool                // the directory was found missing: logged once until it is back
+	tidy       bool                // the manifest lists only current jobs' files: no job left since removeObsolete last succeeded
 	spares     bool                // large files keep a spare (spare.go)
 	spared     map[string]struct{} // file names that may have a spare (dropSpare removes it)
 	overwrites int                 // writes made over a spare, for tests
@@ -159,6 +160,9 @@ func (f *files) own(name string) error {
 // removeObsolete deletes the files sdhub wrote whose job is gone. A file is
 // dropped from the manifest only after it is removed.
 func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Counter) error {
+	if f.tidy {
+		return nil
+	}
 	wanted := make(map[string]struct{}, len(jobs))
 	for _, snap := range jobs {
 		wanted[filepath.Base(snap.File.Path)] = struct{}{}
@@ -193,6 +197,7 @@ func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Cou
 			errs = append(errs, fmt.Errorf("updating manifest: %w", err))
 		}
 	}
+	f.tidy = len(errs) == 0
 	return errors.Join(errs...)
 }
 

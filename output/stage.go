@@ -72,8 +72,9 @@ type Stage struct {
 	files   *files // nil when the stage writes no files
 	verify  time.Duration
 
-	mu      sync.Mutex // serialises Apply and the file checks; guards renders
+	mu      sync.Mutex // serialises Apply and the file checks; guards renders and order
 	renders map[string]*jobRender
+	order   []string // the published jobs, sorted: kept until a job comes or goes
 
 	cur atomic.Pointer[published]
 }
@@ -238,8 +239,9 @@ func (s *Stage) Apply(u manager.Update) error {
 	prev := s.cur.Load().jobs
 	next := make(map[string]*Snapshot, len(u))
 	now := s.now()
-	waiting := 0
+	waiting, joined, left := 0, false, false
 	for job, jt := range u {
+		joined = joined || prev[job] == nil
 		next[job] = s.render(job, jt, prev[job], now)
 		if next[job].Waiting {
 			waiting++
@@ -249,7 +251,14 @@ func (s *Stage) Apply(u manager.Update) error {
 		if _, ok := u[job]; !ok {
 			delete(s.renders, job)
 			s.metrics.deleteJob(job)
+			left = true
 		}
+	}
+	if left && s.files != nil {
+		s.files.tidy = false
+	}
+	if joined || left {
+		s.order = slices.Sorted(maps.Keys(next))
 	}
 	s.cur.Store(&published{applied: true, jobs: next})
 	s.metrics.waiting.Set(float64(waiting))
@@ -331,7 +340,7 @@ func (s *Stage) sync(verify bool) error {
 	if s.files.ensureDir() {
 		verify = true
 	}
-	for _, job := range slices.Sorted(maps.Keys(p.jobs)) {
+	for _, job := range s.order {
 		snap := p.jobs[job]
 		if !snap.Serving() {
 			continue // no complete state yet: the file stays as it is

@@ -286,6 +286,12 @@ func TestManifest(t *testing.T) {
 	if want := []string{ManifestName, "a.json", "foreign.json"}; !slices.Equal(listDir(t, dir), want) {
 		t.Errorf("dir = %v, want %v", listDir(t, dir), want)
 	}
+	// As many jobs as before, one of them new: b2 is written, a's file goes.
+	apply(t, w, manager.Update{"b2": complete("b2:1")})
+	if want := []string{ManifestName, "b2.json", "foreign.json"}; !slices.Equal(listDir(t, dir), want) {
+		t.Errorf("dir after a job replaced another = %v, want %v", listDir(t, dir), want)
+	}
+	apply(t, w, manager.Update{"a": complete("a:1")})
 	// A restart whose config lost job a as well: the manifest says a.json is sdhub's.
 	w = newWriter(t, dir)
 	apply(t, w, manager.Update{"c": complete("c:1")})
@@ -300,7 +306,7 @@ func TestManifest(t *testing.T) {
 		t.Errorf("manifest = %v, %v; want only c.json", files, err)
 	}
 	if got := testutil.ToFloat64(w.metrics.removed); got != 1 {
-		t.Errorf("sdhub_output_files_removed_total = %v, want 1", got)
+		t.Errorf("sdhub_output_files_removed_total = %v, want 1 (this run's removal)", got)
 	}
 }
 
