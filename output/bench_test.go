@@ -152,20 +152,24 @@ func benchApplyOne(b *testing.B, groups []*targetgroup.Group, spares bool) {
 }
 
 // BenchmarkApplyManyJobs applies updates to N jobs of 2,000 targets where
-// one job changes each time, in turn, as the manager sends them: every
-// job's state, the unchanged ones as they were. The cost per update should
-// not grow with N. Each job's file (1.4 MB) is written over its spare, or
-// into a new file as without spares ("new-file"). The spare a write reuses
-// was last written N updates before.
+// one job changes each time, as the manager sends them: every job's state,
+// the unchanged ones as they were. The cost per update should not grow with
+// N. The changed job is always the same one ("same-job"), or each job in
+// turn, so that its own state (its render, its 1.4 MB file and the spare
+// the write reuses) was last touched N updates before and is colder in the
+// CPU's caches and on disk: written over its spare ("in-turn"), or into a
+// new file as without spares ("in-turn-new-file").
 func BenchmarkApplyManyJobs(b *testing.B) {
-	for _, files := range []string{"spare", "new-file"} {
+	for _, v := range []string{"same-job", "in-turn", "in-turn-new-file"} {
 		for _, jobs := range []int{10, 50, 200} {
-			b.Run(fmt.Sprintf("%s/jobs=%d", files, jobs), func(b *testing.B) { benchManyJobs(b, jobs, files == "new-file") })
+			b.Run(fmt.Sprintf("%s/jobs=%d", v, jobs), func(b *testing.B) {
+				benchManyJobs(b, jobs, v != "same-job", v == "in-turn-new-file")
+			})
 		}
 	}
 }
 
-func benchManyJobs(b *testing.B, jobs int, noSpares bool) {
+func benchManyJobs(b *testing.B, jobs int, inTurn, noSpares bool) {
 	w, err := New(b.TempDir(), Options{NoSpares: noSpares})
 	if err != nil {
 		b.Fatal(err)
@@ -189,7 +193,10 @@ func benchManyJobs(b *testing.B, jobs int, noSpares bool) {
 		for k, v := range u {
 			next[k] = v
 		}
-		job := fmt.Sprintf("job-%d", i%jobs)
+		job := "job-0"
+		if inTurn {
+			job = fmt.Sprintf("job-%d", i%jobs)
+		}
 		next[job] = manager.NewJob(true, changeOne(gs, i%len(gs), i)...)
 		if err := w.Apply(next); err != nil {
 			b.Fatal(err)
