@@ -128,31 +128,25 @@ func (r *jobRender) take(p *piece) {
 func (r *jobRender) update(p *piece, g *targetgroup.Group) {
 	old := p.group
 	if old == nil || g == nil || old == g || !maps.Equal(old.Labels, g.Labels) {
-		r.take(p)
-		if g != nil {
-			p.group = g
-			badGroup := invalidLabels(g.Labels) // "" in the common case
-			for _, t := range g.Targets {
-				p.contribs = append(p.contribs, r.contribute(t, g.Labels, badGroup))
-			}
-		}
+		r.take(p) // nothing is kept: every target of g contributes anew
+	}
+	if g == nil {
 		return
 	}
-	for _, c := range p.contribs[min(len(g.Targets), len(p.contribs)):] {
+	kept := min(len(g.Targets), len(p.contribs))
+	for _, c := range p.contribs[kept:] {
 		r.withdraw(c)
 	}
-	p.contribs = p.contribs[:min(len(g.Targets), len(p.contribs))]
-	badGroup := invalidLabels(g.Labels)
+	p.contribs = p.contribs[:kept]
+	badGroup := invalidLabels(g.Labels) // "" in the common case
 	for i, t := range g.Targets {
-		if i < len(p.contribs) {
-			if sameLabelSet(old.Targets[i], t) {
-				continue
-			}
+		switch {
+		case i >= kept:
+			p.contribs = append(p.contribs, r.contribute(t, g.Labels, badGroup))
+		case !sameLabelSet(old.Targets[i], t):
 			r.withdraw(p.contribs[i])
 			p.contribs[i] = r.contribute(t, g.Labels, badGroup)
-			continue
 		}
-		p.contribs = append(p.contribs, r.contribute(t, g.Labels, badGroup))
 	}
 	p.group = g
 }
