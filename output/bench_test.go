@@ -91,8 +91,7 @@ func BenchmarkRenderJob(b *testing.B) {
 
 // BenchmarkApply measures a changed 100,000-target job end to end, render
 // and file (temp file, fsync, rename, directory fsync): every group changed
-// ("all-groups"), or one: written over the file's spare ("one-group"), and
-// into a new file as without spares ("one-group-new-file").
+// ("all-groups"), or one ("one-group").
 func BenchmarkApply(b *testing.B) {
 	groups := consulLike(100_000)
 	b.Run("all-groups", func(b *testing.B) {
@@ -119,24 +118,15 @@ func BenchmarkApply(b *testing.B) {
 			}
 		}
 	})
-	// A write of one group: over the spare (where the file system allows,
-	// as on Linux's local ones), and into a new file as without spares.
-	for _, name := range []string{"one-group", "one-group-new-file"} {
-		b.Run(name, func(b *testing.B) { benchApplyOne(b, groups, name == "one-group") })
-	}
+	b.Run("one-group", func(b *testing.B) { benchApplyOne(b, groups) })
 }
 
-// benchApplyOne changes one group of the job per update, with or without
-// the file's spare.
-func benchApplyOne(b *testing.B, groups []*targetgroup.Group, spares bool) {
+// benchApplyOne changes one group of the job per update.
+func benchApplyOne(b *testing.B, groups []*targetgroup.Group) {
 	w, err := New(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if spares && !w.files.spares {
-		b.Skip("no spares on this file system")
-	}
-	w.files.spares = spares
 	gs := wrap(groups)
 	if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
 		b.Fatal(err)
@@ -155,22 +145,21 @@ func benchApplyOne(b *testing.B, groups []*targetgroup.Group, spares bool) {
 // one job changes each time, as the manager sends them: every job's state,
 // the unchanged ones as they were. The cost per update should not grow with
 // N. The changed job is always the same one ("same-job"), or each job in
-// turn, so that its own state (its render, its 1.4 MB file and the spare
-// the write reuses) was last touched N updates before and is colder in the
-// CPU's caches and on disk: written over its spare ("in-turn"), or into a
-// new file as without spares ("in-turn-new-file").
+// turn ("in-turn"), so that its own state (its render and its 1.4 MB file)
+// was last touched N updates before and is colder in the CPU's caches and
+// on disk.
 func BenchmarkApplyManyJobs(b *testing.B) {
-	for _, v := range []string{"same-job", "in-turn", "in-turn-new-file"} {
+	for _, v := range []string{"same-job", "in-turn"} {
 		for _, jobs := range []int{10, 50, 200} {
 			b.Run(fmt.Sprintf("%s/jobs=%d", v, jobs), func(b *testing.B) {
-				benchManyJobs(b, jobs, v != "same-job", v == "in-turn-new-file")
+				benchManyJobs(b, jobs, v == "in-turn")
 			})
 		}
 	}
 }
 
-func benchManyJobs(b *testing.B, jobs int, inTurn, noSpares bool) {
-	w, err := New(b.TempDir(), Options{NoSpares: noSpares})
+func benchManyJobs(b *testing.B, jobs int, inTurn bool) {
+	w, err := New(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

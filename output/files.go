@@ -21,16 +21,13 @@ import (
 // files is the file side of the stage: one file per job in dir, the
 // manifest, and what sdhub knows each file holds. Used with Stage.mu held.
 type files struct {
-	dir        string
-	logger     *slog.Logger
-	manifest   map[string]struct{} // file names in dir that sdhub wrote
-	known      map[string]*fileInfo
-	lost       bool                // the directory was found missing: logged once until it is back
-	tidy       bool                // the manifest lists only current jobs' files: no job left since removeObsolete last succeeded
-	spares     bool                // large files keep a spare (spare.go)
-	spared     map[string]struct{} // file names that may have a spare (dropSpare removes it)
-	overwrites int                 // writes made over a spare, for tests
-	watcher    *fsnotify.Watcher   // set by watch; safe for concurrent use
+	dir      string
+	logger   *slog.Logger
+	manifest map[string]struct{} // file names in dir that sdhub wrote
+	known    map[string]*fileInfo
+	lost     bool              // the directory was found missing: logged once until it is back
+	tidy     bool              // the manifest lists only current jobs' files: no job left since removeObsolete last succeeded
+	watcher  *fsnotify.Watcher // set by watch; safe for concurrent use
 }
 
 // fileInfo is what sdhub knows of one job's file.
@@ -39,8 +36,8 @@ type fileInfo struct {
 	info fs.FileInfo // the file as sdhub wrote or last checked it
 }
 
-func openFiles(dir string, logger *slog.Logger, noSpares bool) (*files, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func openFiles(dir string, logger *slog.Logger) (*files, error) {
+	if err := os.MkdirAll(filepath.Join(dir, StagingDir), 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
 	removed, err := removeTempFiles(dir)
@@ -54,8 +51,7 @@ func openFiles(dir string, logger *slog.Logger, noSpares bool) (*files, error) {
 	if err != nil {
 		logger.Error("cannot read the output manifest, no existing file will be deleted", "err", err, "dir", dir)
 	}
-	return &files{dir: dir, logger: logger, manifest: manifest, known: map[string]*fileInfo{},
-		spares: !noSpares && sparesSupported(dir), spared: map[string]struct{}{}}, nil
+	return &files{dir: dir, logger: logger, manifest: manifest, known: map[string]*fileInfo{}}, nil
 }
 
 func (f *files) path(job string) string { return Path(f.dir, job) }
@@ -67,7 +63,7 @@ func (f *files) ensureDir() bool {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(f.dir, StagingDir), 0o755); err != nil {
 		if !f.lost {
 			f.logger.Error("the output directory is gone and cannot be created again", "dir", f.dir, "err", err)
 			f.lost = true
@@ -82,7 +78,6 @@ func (f *files) ensureDir() bool {
 		}
 	}
 	clear(f.known)
-	clear(f.spared)
 	if len(f.manifest) > 0 {
 		if err := saveManifest(f.dir, f.manifest); err != nil {
 			f.logger.Error("writing the output manifest", "err", err)
@@ -131,7 +126,7 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 	if err := f.own(name); err != nil {
 		return state, repaired, err
 	}
-	info, err := f.write(name, snap)
+	info, err := writeAtomicFunc(f.dir, name, snap.writeBuffered)
 	if err != nil {
 		delete(f.known, job) // the file may hold anything now: compare it next time
 		return state, repaired, err
@@ -178,7 +173,6 @@ func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Cou
 		if _, ok := wanted[name]; ok {
 			continue
 		}
-		f.dropSpare(name)
 		path := filepath.Join(f.dir, name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing targets file of a removed job: %w", err))

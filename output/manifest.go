@@ -72,20 +72,45 @@ func saveManifest(dir string, files map[string]struct{}) error {
 	return writeAtomic(dir, ManifestName, append(b, '\n'))
 }
 
-// tempPattern matches the temp files writeAtomic makes: a dot, the target
-// name, ".tmp-" and os.CreateTemp's random digits; and the spares of large
-// files: a dot, the target name and ".spare". No consumer glob (*.json,
+// StagingDir is the directory, inside the output directory, where sdhub
+// writes each file before it renames it into place. A consumer watches the
+// output directory (Prometheus's file_sd watches the directory of each of
+// its files, not the files) and reads every file of a file_sd_configs entry
+// again on any event there but a chmod: a temp file written in the watched
+// directory makes it read the job again for its creation and its writes, a
+// rename from here only once. No consumer glob matches the directory's
+// name, and inotify does not report what happens inside it to a watch of
+// its parent.
+const StagingDir = ".sdhub-staging"
+
+// tempPattern matches the temp files that sdhub before the staging
+// directory made in the output directory itself: a dot, the target name,
+// ".tmp-" and os.CreateTemp's random digits; and the spares of large files
+// it kept: a dot, the target name and ".spare". No consumer glob (*.json,
 // *.yml, *.yaml) matches them.
 var tempPattern = regexp.MustCompile(`^\..+\.(tmp-[0-9]+|spare)$`)
 
-// removeTempFiles removes the temp files a killed run left in dir.
+// removeTempFiles removes the temp files a killed run left in dir: all of
+// the staging directory's, and those of earlier versions of sdhub in dir
+// itself.
 func removeTempFiles(dir string) ([]string, error) {
+	var removed []string
+	var errs []error
+	staged, err := os.ReadDir(filepath.Join(dir, StagingDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range staged {
+		if err := os.Remove(filepath.Join(dir, StagingDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, filepath.Join(StagingDir, e.Name()))
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
-	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		if !e.Type().IsRegular() || !tempPattern.MatchString(name) {
@@ -105,11 +130,12 @@ func removeTempFiles(dir string) ([]string, error) {
 }
 
 // writeAtomic replaces dir/name with data so that a reader sees the old or
-// the new content, never a part: a temp file in the same directory, written,
-// fsynced, made 0644 and renamed over name, then the directory is fsynced.
-// The temp file is removed on any failure.
+// the new content, never a part, and a watcher of dir one event: a temp
+// file in dir's staging directory, written, fsynced, made 0644 and renamed
+// over name, then the directory is fsynced. The temp file is removed on
+// any failure. name may be a path below dir.
 func writeAtomic(dir, name string, data []byte) error {
-	_, err := writeAtomicFunc(dir, name, "", func(w io.Writer) error {
+	_, err := writeAtomicFunc(dir, name, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -117,11 +143,16 @@ func writeAtomic(dir, name string, data []byte) error {
 }
 
 // writeAtomicFunc is writeAtomic of what write writes. It returns the
-// file's information as written, to recognise the file later. With keep
-// set, the file it replaces is not freed but moved to dir/keep, a spare for
-// the next write (spare.go).
-func writeAtomicFunc(dir, name, keep string, write func(io.Writer) error) (_ fs.FileInfo, err error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+// file's information as written, to recognise the file later.
+func writeAtomicFunc(dir, name string, write func(io.Writer) error) (_ fs.FileInfo, err error) {
+	staging := filepath.Join(dir, StagingDir)
+	pattern := strings.ReplaceAll(name, string(filepath.Separator), "_") + ".tmp-*"
+	f, err := os.CreateTemp(staging, pattern)
+	if errors.Is(err, fs.ErrNotExist) { // someone removed it
+		if err = os.Mkdir(staging, 0o755); err == nil || errors.Is(err, fs.ErrExist) {
+			f, err = os.CreateTemp(staging, pattern)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +179,11 @@ func writeAtomicFunc(dir, name, keep string, write func(io.Writer) error) (_ fs.
 	if err = f.Close(); err != nil {
 		return nil, err
 	}
-	if err = replace(tmp, filepath.Join(dir, name), keep); err != nil {
+	path := filepath.Join(dir, name)
+	if err = os.Rename(tmp, path); err != nil {
 		return nil, err
 	}
-	return info, syncDir(dir)
+	return info, syncDir(filepath.Dir(path))
 }
 
 // syncDir makes a rename or a removal in dir durable. Windows cannot fsync

@@ -58,10 +58,6 @@ type Options struct {
 	VerifyInterval time.Duration
 	// Now is the clock of the snapshots' Changed times; nil means time.Now.
 	Now func() time.Time
-	// NoSpares writes every file anew: a large file is not written over the
-	// file it replaced (spare.go). For a directory other machines read over
-	// NFS or SMB.
-	NoSpares bool
 }
 
 // Stage owns the output of every job.
@@ -108,7 +104,7 @@ func New(dir string, o Options) (*Stage, error) {
 		s.now = o.Now
 	}
 	if dir != "" {
-		f, err := openFiles(dir, logger, o.NoSpares)
+		f, err := openFiles(dir, logger)
 		if err != nil {
 			return nil, err
 		}

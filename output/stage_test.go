@@ -102,6 +102,9 @@ func listDir(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, e := range entries {
+		if e.Name() == StagingDir {
+			continue
+		}
 		names = append(names, e.Name())
 	}
 	return names
@@ -328,6 +331,14 @@ func TestCorruptManifestDeletesNothing(t *testing.T) {
 func TestStaleTempFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
 	stale := []string{".node.json.tmp-12345", "." + ManifestName + ".tmp-9", ".node.json.spare"}
+	if err := os.Mkdir(filepath.Join(dir, StagingDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"node.json.tmp-123", "anything"} {
+		if err := os.WriteFile(filepath.Join(dir, StagingDir, name), []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	kept := []string{".other.tmp-1", ".node.json.tmp-abc", "node.json.tmp-1", "x.json", "node.json.spare", ".other.spare"}
 	for _, name := range append(slices.Clone(stale), kept...) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o644); err != nil {

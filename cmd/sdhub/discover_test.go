@@ -309,7 +309,7 @@ func sdResults(t *testing.T, out []byte, ignore ...string) []string {
 // server's are run's.
 func TestSubcommandHelp(t *testing.T) {
 	serverFlags := []string{"config.auto-reload", "output.dir", "output.flush-interval", "web.listen-address", "web.enable-lifecycle",
-		"web.config.file", "web.external-url", "web.route-prefix", "output.spare-files"}
+		"web.config.file", "web.external-url", "web.route-prefix"}
 	for _, c := range []struct {
 		args          []string
 		want, notWant []string

@@ -60,7 +60,6 @@ type flags struct {
 	routePrefix     string
 	autoReload      bool
 	flushInterval   time.Duration
-	spareFiles      bool
 	log             promslog.Config
 }
 
@@ -84,9 +83,6 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("output.dir", "Directory of the file_sd outputs, one <job_name>.json per job.").Default(defaultOutDir).StringVar(&f.outputDir)
 	runCmd.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
-	runCmd.Flag("output.spare-files", "Write an output file of 1 MiB or more over the file it replaced (kept as .<name>.spare), which costs the kernel less than a new file. "+
-		"Used only on local file systems and when no process has the spare open; turn it off when other machines read the output directory over NFS or SMB.").
-		Default("true").BoolVar(&f.spareFiles)
 	runCmd.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
 	runCmd.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
 	runCmd.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
@@ -247,7 +243,7 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot start the discovery manager", "err", err)
 		return exitError
 	}
-	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs, NoSpares: !f.spareFiles})
+	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs})
 	if err != nil {
 		logger.Error("Cannot use the output directory", "dir", f.outputDir, "err", err)
 		return exitError
