@@ -68,6 +68,22 @@ func (sc *ScrapeConfig) RelabelConfigs() []*relabel.Config {
 	return sc.Prometheus.RelabelConfigs
 }
 
+// Splittable maps each job's name to whether it has a mechanism other than
+// static_configs: a job whose output can grow with a catalog, and be
+// written in parts (output.Layout).
+func (c *Config) Splittable() map[string]bool {
+	out := make(map[string]bool, len(c.ScrapeConfigs))
+	for _, sc := range c.ScrapeConfigs {
+		out[sc.JobName] = false
+		for _, d := range sc.ServiceDiscoveryConfigs {
+			if d.Name() != "static" {
+				out[sc.JobName] = true
+			}
+		}
+	}
+	return out
+}
+
 // Jobs maps each job name to its SD configs, the input of the manager.
 func (c *Config) Jobs() map[string]discovery.Configs {
 	jobs := make(map[string]discovery.Configs, len(c.ScrapeConfigs))

@@ -56,6 +56,18 @@ func openFiles(dir string, logger *slog.Logger) (*files, error) {
 
 func (f *files) path(job string) string { return Path(f.dir, job) }
 
+func (f *files) partPath(job string, i int) string { return PartPath(f.dir, job, i) }
+
+// name is path relative to the output directory: a job's file name, or a
+// part's `<x>.parts/<i>/targets.json`.
+func (f *files) name(path string) string {
+	rel, err := filepath.Rel(f.dir, path)
+	if err != nil {
+		return filepath.Base(path)
+	}
+	return rel
+}
+
 // ensureDir recreates the output directory when someone removed it, and
 // reports whether it did: every file must then be written again.
 func (f *files) ensureDir() bool {
@@ -86,13 +98,15 @@ func (f *files) ensureDir() bool {
 	return true
 }
 
-// sync makes job's file hold snap. Without verify it trusts what it knows;
-// with verify it checks the file it wrote (a stat) and puts it back when
-// someone removed or changed it, reporting that as a repair.
-func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, repaired bool, err error) {
+// sync makes snap's file (a job's, or a part's) hold snap. Without verify
+// it trusts what it knows; with verify it checks the file it wrote (a stat)
+// and puts it back when someone removed or changed it, reporting that as a
+// repair.
+func (f *files) sync(snap *Snapshot, verify bool) (state FileState, repaired bool, err error) {
+	job := snap.Job
 	state = snap.File
-	name := filepath.Base(state.Path)
-	k := f.known[job]
+	name := f.name(state.Path)
+	k := f.known[name]
 	if k != nil && k.gen == snap.Gen && state.Err == nil {
 		if !verify {
 			return state, false, nil
@@ -117,7 +131,7 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 		// targets does not rewrite the file.
 		info, err := os.Stat(state.Path)
 		if err == nil {
-			f.known[job] = &fileInfo{gen: snap.Gen, info: info}
+			f.known[name] = &fileInfo{gen: snap.Gen, info: info}
 			state.Gen, state.Targets, state.Err = snap.Gen, snap.Targets, nil
 			f.own(name)
 			return state, repaired, nil
@@ -126,12 +140,17 @@ func (f *files) sync(job string, snap *Snapshot, verify bool) (state FileState, 
 	if err := f.own(name); err != nil {
 		return state, repaired, err
 	}
+	if d := filepath.Dir(name); d != "." {
+		if err := os.MkdirAll(filepath.Join(f.dir, d), 0o755); err != nil {
+			return state, repaired, err
+		}
+	}
 	info, err := writeAtomicFunc(f.dir, name, snap.writeBuffered)
 	if err != nil {
-		delete(f.known, job) // the file may hold anything now: compare it next time
+		delete(f.known, name) // the file may hold anything now: compare it next time
 		return state, repaired, err
 	}
-	f.known[job] = &fileInfo{gen: snap.Gen, info: info}
+	f.known[name] = &fileInfo{gen: snap.Gen, info: info}
 	state.Gen, state.Targets, state.Err, state.Written = snap.Gen, snap.Targets, nil, info.ModTime()
 	f.logger.Debug("wrote targets file", "job", job, "path", state.Path, "targets", snap.Targets)
 	return state, repaired, nil
@@ -152,19 +171,14 @@ func (f *files) own(name string) error {
 	return nil
 }
 
-// removeObsolete deletes the files sdhub wrote whose job is gone. A file is
-// dropped from the manifest only after it is removed.
-func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Counter) error {
-	if f.tidy {
-		return nil
-	}
-	wanted := make(map[string]struct{}, len(jobs))
-	for _, snap := range jobs {
-		wanted[filepath.Base(snap.File.Path)] = struct{}{}
-	}
-	for job := range f.known {
-		if _, ok := jobs[job]; !ok {
-			delete(f.known, job)
+// removeObsolete deletes the files sdhub wrote that are not wanted (names
+// relative to the output directory): those of jobs gone, and parts a job
+// no longer has. A file is dropped from the manifest only after it is
+// removed; a part's directories go with their last file.
+func (f *files) removeObsolete(wanted map[string]struct{}, removed prometheus.Counter) error {
+	for name := range f.known {
+		if _, ok := wanted[name]; !ok {
+			delete(f.known, name)
 		}
 	}
 	var errs []error
@@ -178,10 +192,16 @@ func (f *files) removeObsolete(jobs map[string]*Snapshot, removed prometheus.Cou
 			errs = append(errs, fmt.Errorf("removing targets file of a removed job: %w", err))
 			continue
 		}
+		if d := filepath.Dir(path); d != f.dir {
+			// Removed when empty: the part's directory, then the job's.
+			if os.Remove(d) == nil {
+				_ = os.Remove(filepath.Dir(d))
+			}
+		}
 		delete(f.manifest, name)
 		changed = true
 		removed.Inc()
-		f.logger.Info("removed targets file of a job no longer configured", "path", path)
+		f.logger.Info("removed a targets file no longer wanted", "path", path)
 	}
 	if changed {
 		if err := syncDir(f.dir); err != nil {

@@ -50,7 +50,7 @@ func loadManifest(dir string) (map[string]struct{}, error) {
 	for _, name := range mf.Files {
 		// Never follow a name out of the directory or onto a file sdhub would
 		// not have written, whatever the manifest says.
-		if name != filepath.Base(name) || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+		if (name != filepath.Base(name) || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".")) && !isPartName(name) {
 			continue
 		}
 		files[name] = struct{}{}

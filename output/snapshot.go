@@ -39,9 +39,23 @@ type Snapshot struct {
 	FailedConfigs int
 	// File is what sdhub knows of the job's file.
 	File FileState
+	// Parts are the snapshots of the job's parts (parts.go), nil when the
+	// job is written as one file. Each has its own Gen and File; Part is
+	// the part's number.
+	Parts []*Snapshot
+	Part  int
 
-	entries []*entry
+	entries []*entry // of a job of several parts: in merged
+	merged  *merged
 	shards  *shardCache
+}
+
+// list is the output's entries.
+func (s *Snapshot) list() []*entry {
+	if s.merged != nil {
+		return s.merged.get()
+	}
+	return s.entries
 }
 
 // FileState is what sdhub knows of a job's file.
@@ -68,7 +82,17 @@ func (s *Snapshot) Serving() bool { return s.Gen != 0 }
 
 // OnDisk reports whether the job's file holds the snapshot's content (always
 // true when the stage writes no files).
+// A job of parts is on disk when every part is (its whole file may lag
+// by Options.WholeFileInterval).
 func (s *Snapshot) OnDisk() bool {
+	if s.Parts != nil {
+		for _, p := range s.Parts {
+			if !p.OnDisk() {
+				return false
+			}
+		}
+		return true
+	}
 	return s.File.Path == "" || (s.File.Gen == s.Gen && s.File.Err == nil)
 }
 
@@ -106,7 +130,8 @@ type stringWriter interface {
 }
 
 func (s *Snapshot) write(w stringWriter) error {
-	if len(s.entries) == 0 {
+	entries := s.list()
+	if len(entries) == 0 {
 		_, err := w.WriteString("[]\n")
 		return err
 	}
@@ -115,11 +140,11 @@ func (s *Snapshot) write(w stringWriter) error {
 	}
 	tab := nameTable()
 	var text []byte
-	for i, e := range s.entries {
+	for i, e := range entries {
 		text = appendEntryHead(text[:0], e.targets)
 		text = appendRendered(text, e.labels, tab)
 		text = append(text, entryTail...)
-		if i < len(s.entries)-1 {
+		if i < len(entries)-1 {
 			text = append(text, ",\n"...)
 		} else {
 			text = append(text, "\n]\n"...)
@@ -147,8 +172,9 @@ type Entry struct {
 
 // Entries returns the output's entries, in order.
 func (s *Snapshot) Entries() []Entry {
-	out := make([]Entry, len(s.entries))
-	for i, e := range s.entries {
+	entries := s.list()
+	out := make([]Entry, len(entries))
+	for i, e := range entries {
 		out[i] = Entry{Targets: e.targets, Labels: labelsOf(e.labels)}
 	}
 	return out
@@ -165,7 +191,7 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 	}
 	return s.shards.get(i, n, func() *Snapshot {
 		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs}
-		for _, e := range s.entries {
+		for _, e := range s.list() {
 			var kept []string
 			for j, t := range e.targets {
 				in := shard.Of(s.Job, t, n) == i
@@ -196,17 +222,30 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 	})
 }
 
-// count sets Targets and Size from the entries.
+// count sets Targets and Size from the entries, or from the parts' (each
+// counted already) without merging them.
 func (s *Snapshot) count() {
-	s.Targets, s.Size = 0, len("[]\n")
-	if len(s.entries) == 0 {
-		return
+	n, size := 0, 0
+	s.Targets = 0
+	if s.merged != nil {
+		for _, p := range s.Parts {
+			s.Targets += p.Targets
+			if len(p.entries) > 0 {
+				n += len(p.entries)
+				size += p.Size - len("[\n") - 2*(len(p.entries)-1) - len("\n]\n")
+			}
+		}
+	} else {
+		n = len(s.entries)
+		for _, e := range s.entries {
+			s.Targets += len(e.targets)
+			size += int(e.size)
+		}
 	}
-	// "[\n", the entries joined by ",\n", "\n]\n".
-	s.Size = len("[\n") + 2*(len(s.entries)-1) + len("\n]\n")
-	for _, e := range s.entries {
-		s.Targets += len(e.targets)
-		s.Size += int(e.size)
+	s.Size = len("[]\n")
+	if n > 0 {
+		// "[\n", the entries joined by ",\n", "\n]\n".
+		s.Size = len("[\n") + 2*(n-1) + len("\n]\n") + size
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,6 +59,11 @@ type Options struct {
 	VerifyInterval time.Duration
 	// Now is the clock of the snapshots' Changed times; nil means time.Now.
 	Now func() time.Time
+	// WholeFileInterval is how often at most the file of a job of several
+	// parts that holds the whole job (`<dir>/<job>.json`, which consumers
+	// configured before the job had parts read) is written; 0 leaves it
+	// out and removes it.
+	WholeFileInterval time.Duration
 }
 
 // Stage owns the output of every job.
@@ -68,9 +74,16 @@ type Stage struct {
 	files   *files // nil when the stage writes no files
 	verify  time.Duration
 
-	mu      sync.Mutex // serialises Apply and the file checks; guards renders and order
-	renders map[string]*jobRender
-	order   []string // the published jobs, sorted: kept until a job comes or goes
+	mu      sync.Mutex // serialises Apply and the file checks; guards the fields below
+	renders map[string]*jobState
+	order   []string       // the published jobs, sorted: kept until a job comes or goes
+	parts   map[string]int // jobs of more than one part (SetLayout)
+	last    manager.Update // the update applied last
+	whole   time.Duration  // Options.WholeFileInterval
+	wholeAt time.Time      // when a whole file that waits for its interval is due; zero if none
+	// wholeWritten is when the whole file of each job of parts was last
+	// written, by the stage's clock.
+	wholeWritten map[string]time.Time
 
 	cur atomic.Pointer[published]
 }
@@ -95,7 +108,10 @@ func New(dir string, o Options) (*Stage, error) {
 		logger:  logger,
 		now:     time.Now,
 		verify:  o.VerifyInterval,
-		renders: map[string]*jobRender{},
+		renders: map[string]*jobState{},
+		whole:   o.WholeFileInterval,
+
+		wholeWritten: map[string]time.Time{},
 	}
 	if s.verify <= 0 {
 		s.verify = DefaultVerifyInterval
@@ -172,6 +188,7 @@ func (s *Stage) Run(ctx context.Context, updates <-chan manager.Update) error {
 		delay  = minRetry
 		events <-chan string
 		wake   <-chan time.Time // a debounced check after directory events
+		whole  *time.Timer      // a whole file of a job of parts is due
 	)
 	if s.files != nil {
 		w, err := s.files.watch(ctx, s.logger)
@@ -183,7 +200,17 @@ func (s *Stage) Run(ctx context.Context, updates <-chan manager.Update) error {
 	}
 	ticker := time.NewTicker(s.verify)
 	defer ticker.Stop()
+	defer func() {
+		if whole != nil {
+			whole.Stop()
+		}
+	}()
+	var wholeC <-chan time.Time
 	done := func(err error) {
+		if at := s.wholeDue(); !at.IsZero() && wholeC == nil {
+			whole = time.NewTimer(max(at.Sub(s.now()), 0))
+			wholeC = whole.C
+		}
 		if err != nil {
 			s.logger.Error("writing targets files", "err", err, "retry_in", delay)
 			retry = time.After(delay)
@@ -216,8 +243,19 @@ func (s *Stage) Run(ctx context.Context, updates <-chan manager.Update) error {
 			done(s.Check())
 		case <-ticker.C:
 			done(s.Check())
+		case <-wholeC:
+			wholeC = nil
+			done(s.Check())
 		}
 	}
+}
+
+// wholeDue is when the whole file of a job of parts that waits for
+// Options.WholeFileInterval is due; zero if none waits.
+func (s *Stage) wholeDue() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wholeAt
 }
 
 // checkDebounce gathers a burst of directory events into one check.
@@ -232,12 +270,16 @@ func (s *Stage) Apply(u manager.Update) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer priority.Foreground()() // see package priority
+	s.last = u
 	prev := s.cur.Load().jobs
 	next := make(map[string]*Snapshot, len(u))
 	now := s.now()
-	waiting, joined, left := 0, false, false
+	waiting, joined, left, relaid := 0, false, false, false
 	for job, jt := range u {
 		joined = joined || prev[job] == nil
+		if st := s.renders[job]; st != nil && len(st.parts) != max(s.parts[job], 1) {
+			relaid = true
+		}
 		next[job] = s.render(job, jt, prev[job], now)
 		if next[job].Waiting {
 			waiting++
@@ -246,11 +288,12 @@ func (s *Stage) Apply(u manager.Update) error {
 	for job := range s.renders {
 		if _, ok := u[job]; !ok {
 			delete(s.renders, job)
+			delete(s.wholeWritten, job)
 			s.metrics.deleteJob(job)
 			left = true
 		}
 	}
-	if left && s.files != nil {
+	if (left || relaid) && s.files != nil {
 		s.files.tidy = false
 	}
 	if joined || left {
@@ -278,13 +321,51 @@ func (s *Stage) Check() error {
 	return err
 }
 
+// nextGen numbers a new content.
+func (s *Stage) nextGen() uint64 { return manager.NewGen() }
+
+// SetLayout sets the number of parts of each job's output (Layout.Plan;
+// jobs not in parts have one). A job whose number changes is rendered again
+// at once, its new files written before its old ones are removed.
+//
+// The parts' directories are made at once: a consumer's file_sd watches
+// the directory of each file it reads, and cannot watch one that does not
+// exist (it tries again at its refresh_interval).
+func (s *Stage) SetLayout(parts map[string]int) error {
+	s.mu.Lock()
+	s.parts = maps.Clone(parts)
+	last := s.last
+	var errs []error
+	if s.files != nil {
+		for job, n := range parts {
+			for i := range n {
+				if err := os.MkdirAll(filepath.Dir(s.files.partPath(job, i)), 0o755); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if last == nil {
+		return nil
+	}
+	return s.Apply(last)
+}
+
 // render returns job's snapshot for jt: old when nothing it shows changed.
 func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now time.Time) *Snapshot {
-	r := s.renders[job]
-	if r == nil {
-		r = newJobRender(job)
-		s.renders[job] = r
+	k := max(s.parts[job], 1)
+	st := s.renders[job]
+	if st == nil {
 		s.metrics.initJob(job)
+	}
+	relaid := st != nil && len(st.parts) != k // the job's number of parts changed
+	if st == nil || relaid {
+		st = newJobState(job, k)
+		s.renders[job] = st
 	}
 	if old == nil {
 		old = &Snapshot{Job: job, shards: &shardCache{}}
@@ -293,16 +374,16 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 		}
 	}
 	changed := false
-	if jt.Complete && jt.Gen != r.gen {
-		r.gen = jt.Gen
-		dropped := r.dropped
-		changed = r.apply(jt.Groups) || old.Gen == 0
+	if jt.Complete && jt.Gen != st.gen {
+		st.gen = jt.Gen
+		before, _, _ := st.dropped()
+		changed = st.apply(jt.Groups) || old.Gen == 0 || relaid
 		if !changed {
 			s.metrics.unchanged.WithLabelValues(job).Inc()
 		}
-		if r.dropped != dropped {
+		if dropped, addr, reason := st.dropped(); dropped != before {
 			s.logger.Warn("left targets Prometheus would reject out of the job's output",
-				"job", job, "dropped", r.dropped, "example_target", truncate(r.exampleAddr), "example_reason", r.exampleReason)
+				"job", job, "dropped", dropped, "example_target", truncate(addr), "example_reason", reason)
 		}
 	}
 	if !changed && old.Waiting == !jt.Complete && old.FailedConfigs == jt.FailedConfigs {
@@ -311,8 +392,28 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	snap := *old
 	snap.Waiting, snap.FailedConfigs = !jt.Complete, jt.FailedConfigs
 	if changed {
-		snap.Gen, snap.entries, snap.Dropped, snap.Changed = manager.NewGen(), r.order, r.dropped, now
+		snap.Gen, snap.Changed = s.nextGen(), now
+		snap.Dropped, _, _ = st.dropped()
 		snap.shards = &shardCache{}
+		snap.entries, snap.Parts, snap.merged = nil, nil, nil
+		if k == 1 {
+			snap.entries = st.parts[0].order
+		} else {
+			snap.Parts = make([]*Snapshot, k)
+			for i, r := range st.parts {
+				if !relaid && !st.changed[i] && len(old.Parts) == k {
+					snap.Parts[i] = old.Parts[i]
+					continue
+				}
+				p := &Snapshot{Job: job, Part: i, Gen: s.nextGen(), Changed: now, entries: r.order}
+				if s.files != nil {
+					p.File.Path = s.files.partPath(job, i)
+				}
+				p.count()
+				snap.Parts[i] = p
+			}
+			snap.merged = &merged{parts: snap.Parts}
+		}
 		snap.count()
 		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Targets))
 		s.metrics.dropped.WithLabelValues(job).Set(float64(snap.Dropped))
@@ -320,10 +421,11 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	return &snap
 }
 
-// sync writes the file of every job whose snapshot it does not hold yet,
-// removes the files of jobs gone, and publishes what it did. With verify
-// it also checks the files it wrote, and puts back what changed. Called
-// with s.mu held.
+// sync writes the files of every job whose snapshot they do not hold yet
+// (a job of several parts: the parts that changed, and its whole file at
+// most every s.whole), removes the files of jobs gone, and publishes what
+// it did. With verify it also checks the files it wrote, and puts back
+// what changed. Called with s.mu held.
 func (s *Stage) sync(verify bool) error {
 	if s.files == nil {
 		return nil
@@ -336,38 +438,51 @@ func (s *Stage) sync(verify bool) error {
 	if s.files.ensureDir() {
 		verify = true
 	}
+	now := s.now()
+	s.wholeAt = time.Time{}
 	for _, job := range s.order {
 		snap := p.jobs[job]
 		if !snap.Serving() {
-			continue // no complete state yet: the file stays as it is
+			continue // no complete state yet: the files stay as they are
 		}
-		fs, repaired, err := s.files.sync(job, snap, verify)
-		if repaired {
-			s.metrics.repairs.WithLabelValues(job).Inc()
+		c, partsCopied := *snap, false
+		for i, part := range snap.Parts {
+			if fs := s.syncFile(part, verify, &errs); fs != part.File {
+				if !partsCopied {
+					c.Parts, partsCopied = slices.Clone(snap.Parts), true
+				}
+				cp := *part
+				cp.File = fs
+				c.Parts[i] = &cp
+			}
 		}
-		switch {
-		case err != nil:
-			fs.Err, fs.ErrTime = err, s.now()
-			s.metrics.failures.WithLabelValues(job).Inc()
-			errs = append(errs, fmt.Errorf("job %q: %w", job, err))
-		case fs.Written != snap.File.Written:
-			s.metrics.writes.WithLabelValues(job).Inc()
-			s.metrics.lastWrite.WithLabelValues(job).Set(float64(fs.Written.UnixNano()) / 1e9)
-		case fs.Gen != snap.File.Gen:
-			// Found on disk as it should be (after a restart): not written.
-			s.metrics.unchanged.WithLabelValues(job).Inc()
+		whole := snap.Parts == nil || s.whole > 0
+		last, ok := s.wholeWritten[job]
+		if whole && snap.Parts != nil && snap.File.Gen != snap.Gen && ok {
+			if due := last.Add(s.whole); now.Before(due) {
+				whole = false // written again when due
+				if s.wholeAt.IsZero() || due.Before(s.wholeAt) {
+					s.wholeAt = due
+				}
+			}
 		}
-		if fs != snap.File {
+		if whole {
+			c.File = s.syncFile(snap, verify, &errs)
+			if c.File.Written != snap.File.Written {
+				s.wholeWritten[job] = now
+			}
+		}
+		if c.File != snap.File || partsCopied {
 			if updated == nil {
 				updated = make(map[string]*Snapshot, len(p.jobs))
 			}
-			c := *snap
-			c.File = fs
 			updated[job] = &c
 		}
 	}
-	if err := s.files.removeObsolete(p.jobs, s.metrics.removed); err != nil {
-		errs = append(errs, err)
+	if !s.files.tidy {
+		if err := s.files.removeObsolete(s.wanted(p.jobs), s.metrics.removed); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if updated != nil {
 		next := make(map[string]*Snapshot, len(p.jobs))
@@ -380,4 +495,42 @@ func (s *Stage) sync(verify bool) error {
 		s.cur.Store(&published{applied: p.applied, jobs: next})
 	}
 	return errors.Join(errs...)
+}
+
+// syncFile makes snap's file (a job's, or a part's) hold it, counts what it
+// did and returns the file's state; an error is added to errs.
+func (s *Stage) syncFile(snap *Snapshot, verify bool, errs *[]error) FileState {
+	job := snap.Job
+	fs, repaired, err := s.files.sync(snap, verify)
+	if repaired {
+		s.metrics.repairs.WithLabelValues(job).Inc()
+	}
+	switch {
+	case err != nil:
+		fs.Err, fs.ErrTime = err, s.now()
+		s.metrics.failures.WithLabelValues(job).Inc()
+		*errs = append(*errs, fmt.Errorf("job %q: %w", job, err))
+	case fs.Written != snap.File.Written:
+		s.metrics.writes.WithLabelValues(job).Inc()
+		s.metrics.lastWrite.WithLabelValues(job).Set(float64(fs.Written.UnixNano()) / 1e9)
+	case fs.Gen != snap.File.Gen:
+		// Found on disk as it should be (after a restart): not written.
+		s.metrics.unchanged.WithLabelValues(job).Inc()
+	}
+	return fs
+}
+
+// wanted are the names of the files the jobs' snapshots have, relative to
+// the output directory.
+func (s *Stage) wanted(jobs map[string]*Snapshot) map[string]struct{} {
+	names := make(map[string]struct{}, len(jobs))
+	for _, snap := range jobs {
+		if snap.Parts == nil || s.whole > 0 {
+			names[s.files.name(snap.File.Path)] = struct{}{}
+		}
+		for _, p := range snap.Parts {
+			names[s.files.name(p.File.Path)] = struct{}{}
+		}
+	}
+	return names
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -88,6 +89,11 @@ type fileView struct {
 	DiskTargets int
 	Err         string
 	ErrTime     time.Time
+	// Parts is the number of parts the job is written in, in PartsDir
+	// (0: one file). The fields above are then the parts' together: OnDisk
+	// when every part is, the last write, the first error.
+	Parts    int
+	PartsDir string
 }
 
 type providerRow struct {
@@ -153,6 +159,10 @@ func (h *handler) collect(root string) *statusPage {
 				Known: f.Gen != 0, DiskTargets: f.Targets, ErrTime: f.ErrTime}
 			if f.Err != nil {
 				r.File.Err = f.Err.Error()
+			}
+			if len(snap.Parts) > 0 {
+				r.File = partsView(snap)
+				r.File.OnDisk = r.Serving && snap.OnDisk() && r.File.Err == ""
 			}
 			if h.o.Relabel != nil && r.Serving {
 				c := h.counts.get(job, snap, h.o.Relabel(job), h.scrape(job))
@@ -339,4 +349,25 @@ func (c *countsCache) keep(jobs map[string]*output.Snapshot) {
 			delete(c.jobs, job)
 		}
 	}
+}
+
+// partsView is the fileView of a job written in parts.
+func partsView(snap *output.Snapshot) fileView {
+	v := fileView{Path: snap.File.Path, Parts: len(snap.Parts), Known: true}
+	for _, p := range snap.Parts {
+		f := p.File
+		v.PartsDir = filepath.Dir(filepath.Dir(f.Path))
+		v.Known = v.Known && f.Gen != 0
+		v.DiskTargets += f.Targets
+		if f.Written.After(v.Written) {
+			v.Written = f.Written
+		}
+		if f.Err != nil && v.Err == "" {
+			v.Err, v.ErrTime = f.Err.Error(), f.ErrTime
+		}
+	}
+	if f := snap.File; f.Err != nil && v.Err == "" {
+		v.Err, v.ErrTime = "the whole job's file: "+f.Err.Error(), f.ErrTime
+	}
+	return v
 }

@@ -11,8 +11,13 @@ import (
 // checkConfig validates config files with the loader the server uses and
 // reports as `promtool check config` does: exit 0 when every file is valid,
 // 1 otherwise.
-func checkConfig(files []string, stdout, stderr io.Writer) int {
+func checkConfig(files []string, lf layoutFlags, stdout, stderr io.Writer) int {
 	code := exitOK
+	layout, err := lf.layout()
+	if err != nil {
+		fmt.Fprintf(stderr, "  FAILED: %s\n", err)
+		return exitError
+	}
 	for _, f := range files {
 		fmt.Fprintf(stdout, "Checking %s\n", f)
 		cfg, err := config.LoadFile(f)
@@ -30,6 +35,18 @@ func checkConfig(files []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, " SUCCESS: %s is valid sdhub config file syntax; %d %s served: %s\n",
 			f, len(jobs), plural(len(jobs), "job", "jobs"), strings.Join(jobs, ", "))
+		if len(jobs) > 0 {
+			parts := layout.Plan(cfg.Splittable())
+			var l []string
+			for _, job := range jobs {
+				if n := parts[job]; n > 1 {
+					l = append(l, fmt.Sprintf("%s %d parts", job, n))
+				} else {
+					l = append(l, job+" one file")
+				}
+			}
+			fmt.Fprintf(stdout, "  output layout: %s\n", strings.Join(l, ", "))
+		}
 	}
 	return code
 }

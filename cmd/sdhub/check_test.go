@@ -109,9 +109,40 @@ func TestCheckConfigServesEveryMechanism(t *testing.T) {
 	if code := runMain([]string{"check", "config", f}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	want := "Checking " + f + "\n SUCCESS: " + f + " is valid sdhub config file syntax; 3 jobs served: kubernetes/pods, dns, consul\n"
+	want := "Checking " + f + "\n SUCCESS: " + f + " is valid sdhub config file syntax; 3 jobs served: kubernetes/pods, dns, consul\n" +
+		"  output layout: kubernetes/pods 8 parts, dns 8 parts, consul 8 parts\n"
 	if stdout.String() != want || stderr.Len() != 0 {
 		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", stdout.String(), stderr.String(), want)
+	}
+}
+
+// check config shows each job's output layout for the layout flags run
+// takes, and refuses bad ones.
+func TestCheckConfigLayout(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	writeFile(t, f, `scrape_configs:
+  - job_name: node
+    static_configs: [{targets: ["127.0.0.1:9100"]}]
+  - job_name: dns
+    dns_sd_configs: [{names: [_prometheus._tcp.example.org]}]
+  - job_name: consul
+    consul_sd_configs: [{server: "consul:8500"}]
+`)
+	for _, c := range []struct {
+		args        []string
+		code        int
+		out, errOut string
+	}{
+		{[]string{"--output.parts.max-entries=7"}, exitOK, "  output layout: node one file, dns 3 parts, consul 3 parts\n", ""},
+		{[]string{"--output.job-parts=dns=1", "--output.parts=4"}, exitOK, "  output layout: node one file, dns one file, consul 4 parts\n", ""},
+		{[]string{"--output.parts=65"}, exitError, "", "  FAILED: invalid --output.parts 65 (from 1 to 64)\n"},
+		{[]string{"--output.job-parts=dns"}, exitError, "", "  FAILED: invalid --output.job-parts \"dns\" (want <job>=<parts>, parts from 1 to 64)\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runMain(append([]string{"check", "config", f}, c.args...), &stdout, &stderr)
+		if code != c.code || !strings.HasSuffix(stdout.String(), c.out) || stderr.String() != c.errOut {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ending %q, stderr %q", c.args, code, stdout.String(), stderr.String(), c.code, c.out, c.errOut)
+		}
 	}
 }
 

@@ -316,13 +316,13 @@ func TestSubcommandHelp(t *testing.T) {
 	}{
 		{[]string{"discover", "--help"}, []string{"usage: sdhub discover [<flags>] [<config-file>] [<job>]", "--timeout=30s", "--format=promtool", "--log.level=info", "[<config-file>]  The config file"},
 			append([]string{"config.file", "--job"}, serverFlags...)},
-		{[]string{"check", "config", "--help"}, []string{"usage: sdhub check config <config-files>...", "<config-files>  The config files to check."},
+		{[]string{"check", "config", "--help"}, []string{"usage: sdhub check config [<flags>] <config-files>...", "<config-files>  The config files to check.", "--output.parts=8"},
 			append([]string{"config.file", "log.level", "--timeout"}, serverFlags...)},
 		{[]string{"run", "--help"}, append([]string{`--config.file="prometheus.yml"`, "--log.level=info", "--log.format=logfmt"}, serverFlags...),
 			[]string{"--timeout", "--format", "--http-sd-url"}},
 		{[]string{"generate", "prometheus-config", "--help"}, []string{`--config.file="prometheus.yml"`, `--output.dir="sd"`, "--http-sd-url"},
 			append([]string{"log.level", "--timeout"}, serverFlags[2:]...)},
-		{[]string{"--help"}, []string{"run* [<flags>]", "discover [<flags>] [<config-file>] [<job>]", "check config <config-files>...", "sdhub run --help"},
+		{[]string{"--help"}, []string{"run* [<flags>]", "discover [<flags>] [<config-file>] [<job>]", "check config [<flags>] <config-files>...", "sdhub run --help"},
 			[]string{"--web.listen-address", "--[no-]config.auto-reload", "--log.level", "--timeout"}},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -33,6 +33,9 @@ type generateOptions struct {
 	// includeStatic rewrites the jobs whose only block sdhub runs is
 	// static_configs too; by default they stay with Prometheus as they are.
 	includeStatic bool
+	// parts are the jobs written in several parts (output.Layout.Plan):
+	// the job reads each through a file_sd_configs entry of its own.
+	parts map[string]int
 }
 
 func newGenerateCommand(app *kingpin.Application) *generateCommand {
@@ -64,6 +67,12 @@ func (c *generateCommand) run(f flags, stdout, stderr io.Writer) int {
 	}
 	opts := c.opts
 	opts.outDir = f.outputDir
+	layout, err := f.layout.layout()
+	if err != nil {
+		fmt.Fprintf(stderr, "sdhub generate: %v\n", err)
+		return exitBadConfig
+	}
+	opts.parts = layout.Plan(cfg.Splittable())
 	out, warnings, err := generatePrometheusConfig(data, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "sdhub generate: %v\n", err)
@@ -208,17 +217,24 @@ type jobPlan struct {
 	// replaced are the indexes in job.Content of the keys sdhub runs, in
 	// file order.
 	replaced []int
-	// key (file_sd_configs or http_sd_configs) and entry are the block that
-	// takes their place; at is the index of the job's own key of that name,
-	// left to Prometheus, which the entry joins, or -1.
-	key   *yaml.Node
-	entry *yaml.Node
-	at    int
+	// key (file_sd_configs or http_sd_configs) and entries are the block
+	// that takes their place (one entry, or one per part of the job's
+	// output); at is the index of the job's own key of that name, left to
+	// Prometheus, which the entries join, or -1.
+	key     *yaml.Node
+	entries []*yaml.Node
+	at      int
 	// endpoint is the job's http_sd URL on sdhub, "" for file_sd.
 	endpoint string
 	// relabel is the index of the job's relabel_configs key, or -1.
 	relabel int
 }
+
+// partsRefresh is the refresh_interval of the consumer's entry for a part:
+// how soon a consumer that started before sdhub made the part's directory
+// reads it. Each refresh reads the part again: at 1m, a whole job a minute
+// over its parts.
+const partsRefresh = "1m"
 
 // planJob returns what to change in job, or nil to leave it as it is.
 func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions) *jobPlan {
@@ -234,11 +250,20 @@ func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions)
 		return nil
 	}
 	key := "file_sd_configs"
-	p.entry = mapping(str("files"), flowSeq(str(output.Path(opts.outDir, name))))
+	p.entries = []*yaml.Node{mapping(str("files"), flowSeq(str(output.Path(opts.outDir, name))))}
+	if n := opts.parts[name]; n > 1 {
+		p.entries = p.entries[:0]
+		for i := range n {
+			// refresh_interval: a consumer that starts before sdhub made
+			// the part's directory watches it from its next refresh.
+			p.entries = append(p.entries, flowMapping(str("files"), flowSeq(str(output.PartPath(opts.outDir, name, i))),
+				str("refresh_interval"), str(partsRefresh)))
+		}
+	}
 	if opts.httpSDURL != "" {
 		key = "http_sd_configs"
 		p.endpoint = opts.httpSDURL + "/api/v1/sd/" + url.PathEscape(name)
-		p.entry = mapping(str("url"), str(p.endpoint))
+		p.entries = []*yaml.Node{mapping(str("url"), str(p.endpoint))}
 	}
 	p.key = str(key)
 	p.key.LineComment = "sdhub: replaces " + strings.Join(names, ", ")
@@ -276,9 +301,9 @@ func (p *jobPlan) rewriteNode(flow bool) {
 		k, v := job.Content[i], job.Content[i+1]
 		switch {
 		case i == p.at:
-			v.Content = append(v.Content, p.entry)
+			v.Content = append(v.Content, p.entries...)
 		case i == p.replaced[0] && p.at < 0:
-			content = append(content, str(p.key.Value), &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{p.entry}})
+			content = append(content, str(p.key.Value), &yaml.Node{Kind: yaml.SequenceNode, Content: p.entries})
 			if p.relabel < 0 {
 				content = append(content, str("relabel_configs"), &yaml.Node{Kind: yaml.SequenceNode, Content: rules})
 			}
@@ -328,7 +353,7 @@ func (p *jobPlan) edits(src *source) ([]edit, error) {
 	// added are the keys written where the first replaced key was.
 	var added []*yaml.Node
 	if p.at < 0 {
-		added = append(added, p.key, &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{p.entry}})
+		added = append(added, p.key, &yaml.Node{Kind: yaml.SequenceNode, Content: p.entries})
 	}
 	if p.relabel < 0 {
 		added = append(added, str("relabel_configs"), &yaml.Node{Kind: yaml.SequenceNode, Content: restoreRules(p.endpoint)})
@@ -350,7 +375,7 @@ func (p *jobPlan) edits(src *source) ([]edit, error) {
 	if p.at >= 0 {
 		// The job's own http_sd_configs, with sdhub's entry added.
 		v := job.Content[p.at+1]
-		seq := &yaml.Node{Kind: yaml.SequenceNode, Content: append(slices.Clone(v.Content), p.entry)}
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Content: append(slices.Clone(v.Content), p.entries...)}
 		start, end, indent := pair(p.at)
 		text, err := encodeAt(mapping(job.Content[p.at], seq), indent)
 		if err != nil {

@@ -48,6 +48,7 @@ var generateVariants = []struct {
 	golden string
 }{
 	{"file_sd", nil, "generate/file_sd.golden.yml"},
+	{"one_file", []string{"--output.parts=1"}, "generate/one_file.golden.yml"},
 	{"http_sd", []string{"--http-sd-url=https://sdhub.example:9099/"}, "generate/http_sd.golden.yml"},
 	{"include_static", []string{"--include-static-jobs"}, "generate/include_static.golden.yml"},
 }
@@ -80,7 +81,15 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 			if c.name == "http_sd" {
 				httpURL = "https://sdhub.example:9099"
 			}
-			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL)
+			parts := map[string]int{}
+			if !slices.Contains(c.args, "--output.parts=1") {
+				cfg, err := config.LoadFile(generateInput)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parts = output.Layout{Parts: 8, MaxEntries: 96}.Plan(cfg.Splittable())
+			}
+			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, parts)
 		})
 	}
 }
@@ -88,9 +97,10 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 // checkRewrite compares the data of in and out (the YAML decoded, whatever
 // its formatting): out must be in with, in each job generate rewrites,
 // the blocks sdhub runs replaced by one reading sdhub and the restore rules
-// first in relabel_configs; every other key and section equal. Formatting
+// first in relabel_configs; every other key and section equal. A job of
+// several parts (parts) reads each through an entry of its own. Formatting
 // itself is compared by the golden files.
-func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL string) {
+func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL string, parts map[string]int) {
 	t.Helper()
 	var want, got map[string]any
 	if err := yaml.Unmarshal(in, &want); err != nil {
@@ -124,6 +134,12 @@ func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL stri
 			endpoint = httpURL + "/api/v1/sd/" + url.PathEscape(name)
 			own, _ := job["http_sd_configs"].([]any)
 			job["http_sd_configs"] = append(own, map[string]any{"url": endpoint})
+		} else if n := parts[name]; n > 1 {
+			var entries []any
+			for i := range n {
+				entries = append(entries, map[string]any{"files": []any{output.PartPath("/var/lib/sdhub", name, i)}, "refresh_interval": partsRefresh})
+			}
+			job["file_sd_configs"] = entries
 		} else {
 			job["file_sd_configs"] = []any{map[string]any{"files": []any{output.Path("/var/lib/sdhub", name)}}}
 		}
@@ -198,6 +214,13 @@ func TestGenerateLoadsInPrometheus(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "rules/a.yml"), "groups: []\n")
 	for _, sc := range cfg.ScrapeConfigs {
 		writeFile(t, output.Path(filepath.Join(dir, "sd"), sc.JobName), `[{"targets": ["127.0.0.1:1"], "labels": {}}]`)
+		for i := range output.MaxParts {
+			p := output.PartPath(filepath.Join(dir, "sd"), sc.JobName, i)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, p, `[{"targets": ["127.0.0.1:1"], "labels": {}}]`)
+		}
 	}
 	for _, c := range generateVariants {
 		var stdout, stderr bytes.Buffer

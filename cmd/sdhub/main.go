@@ -60,6 +60,7 @@ type flags struct {
 	routePrefix     string
 	autoReload      bool
 	flushInterval   time.Duration
+	layout          layoutFlags
 	log             promslog.Config
 }
 
@@ -83,6 +84,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("output.dir", "Directory of the file_sd outputs, one <job_name>.json per job.").Default(defaultOutDir).StringVar(&f.outputDir)
 	runCmd.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
+	addLayoutFlags(runCmd, &f.layout)
 	runCmd.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
 	runCmd.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
 	runCmd.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
@@ -97,10 +99,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	checkCmd := app.Command("check", "Check the resources for validity.")
 	checkConfigCmd := checkCmd.Command("config", "Check if the config files are valid or not.")
 	checkFiles := checkConfigCmd.Arg("config-files", "The config files to check.").Required().Strings()
+	addLayoutFlags(checkConfigCmd, &f.layout)
 	discoverCmd := newDiscoverCommand(app, &f.log)
 	generateCmd := newGenerateCommand(app)
 	generateCmd.cmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
 	generateCmd.cmd.Flag("output.dir", "sdhub's --output.dir, as the consuming Prometheus reaches it.").Default(defaultOutDir).StringVar(&f.outputDir)
+	addLayoutFlags(generateCmd.cmd, &f.layout)
 
 	cmd, err := app.Parse(args)
 	if helped {
@@ -112,7 +116,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case checkConfigCmd.FullCommand():
-		return checkConfig(*checkFiles, stdout, stderr)
+		return checkConfig(*checkFiles, f.layout, stdout, stderr)
 	case discoverCmd.cmd.FullCommand():
 		return discoverCmd.run(stdout, stderr)
 	case generateCmd.cmd.FullCommand():
@@ -243,9 +247,19 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot start the discovery manager", "err", err)
 		return exitError
 	}
-	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs})
+	layout, err := f.layout.layout()
+	if err != nil {
+		logger.Error("Invalid output layout", "err", err)
+		return exitBadConfig
+	}
+	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs,
+		WholeFileInterval: f.layout.wholeInterval})
 	if err != nil {
 		logger.Error("Cannot use the output directory", "dir", f.outputDir, "err", err)
+		return exitError
+	}
+	if err := outputs.SetLayout(layout.Plan(cfg.Splittable())); err != nil {
+		logger.Error("Cannot write the outputs", "err", err)
 		return exitError
 	}
 	rl, err := newReloader(f.configFile, cfg, mgr, reg, logger)
@@ -254,6 +268,7 @@ func serve(f flags, logger *slog.Logger) int {
 		return exitError
 	}
 	rl.outputDir = f.outputDir
+	rl.outputs, rl.layout = outputs, layout
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig

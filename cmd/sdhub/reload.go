@@ -18,6 +18,7 @@ import (
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
 	"github.com/sdhub/sdhub/web"
 )
 
@@ -42,6 +43,9 @@ type reloader struct {
 
 	// outputDir, if set, is checked for every config (config.CheckOutputDir).
 	outputDir string
+	// outputs, if set, is given every config's layout.
+	outputs *output.Stage
+	layout  output.Layout
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -107,6 +111,13 @@ func (rl *reloader) apply(data []byte) error {
 	}
 	for _, w := range cfg.Warnings {
 		rl.logger.Warn("Configuration warning", "file", rl.file, "warning", w)
+	}
+	if rl.outputs != nil {
+		// Before the manager's update, which the stage then writes in the
+		// new layout; a job whose parts change is written again now.
+		if err := rl.outputs.SetLayout(rl.layout.Plan(cfg.Splittable())); err != nil {
+			rl.logger.Error("Writing the outputs in the config's layout", "err", err)
+		}
 	}
 	if err := rl.mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		return fmt.Errorf("applying the config: %w", err)

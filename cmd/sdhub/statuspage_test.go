@@ -223,8 +223,10 @@ func TestStatusPageInBrowser(t *testing.T) {
 	proxy := httptest.NewUnstartedServer(nil)
 	base := "http://" + proxy.Listener.Addr().String()
 	t.Setenv(relabelEnv, "- source_labels: [team]\n  regex: ops\n  action: drop\n")
+	// One file per job: the page's account of a file that cannot be
+	// written (long.json is a directory).
 	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir, "--web.enable-lifecycle",
-		"--web.external-url="+base+"/behind/", "--web.route-prefix=/sdhub")
+		"--web.external-url="+base+"/behind/", "--web.route-prefix=/sdhub", "--output.parts=1")
 	sdhub, err := url.Parse("http://" + p.addr)
 	if err != nil {
 		t.Fatal(err)
