@@ -64,3 +64,67 @@ func TestCommands(t *testing.T) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 }
+
+func TestBlocks(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "README.md"), "```yaml\na: 1\n  b: 2\n```\n\n```sh\nx\n```\n")
+	write(t, filepath.Join(root, "docs", "empty.md"), "no blocks\n")
+	got, err := Blocks(root, "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Block{{"README.md", 2, "a: 1\n  b: 2\n"}}; !slices.Equal(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestAnchor(t *testing.T) {
+	for in, want := range map[string]string{
+		"bench/consul":                                          "benchconsul",
+		"Reading sdhub over HTTP (http_sd)":                     "reading-sdhub-over-http-http_sd",
+		"What happens when a source is down, or sdhub restarts": "what-happens-when-a-source-is-down-or-sdhub-restarts",
+		"Prometheus's mechanisms (every other `*_sd_configs`)":  "prometheuss-mechanisms-every-other-_sd_configs",
+	} {
+		if got := Anchor(in); got != want {
+			t.Errorf("Anchor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRepoLinks checks the links of sdhub's own Markdown files: every file
+// and heading they point to exists.
+func TestRepoLinks(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files := []string{"README.md", "CHANGELOG.md", "monitoring/README.md", "reliability/README.md"}
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && filepath.Ext(p) == ".md" {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken, err := BrokenLinks(root, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range broken {
+		t.Error(b)
+	}
+}
+
+func TestBrokenLinks(t *testing.T) {
+	root := t.TempDir()
+	write(t, filepath.Join(root, "a.md"), "# Top\n\n## Sub part\n\n[ok](#sub-part) [ok](b.md#b) [bad](#none) [bad](c.md) [web](https://x/y)\n\n```\n[in a block](nowhere.md)\n```\n")
+	write(t, filepath.Join(root, "b.md"), "# B\n")
+	got, err := BrokenLinks(root, []string{"a.md"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a.md:5: #none: no such heading", "a.md:5: c.md: no such file"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
