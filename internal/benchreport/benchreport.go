@@ -46,8 +46,22 @@ func New(title string, tools ...Tool) Header {
 		CPU:     cpuModel(),
 		Go:      runtime.Version(),
 		Tools:   tools,
-		Command: Command(os.Args),
+		Command: Command(commandLine(os.Args)),
 	}
+}
+
+// commandLine is args as the user typed them: a binary `go run` built in
+// its temporary directory is named by `go run ./<package>`.
+func commandLine(args []string) []string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || len(args) == 0 || !strings.Contains(args[0], string(os.PathSeparator)+"go-build") {
+		return args
+	}
+	pkg, ok := strings.CutPrefix(bi.Path, bi.Main.Path+"/")
+	if !ok {
+		return args
+	}
+	return append([]string{"go", "run", "./" + pkg}, args[1:]...)
 }
 
 // Write prints h as a Markdown heading and list.

@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,12 @@ func TestNew(t *testing.T) {
 func TestProgramUnknown(t *testing.T) {
 	if got := Program("none", "/nonexistent/bin", "--version"); got.Version != "unknown" {
 		t.Errorf("version of a missing program: %q, want unknown", got.Version)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	args := []string{"/tmp/consul-bench", "-protos", "https"}
+	if got := commandLine(args); !slices.Equal(got, args) {
+		t.Errorf("commandLine(%q) = %q, want it unchanged", args, got)
 	}
 }
