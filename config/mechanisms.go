@@ -8,7 +8,7 @@ import (
 	// Prometheus's SD mechanisms, each registering its `<name>_sd_configs`
 	// in Prometheus's registry. All are linked by default; Prometheus's own
 	// build tags trim them: `-tags remove_all_sd,enable_kubernetes_sd,...`
-	// keeps file and http and the ones enabled (see the README).
+	// keeps file and http and the ones enabled (see docs/mechanisms/prometheus.md).
 	_ "github.com/prometheus/prometheus/plugins"
 	// Prometheus's consul and moby (docker, dockerswarm) packages, in every
 	// build: Prometheus's loader validates the native mechanisms' blocks too,

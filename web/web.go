@@ -108,7 +108,7 @@ func NewHandler(o Options) http.Handler {
 		o.Now = time.Now
 	}
 	h := &handler{o: o}
-	mux := http.NewServeMux()
+	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("/-/healthy", h.healthy)
 	mux.HandleFunc("/-/ready", h.ready)
@@ -133,6 +133,22 @@ func NewHandler(o Options) http.Handler {
 		home = strings.TrimSuffix(o.ExternalURL.Path, "/") + "/"
 	}
 	return &prefixed{prefix: prefix, home: home, next: http.StripPrefix(prefix, mux)}
+}
+
+// routeMux is a ServeMux that keeps the patterns it was given: the test
+// that holds docs/reference/endpoints.md to the endpoints reads them.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // RoutePrefix returns p as a route prefix, as Prometheus makes it: one

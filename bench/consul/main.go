@@ -44,6 +44,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/sdhub/sdhub/internal/benchreport"
 	"github.com/sdhub/sdhub/internal/consulagent"
 )
 
@@ -120,6 +121,10 @@ func run(cfg benchConfig) error {
 	bin, ok, why := consulagent.Binary()
 	if !ok {
 		return fmt.Errorf("no consul binary: %s", why)
+	}
+	header := benchreport.New("bench/consul", benchreport.Program("Consul", bin, "version"), benchreport.Module("github.com/prometheus/prometheus"))
+	if err := header.Write(os.Stdout); err != nil {
+		return err
 	}
 	ctx := context.Background()
 	ca, err := consulagent.Start(ctx, bin, consulagent.Options{TLS: true, MaxConnsPerClient: cfg.agentLimit})

@@ -35,6 +35,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sdhub/sdhub/internal/benchreport"
 )
 
 func main() {
@@ -86,16 +88,18 @@ func run(ns string, instances, apps int, refresh, window time.Duration, promBin,
 			return fmt.Errorf("building sdhub (run from the module's root, or set -sdhub): %w", err)
 		}
 	}
-	version, _ := exec.Command(promBin, "--version").Output()
+	header := benchreport.New("bench/discoveronce", benchreport.Program("Prometheus", promBin, "--version"))
 	api, err := newEureka(instances, apps)
 	if err != nil {
 		return err
 	}
 	defer api.close()
 
-	fmt.Printf("mock Eureka API: %d instances in %d applications; refresh_interval %s; requests counted over %s\n",
+	if err := header.Write(os.Stdout); err != nil {
+		return err
+	}
+	fmt.Printf("mock Eureka API: %d instances in %d applications; refresh_interval %s; requests counted over %s\n\n",
 		instances, apps, refresh, window)
-	fmt.Printf("Prometheus: %s\n\n", firstLine(string(version)))
 	fmt.Println("| Prometheus servers | API requests/min, native eureka_sd | API requests/min, through sdhub | targets, native (each server) | targets per shard | union of the shards = native set |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for _, n := range sizes {
@@ -106,11 +110,6 @@ func run(ns string, instances, apps int, refresh, window time.Duration, promBin,
 		fmt.Printf("| %d | %.1f | %.1f | %d | %s | %s (%d targets) |\n", n, r.nativeRate, r.sdhubRate, r.nativeTargets, r.perShard, r.verdict, r.shardTargets)
 	}
 	return nil
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }
 
 // result is one fleet size's measurement.

@@ -44,6 +44,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sdhub/sdhub/internal/benchreport"
 	"github.com/sdhub/sdhub/reliability"
 )
 
@@ -110,7 +111,9 @@ func run(cfg config, w io.Writer) error {
 		return err
 	}
 	workloads := strings.Split(cfg.workloads, ",")
-	fmt.Fprintf(w, "sdhub pipeline benchmark, %s, %d CPUs\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), numCPU())
+	if err := benchreport.New("bench/pipeline", benchreport.Module("github.com/prometheus/prometheus")).Write(w); err != nil {
+		return err
+	}
 	if slices.Contains(workloads, "big") {
 		var results []bigResult
 		for _, b := range bins {

@@ -34,6 +34,9 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
+		"## bench/pipeline, ",
+		"\n- commit: ",
+		"\n- versions: Go go",
 		"### One file_sd job of 2000 targets",
 		"\n| sdhub | ",
 		"\n| Prometheus's discovery manager | ",

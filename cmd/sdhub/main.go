@@ -105,6 +105,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	generateCmd.cmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
 	generateCmd.cmd.Flag("output.dir", "sdhub's --output.dir, as the consuming Prometheus reaches it.").Default(defaultOutDir).StringVar(&f.outputDir)
 	addLayoutFlags(generateCmd.cmd, &f.layout)
+	if inspectApp != nil {
+		inspectApp(app)
+	}
 
 	cmd, err := app.Parse(args)
 	if helped {
@@ -126,6 +129,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK // --help
 }
+
+// inspectApp, when set, is handed the application with every command and
+// flag defined: the test that holds docs/reference/flags.md to the flags
+// reads them there.
+var inspectApp func(*kingpin.Application)
+
+// wrapRegisterer wraps the server's registry for every registration: the
+// test that holds docs/reference/metrics.md to the metrics records them
+// there.
+var wrapRegisterer = func(r prometheus.Registerer) prometheus.Registerer { return r }
 
 // addLogFlags adds Prometheus's --log.level and --log.format to a command
 // (promslog/flag adds them to a whole application only).
@@ -198,7 +211,8 @@ func setGOGC() string {
 func serve(f flags, logger *slog.Logger) int {
 	started := time.Now()
 	gogc := setGOGC()
-	reg := prometheus.NewRegistry()
+	registry := prometheus.NewRegistry()
+	reg := wrapRegisterer(registry)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("sdhub"))
 
@@ -295,7 +309,7 @@ func serve(f flags, logger *slog.Logger) int {
 	}
 	webOpts := web.Options{
 		Logger:          logger.With("component", "web"),
-		Gatherer:        reg,
+		Gatherer:        registry,
 		Reload:          rl.reload,
 		EnableLifecycle: f.enableLifecycle,
 		ExternalURL:     extURL,

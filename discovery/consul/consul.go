@@ -1,7 +1,7 @@
 // Package consul implements `consul_sd_configs` with Prometheus's keys,
 // defaults and `__meta_consul_*` labels, and a watch that holds a bounded
 // number of connections to the Consul agent however large the catalog is
-// (see docs/consul.md for the design).
+// (see docs/mechanisms/consul.md for the design).
 package consul
 
 import (
@@ -67,7 +67,7 @@ type SDConfig struct {
 	// AllowStale lets any Consul server answer (`?stale`): much cheaper.
 	AllowStale bool `yaml:"allow_stale"`
 	// RefreshInterval is not a poll interval: it is the least time between
-	// two change-driven re-reads of one service (see docs/consul.md).
+	// two change-driven re-reads of one service (see docs/mechanisms/consul.md).
 	RefreshInterval model.Duration `yaml:"refresh_interval,omitempty"`
 
 	// Services to discover; all when empty.

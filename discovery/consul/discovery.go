@@ -31,7 +31,7 @@ const (
 	detectors = 4
 )
 
-// Discovery discovers Consul services; see docs/consul.md. Over HTTP/2 it
+// Discovery discovers Consul services; see docs/mechanisms/consul.md. Over HTTP/2 it
 // watches every service with a blocking query of its own; otherwise, and
 // for the services that do not fit, it watches the whole catalog with a
 // fixed number of blocking queries and re-reads what changed.
