@@ -44,6 +44,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/sdhub/sdhub/internal/benchreport"
 )
 
 type benchConfig struct {
@@ -121,12 +123,11 @@ func run(cfg benchConfig, w io.Writer) error {
 			return fmt.Errorf("building sdhub: %v\n%s", err, out)
 		}
 	}
-	promVersion, _ := exec.Command(cfg.prometheus, "--version").Output()
-	rev, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	fmt.Fprintf(w, "## Consumer cost of a churning file_sd job\n\n")
-	fmt.Fprintf(w, "- commit %s, %s\n- machine: %s\n- consumers: %s\n- command: `%s`\n- job: %d targets in %d files, one group per target; %.0f changes/s for %s, each to one group\n\n",
-		strings.TrimSpace(string(rev)), time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), firstLine(promVersion),
-		strings.Join(os.Args, " "), cfg.targets, cfg.files, cfg.rate, cfg.duration)
+	if err := benchreport.New("bench/consumer", benchreport.Program("Prometheus (the consumers)", cfg.prometheus, "--version")).Write(w); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "The job: %d targets in %d files, one group per target; %.0f changes/s for %s, each to one group.\n\n",
+		cfg.targets, cfg.files, cfg.rate, cfg.duration)
 	fmt.Fprintln(w, "| side | consumers | sdhub CPU | consumers' CPU | total CPU | end-to-end p50 / p99 | seen | sdhub bytes written per change | consumer peak RSS |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	var errs []error
@@ -509,29 +510,6 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func machine() string {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return "unknown"
-	}
-	cpus, _ := fs.CPUInfo()
-	mem, _ := fs.Meminfo()
-	model := "unknown CPU"
-	if len(cpus) > 0 {
-		model = cpus[0].ModelName
-	}
-	total := uint64(0)
-	if mem.MemTotal != nil {
-		total = *mem.MemTotal >> 20
-	}
-	return fmt.Sprintf("%d × %s, %d GiB", len(cpus), model, total)
-}
-
-func firstLine(b []byte) string {
-	s, _, _ := strings.Cut(string(b), "\n")
-	return strings.TrimSpace(s)
 }
 
 func oneLine(err error) string {
