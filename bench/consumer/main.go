@@ -56,6 +56,7 @@ type benchConfig struct {
 	consumers      []int
 	prometheus     string
 	sdhub          string
+	sdhubArgs      []string
 	dir            string
 }
 
@@ -70,8 +71,11 @@ func main() {
 	flag.StringVar(&consumers, "consumers", "1,3", "numbers of consuming Prometheus servers, comma separated")
 	flag.StringVar(&cfg.prometheus, "prometheus", os.Getenv("SDHUB_PROMETHEUS_BIN"), "the consumers' Prometheus binary (default: prometheus on PATH)")
 	flag.StringVar(&cfg.sdhub, "sdhub", "", "sdhub binary (default: build ./cmd/sdhub)")
+	var sdhubArgs string
+	flag.StringVar(&sdhubArgs, "sdhub-args", "", "more flags for sdhub run, space separated (e.g. --output.whole-file-interval=0)")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	flag.Parse()
+	cfg.sdhubArgs = strings.Fields(sdhubArgs)
 	var err error
 	if cfg.parts, err = ints(parts); err == nil {
 		cfg.consumers, err = ints(consumers)
@@ -243,7 +247,7 @@ func runSide(cfg benchConfig, dir string, parts, consumers int) (r result, err e
 		}
 		promCfg = "global:\n  scrape_interval: 1h\n" + string(gen)
 		addr := freeAddr()
-		if hub, err = start(dir, "sdhub", cfg.sdhub, append(flags, "--web.listen-address="+addr)...); err != nil {
+		if hub, err = start(dir, "sdhub", cfg.sdhub, append(append(flags, "--web.listen-address="+addr), cfg.sdhubArgs...)...); err != nil {
 			return r, err
 		}
 		defer hub.stop()
