@@ -63,17 +63,18 @@ func BenchmarkRenderJob(b *testing.B) {
 		groups []*targetgroup.Group
 	}{{"consul", consulLike(100_000)}, {"file", fileLike(100_000)}} {
 		gs := wrap(shape.groups)
+		names := newLabelNames()
 		b.Run(shape.name+"/full", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r := newJobRender("big")
+				r := newJobRender("big", names)
 				r.apply(gs)
-				s := &Snapshot{entries: r.order}
+				s := &Snapshot{entries: r.order, names: names}
 				s.count()
 			}
 		})
 		b.Run(shape.name+"/one-group", func(b *testing.B) {
-			r := newJobRender("big")
+			r := newJobRender("big", names)
 			r.apply(gs)
 			b.ReportAllocs()
 			i := 0
@@ -82,7 +83,7 @@ func BenchmarkRenderJob(b *testing.B) {
 				if !r.apply(changeOne(gs, i%len(gs), i)) {
 					b.Fatal("no change")
 				}
-				s := &Snapshot{entries: r.order}
+				s := &Snapshot{entries: r.order, names: names}
 				s.count()
 			}
 		})

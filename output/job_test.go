@@ -42,7 +42,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 		return g
 	}
 	for run := range 50 {
-		r := newJobRender("job")
+		r := newJobRender("job", newLabelNames())
 		current := map[groupKey]manager.Group{}
 		for step := range 40 {
 			changes := 1 + rng.IntN(3)
@@ -77,7 +77,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 			gs := slices.Collect(mapValues(current))
 			rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })
 			r.apply(gs)
-			got := (&Snapshot{entries: r.order}).withCount().Bytes()
+			got := (&Snapshot{entries: r.order, names: r.names}).withCount().Bytes()
 			var plain []*targetgroup.Group
 			for _, g := range gs {
 				plain = append(plain, g.Group)
@@ -98,7 +98,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("run %d, step %d: incremental output differs from a full render:\n%s\nwant\n%s", run, step, got, want)
 			}
-			if !slices.IsSortedFunc(r.order, compareEntries) {
+			if !slices.IsSortedFunc(r.order, r.names.compareEntries) {
 				t.Fatalf("run %d, step %d: entries out of order", run, step)
 			}
 		}
@@ -128,9 +128,9 @@ func TestSnapshotShards(t *testing.T) {
 		groups = append(groups, &targetgroup.Group{Source: fmt.Sprint(i), Labels: model.LabelSet{"svc": model.LabelValue(fmt.Sprint(i % 7))},
 			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:%d", i%13, i%3))}}})
 	}
-	r := newJobRender("job")
+	r := newJobRender("job", newLabelNames())
 	r.apply(wrap(groups))
-	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, shards: &shardCache{}}).withCount()
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, names: r.names, shards: &shardCache{}}).withCount()
 	for _, n := range []int{1, 2, 3, 5} {
 		total := 0
 		for i := range n {
@@ -142,7 +142,7 @@ func TestSnapshotShards(t *testing.T) {
 			if len(b) != part.Size {
 				t.Errorf("shard %d/%d: Size %d, bytes %d", i, n, part.Size, len(b))
 			}
-			if !slices.IsSortedFunc(part.entries, compareEntries) {
+			if !slices.IsSortedFunc(part.entries, r.names.compareEntries) {
 				t.Errorf("shard %d/%d out of order", i, n)
 			}
 			for _, e := range part.Entries() {

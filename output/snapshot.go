@@ -41,6 +41,7 @@ type Snapshot struct {
 	File FileState
 
 	entries []*entry
+	names   *labelNames // the table the entries' labels bodies use
 	shards  *shardCache
 }
 
@@ -113,7 +114,7 @@ func (s *Snapshot) write(w stringWriter) error {
 	if _, err := w.WriteString("[\n"); err != nil {
 		return err
 	}
-	tab := nameTable()
+	tab := s.names.table()
 	var text []byte
 	for i, e := range s.entries {
 		text = appendEntryHead(text[:0], e.targets)
@@ -149,7 +150,7 @@ type Entry struct {
 func (s *Snapshot) Entries() []Entry {
 	out := make([]Entry, len(s.entries))
 	for i, e := range s.entries {
-		out[i] = Entry{Targets: e.targets, Labels: labelsOf(e.labels)}
+		out[i] = Entry{Targets: e.targets, Labels: s.names.labelsOf(e.labels)}
 	}
 	return out
 }
@@ -164,7 +165,7 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 		return s
 	}
 	return s.shards.get(i, n, func() *Snapshot {
-		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs}
+		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs, names: s.names}
 		for _, e := range s.entries {
 			var kept []string
 			for j, t := range e.targets {
@@ -188,8 +189,8 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 			}
 		}
 		// A shard can take an entry's first target away, and so its place.
-		if !slices.IsSortedFunc(part.entries, compareEntries) {
-			slices.SortFunc(part.entries, compareEntries)
+		if !slices.IsSortedFunc(part.entries, s.names.compareEntries) {
+			slices.SortFunc(part.entries, s.names.compareEntries)
 		}
 		part.count()
 		return part
@@ -255,8 +256,13 @@ func (c *countingWriter) WriteString(s string) (int, error) {
 // NewSnapshot returns the snapshot the stage would publish for a job whose
 // complete state is groups, without a file: for readers' tests.
 func NewSnapshot(job string, groups []*targetgroup.Group) *Snapshot {
-	s := &Snapshot{Job: job, Gen: manager.NewGen(), shards: &shardCache{}}
-	s.entries = renderOrder(groups)
+	return newSnapshot(job, groups, newLabelNames())
+}
+
+// newSnapshot is NewSnapshot with the label names in names.
+func newSnapshot(job string, groups []*targetgroup.Group, names *labelNames) *Snapshot {
+	s := &Snapshot{Job: job, Gen: manager.NewGen(), names: names, shards: &shardCache{}}
+	s.entries = renderOrder(groups, names)
 	s.count()
 	return s
 }

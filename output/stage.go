@@ -71,6 +71,7 @@ type Stage struct {
 	now     func() time.Time
 	files   *files // nil when the stage writes no files
 	verify  time.Duration
+	names   *labelNames // the label names of every job's output
 
 	mu      sync.Mutex // serialises Apply and the file checks; guards renders and order
 	renders map[string]*jobRender
@@ -100,6 +101,7 @@ func New(dir string, o Options) (*Stage, error) {
 		now:     time.Now,
 		verify:  o.VerifyInterval,
 		renders: map[string]*jobRender{},
+		names:   newLabelNames(),
 	}
 	if s.verify <= 0 {
 		s.verify = DefaultVerifyInterval
@@ -286,12 +288,12 @@ func (s *Stage) Check() error {
 func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now time.Time) *Snapshot {
 	r := s.renders[job]
 	if r == nil {
-		r = newJobRender(job)
+		r = newJobRender(job, s.names)
 		s.renders[job] = r
 		s.metrics.initJob(job)
 	}
 	if old == nil {
-		old = &Snapshot{Job: job, shards: &shardCache{}}
+		old = &Snapshot{Job: job, names: s.names, shards: &shardCache{}}
 		if s.files != nil {
 			old.File.Path = s.files.path(job)
 		}
