@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -33,7 +34,7 @@ func fileLike(n int) []*targetgroup.Group {
 func wrap(groups []*targetgroup.Group) []manager.Group {
 	out := make([]manager.Group, len(groups))
 	for i, g := range groups {
-		out[i] = manager.NewGroup("p", g)
+		out[i] = managertest.NewGroup("p", g)
 	}
 	return out
 }
@@ -48,7 +49,7 @@ func changeOne(gs []manager.Group, i int, round int) []manager.Group {
 	t := g.Targets[0].Clone()
 	t["__meta_round"] = model.LabelValue(fmt.Sprint(round))
 	g.Targets[0] = t
-	out[i] = manager.NewGroup("p", &g)
+	out[i] = managertest.NewGroup("p", &g)
 	return out
 }
 
@@ -115,7 +116,7 @@ func BenchmarkApply(b *testing.B) {
 				g = other
 			}
 			i++
-			if err := w.Apply(manager.Update{"big": manager.NewJob(true, wrap(g)...)}); err != nil {
+			if err := w.Apply(manager.Update{"big": managertest.NewJob(true, wrap(g)...)}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -139,14 +140,14 @@ func benchApplyOne(b *testing.B, groups []*targetgroup.Group, spares bool) {
 	}
 	w.files.spares = spares
 	gs := wrap(groups)
-	if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
+	if err := w.Apply(manager.Update{"big": managertest.NewJob(true, gs...)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		if err := w.Apply(manager.Update{"big": manager.NewJob(true, changeOne(gs, i%len(gs), i)...)}); err != nil {
+		if err := w.Apply(manager.Update{"big": managertest.NewJob(true, changeOne(gs, i%len(gs), i)...)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -178,7 +179,7 @@ func benchManyJobs(b *testing.B, jobs int, inTurn, noSpares bool) {
 	u := manager.Update{}
 	gs := wrap(consulLike(2000))
 	for j := range jobs {
-		u[fmt.Sprintf("job-%d", j)] = manager.NewJob(true, gs...)
+		u[fmt.Sprintf("job-%d", j)] = managertest.NewJob(true, gs...)
 	}
 	if err := w.Apply(u); err != nil {
 		b.Fatal(err)
@@ -198,7 +199,7 @@ func benchManyJobs(b *testing.B, jobs int, inTurn, noSpares bool) {
 		if inTurn {
 			job = fmt.Sprintf("job-%d", i%jobs)
 		}
-		next[job] = manager.NewJob(true, changeOne(gs, i%len(gs), i)...)
+		next[job] = managertest.NewJob(true, changeOne(gs, i%len(gs), i)...)
 		if err := w.Apply(next); err != nil {
 			b.Fatal(err)
 		}
@@ -230,13 +231,13 @@ func BenchmarkApplyNodeChange(b *testing.B) {
 				"__meta_consul_tags":            ",prod,http,",
 			})
 		}
-		gs[s] = manager.NewGroup("p", g)
+		gs[s] = managertest.NewGroup("p", g)
 	}
 	w, err := New(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+	if err := w.Apply(manager.Update{"consul": managertest.NewJob(true, gs...)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -259,14 +260,14 @@ func BenchmarkApplyNodeChange(b *testing.B) {
 				ts[i] = t
 			}
 			if ts != nil {
-				gs[s] = manager.NewGroup("p", &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
+				gs[s] = managertest.NewGroup("p", &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
 				changed++
 			}
 		}
 		if changed != services*perService/nodes {
 			b.Fatalf("%d groups changed", changed)
 		}
-		if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+		if err := w.Apply(manager.Update{"consul": managertest.NewJob(true, gs...)}); err != nil {
 			b.Fatal(err)
 		}
 	}

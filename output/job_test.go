@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/shard"
 )
@@ -69,10 +70,10 @@ func TestIncrementalMatchesRender(t *testing.T) {
 					default:
 						g.Targets[i] = other.Targets[0]
 					}
-					current[k] = manager.Group{Group: g, Provider: k.provider, Gen: manager.NewGen()}
+					current[k] = managertest.NewGroup(k.provider, g)
 					continue
 				}
-				current[k] = manager.Group{Group: randomGroup(k.source), Provider: k.provider, Gen: manager.NewGen()}
+				current[k] = managertest.NewGroup(k.provider, randomGroup(k.source))
 			}
 			gs := slices.Collect(mapValues(current))
 			rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })

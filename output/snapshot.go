@@ -3,6 +3,7 @@ package output
 import (
 	"bufio"
 	"bytes"
+	"hash/fnv"
 	"io"
 	"slices"
 	"sync"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
-	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/shard"
 )
 
@@ -261,8 +261,13 @@ func NewSnapshot(job string, groups []*targetgroup.Group) *Snapshot {
 
 // newSnapshot is NewSnapshot with the label names in names.
 func newSnapshot(job string, groups []*targetgroup.Group, names *labelNames) *Snapshot {
-	s := &Snapshot{Job: job, Gen: manager.NewGen(), names: names, shards: &shardCache{}}
+	s := &Snapshot{Job: job, names: names, shards: &shardCache{}}
 	s.entries = renderOrder(groups, names)
 	s.count()
+	// A Gen of the content, so that snapshots with the same Gen have the
+	// same bytes: a hash, never 0 (nor 1, so that Gen-1 is not either).
+	h := fnv.New64a()
+	_, _ = s.WriteTo(h)
+	s.Gen = h.Sum64() | 1<<63
 	return s
 }

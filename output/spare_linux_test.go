@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/internal/testenv"
 	"github.com/sdhub/sdhub/manager"
 )
@@ -28,7 +29,7 @@ func bigJob(v, n int) *manager.JobTargets {
 			"__meta_pad":       model.LabelValue(fmt.Sprint(i, pad)),
 		})
 	}
-	return manager.NewJob(true, manager.NewGroup("p", g))
+	return managertest.NewJob(true, managertest.NewGroup("p", g))
 }
 
 // newSpareWriter is newWriter on a directory whose file system has spares.

@@ -76,6 +76,7 @@ type Stage struct {
 	mu      sync.Mutex // serialises Apply and the file checks; guards renders and order
 	renders map[string]*jobRender
 	order   []string // the published jobs, sorted: kept until a job comes or goes
+	lastGen uint64   // the last snapshot Gen given
 
 	cur atomic.Pointer[published]
 }
@@ -317,7 +318,8 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	snap := *old
 	snap.Waiting, snap.FailedConfigs = !jt.Complete, jt.FailedConfigs
 	if changed {
-		snap.Gen, snap.entries, snap.Dropped, snap.Changed = manager.NewGen(), r.order, r.dropped, now
+		s.lastGen++
+		snap.Gen, snap.entries, snap.Dropped, snap.Changed = s.lastGen, r.order, r.dropped, now
 		snap.shards = &shardCache{}
 		snap.count()
 		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Targets))
