@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/priority"
 )
 
 // DefaultFlushInterval is the least time between two updates the sender
@@ -61,6 +62,9 @@ type Options struct {
 	// RefreshMetrics, if set, has a job's refresh series deleted when the job
 	// no longer uses that mechanism.
 	RefreshMetrics *discovery.RefreshMetrics
+	// Priority is handed to every discoverer (discovery.Options.Priority);
+	// nil orders nothing.
+	Priority *priority.Gate
 }
 
 // Update is the state of every configured job, including jobs with no
@@ -202,6 +206,7 @@ type Manager struct {
 	flush       time.Duration
 	mechMetrics map[string]discovery.Metrics
 	refresh     *discovery.RefreshMetrics
+	priority    *priority.Gate
 	metrics     *metrics
 	syncCh      chan Update
 	trigger     chan struct{} // buffer 1: a pending "state changed"
@@ -237,6 +242,7 @@ func New(o Options) (*Manager, error) {
 		flush:       flush,
 		mechMetrics: o.Metrics,
 		refresh:     o.RefreshMetrics,
+		priority:    o.Priority,
 		syncCh:      make(chan Update),
 		trigger:     make(chan struct{}, 1),
 		now:         time.Now,
@@ -455,10 +461,11 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 	logger := m.logger.With("discovery", mech, "config", job, "provider", name)
 	h := newProviderHealth(name, mech, m.metrics.failures, m.now, logger)
 	d, err := c.NewDiscoverer(discovery.Options{
-		Logger:  logger,
-		SetName: job,
-		Metrics: m.mechMetrics[mech],
-		Health:  h,
+		Logger:   logger,
+		SetName:  job,
+		Metrics:  m.mechMetrics[mech],
+		Health:   h,
+		Priority: m.priority,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)

@@ -62,6 +62,9 @@ type Options struct {
 	// file it replaced (spare.go). For a directory other machines read over
 	// NFS or SMB.
 	NoSpares bool
+	// Priority is the gate writing goes through before the discoverers'
+	// deferrable work (package priority); nil orders nothing.
+	Priority *priority.Gate
 }
 
 // Stage owns the output of every job.
@@ -72,6 +75,7 @@ type Stage struct {
 	files   *files // nil when the stage writes no files
 	verify  time.Duration
 	names   *labelNames // the label names of every job's output
+	gate    *priority.Gate
 
 	mu      sync.Mutex // serialises Apply and the file checks; guards renders and order
 	renders map[string]*jobRender
@@ -103,6 +107,7 @@ func New(dir string, o Options) (*Stage, error) {
 		verify:  o.VerifyInterval,
 		renders: map[string]*jobRender{},
 		names:   newLabelNames(),
+		gate:    o.Priority,
 	}
 	if s.verify <= 0 {
 		s.verify = DefaultVerifyInterval
@@ -238,7 +243,7 @@ const checkDebounce = 50 * time.Millisecond
 func (s *Stage) Apply(u manager.Update) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer priority.Foreground()() // see package priority
+	defer s.gate.Foreground()() // see package priority
 	prev := s.cur.Load().jobs
 	next := make(map[string]*Snapshot, len(u))
 	now := s.now()
@@ -276,7 +281,7 @@ func (s *Stage) Apply(u manager.Update) error {
 func (s *Stage) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer priority.Foreground()()
+	defer s.gate.Foreground()()
 	if !s.cur.Load().applied {
 		return nil
 	}

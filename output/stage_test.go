@@ -625,9 +625,13 @@ func TestSameGenerationsNotRendered(t *testing.T) {
 // priority): Apply waits only for the background work already running.
 func TestApplyIsForeground(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWriter(t, t.TempDir())
+		gate := &priority.Gate{}
+		w, err := New(t.TempDir(), Options{Registerer: prometheus.NewRegistry(), Priority: gate})
+		if err != nil {
+			t.Fatal(err)
+		}
 		release := make(chan struct{})
-		go priority.Background(func() { <-release })
+		go gate.Background(func() { <-release })
 		synctest.Wait()
 		applied := make(chan error)
 		go func() { applied <- w.Apply(manager.Update{"node": complete("a:1")}) }()
