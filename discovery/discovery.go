@@ -9,6 +9,8 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/internal/priority"
 )
 
 // Discoverer provides information about target groups.
@@ -49,6 +51,9 @@ type Options struct {
 	// the per-job health metrics. Nil (in tests) discards it; discoverers
 	// call HealthOf(opts), which is never nil.
 	Health Health
+	// Priority orders the discoverer's deferrable work (decoding answers)
+	// after the output's; nil orders nothing.
+	Priority *priority.Gate
 }
 
 // Health is where a discoverer reports the state of its source. It is the

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/priority"
 )
 
 // DefaultFlushInterval is the least time between two updates the sender
@@ -61,6 +62,9 @@ type Options struct {
 	// RefreshMetrics, if set, has a job's refresh series deleted when the job
 	// no longer uses that mechanism.
 	RefreshMetrics *discovery.RefreshMetrics
+	// Priority is handed to every discoverer (discovery.Options.Priority);
+	// nil orders nothing.
+	Priority *priority.Gate
 }
 
 // Update is the state of every configured job, including jobs with no
@@ -78,7 +82,7 @@ type JobTargets struct {
 	// be modified.
 	Groups []Group
 	// Gen identifies this state: a JobTargets with another Gen differs in
-	// its groups, Complete or FailedConfigs. Gens are unique in the process.
+	// its groups, Complete or FailedConfigs. Gens are unique in the manager.
 	Gen uint64
 	// Complete is true when every provider of the job has delivered its first
 	// full set since it was started and none of the job's configs failed to
@@ -99,26 +103,10 @@ type Group struct {
 	Gen      uint64
 }
 
-// lastGen numbers groups and job states, process-wide.
-var lastGen atomic.Uint64
+// gens numbers a manager's groups and job states: each number is new.
+type gens struct{ last atomic.Uint64 }
 
-// NewGen returns a generation number never returned before.
-func NewGen() uint64 { return lastGen.Add(1) }
-
-// NewGroup wraps g as a group of provider with a new generation: for
-// consumers' tests and benchmarks that build updates by hand.
-func NewGroup(provider string, g *targetgroup.Group) Group {
-	return Group{Group: g, Provider: provider, Gen: NewGen()}
-}
-
-// NewJob returns a job state with a new generation: for consumers' tests
-// and benchmarks that build updates by hand.
-func NewJob(complete bool, groups ...Group) *JobTargets {
-	if groups == nil {
-		groups = []Group{}
-	}
-	return &JobTargets{Groups: groups, Gen: NewGen(), Complete: complete}
-}
+func (g *gens) next() uint64 { return g.last.Add(1) }
 
 // Targets is the number of targets in the job's groups.
 func (jt *JobTargets) Targets() int {
@@ -165,6 +153,7 @@ type provider struct {
 	cfg       discovery.Config
 	d         discovery.Discoverer
 	health    *providerHealth
+	gens      *gens // the manager's
 
 	cancel context.CancelFunc // nil until started
 	wg     sync.WaitGroup     // the discoverer's and the updater's goroutines
@@ -184,10 +173,10 @@ func (p *provider) set(g *targetgroup.Group) {
 	i, ok := p.index[g.Source]
 	switch {
 	case len(g.Targets) > 0 && ok:
-		p.groups[i] = NewGroup(p.name, g)
+		p.groups[i] = Group{Group: g, Provider: p.name, Gen: p.gens.next()}
 	case len(g.Targets) > 0:
 		p.index[g.Source] = len(p.groups)
-		p.groups = append(p.groups, NewGroup(p.name, g))
+		p.groups = append(p.groups, Group{Group: g, Provider: p.name, Gen: p.gens.next()})
 	case ok:
 		last := len(p.groups) - 1
 		p.groups[i] = p.groups[last]
@@ -198,7 +187,7 @@ func (p *provider) set(g *targetgroup.Group) {
 	default:
 		return
 	}
-	p.gen = NewGen()
+	p.gen = p.gens.next()
 }
 
 // jobState is what the manager keeps of a configured job.
@@ -217,6 +206,7 @@ type Manager struct {
 	flush       time.Duration
 	mechMetrics map[string]discovery.Metrics
 	refresh     *discovery.RefreshMetrics
+	priority    *priority.Gate
 	metrics     *metrics
 	syncCh      chan Update
 	trigger     chan struct{} // buffer 1: a pending "state changed"
@@ -228,6 +218,7 @@ type Manager struct {
 	providers    []*provider
 	jobs         map[string]*jobState // by configured job
 	lastProvider uint
+	gens         gens
 	running      bool
 	stopped      bool
 }
@@ -251,6 +242,7 @@ func New(o Options) (*Manager, error) {
 		flush:       flush,
 		mechMetrics: o.Metrics,
 		refresh:     o.RefreshMetrics,
+		priority:    o.Priority,
 		syncCh:      make(chan Update),
 		trigger:     make(chan struct{}, 1),
 		now:         time.Now,
@@ -469,10 +461,11 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 	logger := m.logger.With("discovery", mech, "config", job, "provider", name)
 	h := newProviderHealth(name, mech, m.metrics.failures, m.now, logger)
 	d, err := c.NewDiscoverer(discovery.Options{
-		Logger:  logger,
-		SetName: job,
-		Metrics: m.mechMetrics[mech],
-		Health:  h,
+		Logger:   logger,
+		SetName:  job,
+		Metrics:  m.mechMetrics[mech],
+		Health:   h,
+		Priority: m.priority,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)
@@ -484,7 +477,8 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 		d:         d,
 		health:    h,
 		index:     map[string]int{},
-		gen:       NewGen(),
+		gens:      &m.gens,
+		gen:       m.gens.next(),
 	}
 	m.lastProvider++
 	return p, nil
@@ -565,7 +559,7 @@ func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetg
 			first := !p.delivered
 			if first {
 				p.delivered = true
-				p.gen = NewGen()
+				p.gen = m.gens.next()
 			}
 			m.mu.Unlock()
 			if first {
@@ -592,7 +586,7 @@ func (m *Manager) state() Update {
 	for job, st := range m.jobs {
 		ps := provs[job]
 		if st.last == nil || st.last.FailedConfigs != st.failed || !sameProviders(st, ps) {
-			st.build(ps)
+			st.build(ps, m.gens.next())
 			m.metrics.discoveredTargets.WithLabelValues(job).Set(float64(st.last.Targets()))
 		}
 		u[job] = st.last
@@ -627,13 +621,14 @@ func sameProviders(st *jobState, ps []*provider) bool {
 	return true
 }
 
-// build makes the job's state from its providers. Called with Manager.mu held.
-func (st *jobState) build(ps []*provider) {
+// build makes the job's state, numbered gen, from its providers. Called
+// with Manager.mu held.
+func (st *jobState) build(ps []*provider, gen uint64) {
 	n := 0
 	for _, p := range ps {
 		n += len(p.groups)
 	}
-	jt := &JobTargets{Groups: make([]Group, 0, n), Gen: NewGen(), Complete: st.failed == 0, FailedConfigs: st.failed}
+	jt := &JobTargets{Groups: make([]Group, 0, n), Gen: gen, Complete: st.failed == 0, FailedConfigs: st.failed}
 	st.lastProvs, st.lastGens = st.lastProvs[:0], st.lastGens[:0]
 	for _, p := range ps {
 		jt.Groups = append(jt.Groups, p.groups...)

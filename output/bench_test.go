@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -33,7 +34,7 @@ func fileLike(n int) []*targetgroup.Group {
 func wrap(groups []*targetgroup.Group) []manager.Group {
 	out := make([]manager.Group, len(groups))
 	for i, g := range groups {
-		out[i] = manager.NewGroup("p", g)
+		out[i] = managertest.NewGroup("p", g)
 	}
 	return out
 }
@@ -48,7 +49,7 @@ func changeOne(gs []manager.Group, i int, round int) []manager.Group {
 	t := g.Targets[0].Clone()
 	t["__meta_round"] = model.LabelValue(fmt.Sprint(round))
 	g.Targets[0] = t
-	out[i] = manager.NewGroup("p", &g)
+	out[i] = managertest.NewGroup("p", &g)
 	return out
 }
 
@@ -63,17 +64,18 @@ func BenchmarkRenderJob(b *testing.B) {
 		groups []*targetgroup.Group
 	}{{"consul", consulLike(100_000)}, {"file", fileLike(100_000)}} {
 		gs := wrap(shape.groups)
+		names := newLabelNames()
 		b.Run(shape.name+"/full", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r := newJobRender("big")
+				r := newJobRender("big", names)
 				r.apply(gs)
-				s := &Snapshot{entries: r.order}
+				s := &Snapshot{entries: r.order, names: names}
 				s.count()
 			}
 		})
 		b.Run(shape.name+"/one-group", func(b *testing.B) {
-			r := newJobRender("big")
+			r := newJobRender("big", names)
 			r.apply(gs)
 			b.ReportAllocs()
 			i := 0
@@ -82,7 +84,7 @@ func BenchmarkRenderJob(b *testing.B) {
 				if !r.apply(changeOne(gs, i%len(gs), i)) {
 					b.Fatal("no change")
 				}
-				s := &Snapshot{entries: r.order}
+				s := &Snapshot{entries: r.order, names: names}
 				s.count()
 			}
 		})
@@ -113,7 +115,7 @@ func BenchmarkApply(b *testing.B) {
 				g = other
 			}
 			i++
-			if err := w.Apply(manager.Update{"big": manager.NewJob(true, wrap(g)...)}); err != nil {
+			if err := w.Apply(manager.Update{"big": managertest.NewJob(true, wrap(g)...)}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -128,14 +130,14 @@ func benchApplyOne(b *testing.B, groups []*targetgroup.Group) {
 		b.Fatal(err)
 	}
 	gs := wrap(groups)
-	if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
+	if err := w.Apply(manager.Update{"big": managertest.NewJob(true, gs...)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		if err := w.Apply(manager.Update{"big": manager.NewJob(true, changeOne(gs, i%len(gs), i)...)}); err != nil {
+		if err := w.Apply(manager.Update{"big": managertest.NewJob(true, changeOne(gs, i%len(gs), i)...)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -166,7 +168,7 @@ func benchManyJobs(b *testing.B, jobs int, inTurn bool) {
 	u := manager.Update{}
 	gs := wrap(consulLike(2000))
 	for j := range jobs {
-		u[fmt.Sprintf("job-%d", j)] = manager.NewJob(true, gs...)
+		u[fmt.Sprintf("job-%d", j)] = managertest.NewJob(true, gs...)
 	}
 	if err := w.Apply(u); err != nil {
 		b.Fatal(err)
@@ -186,7 +188,7 @@ func benchManyJobs(b *testing.B, jobs int, inTurn bool) {
 		if inTurn {
 			job = fmt.Sprintf("job-%d", i%jobs)
 		}
-		next[job] = manager.NewJob(true, changeOne(gs, i%len(gs), i)...)
+		next[job] = managertest.NewJob(true, changeOne(gs, i%len(gs), i)...)
 		if err := w.Apply(next); err != nil {
 			b.Fatal(err)
 		}
@@ -218,13 +220,13 @@ func BenchmarkApplyNodeChange(b *testing.B) {
 				"__meta_consul_tags":            ",prod,http,",
 			})
 		}
-		gs[s] = manager.NewGroup("p", g)
+		gs[s] = managertest.NewGroup("p", g)
 	}
 	w, err := New(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+	if err := w.Apply(manager.Update{"consul": managertest.NewJob(true, gs...)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -247,14 +249,14 @@ func BenchmarkApplyNodeChange(b *testing.B) {
 				ts[i] = t
 			}
 			if ts != nil {
-				gs[s] = manager.NewGroup("p", &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
+				gs[s] = managertest.NewGroup("p", &targetgroup.Group{Source: g.Source, Labels: g.Labels, Targets: ts})
 				changed++
 			}
 		}
 		if changed != services*perService/nodes {
 			b.Fatalf("%d groups changed", changed)
 		}
-		if err := w.Apply(manager.Update{"consul": manager.NewJob(true, gs...)}); err != nil {
+		if err := w.Apply(manager.Update{"consul": managertest.NewJob(true, gs...)}); err != nil {
 			b.Fatal(err)
 		}
 	}

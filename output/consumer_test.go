@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -68,7 +69,7 @@ func TestOneConsumerEventPerWrite(t *testing.T) {
 				"__meta_i":         model.LabelValue(fmt.Sprint(i)),
 			})
 		}
-		return manager.Update{"big": manager.NewJob(true, manager.NewGroup("p", g))}
+		return manager.Update{"big": managertest.NewJob(true, managertest.NewGroup("p", g))}
 	}
 	apply(t, w, job(0))
 	for v := 1; v <= 3; v++ {

@@ -147,6 +147,7 @@ func FuzzCompareLabelsBodies(f *testing.F) {
 		slices.SortFunc(ps, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
 		return ps, true
 	}
+	names := newLabelNames()
 	f.Fuzz(func(t *testing.T, x, y string) {
 		a, ok := pairs(x)
 		b, ok2 := pairs(y)
@@ -160,11 +161,11 @@ func FuzzCompareLabelsBodies(f *testing.F) {
 		if want == 0 {
 			want = cmp.Compare(len(a), len(b))
 		}
-		ba, bb := string(appendLabelsBody(nil, a, nil)), string(appendLabelsBody(nil, b, nil))
-		if got := compareLabelsBodies(ba, bb); got != want {
+		ba, bb := string(names.appendLabelsBody(nil, a, nil)), string(names.appendLabelsBody(nil, b, nil))
+		if got := names.compareLabelsBodies(ba, bb); got != want {
 			t.Fatalf("compareLabelsBodies(%q, %q) = %d, want %d (%v, %v)", ba, bb, got, want, a, b)
 		}
-		if got := compareLabelsBodies(bb, ba); got != -want {
+		if got := names.compareLabelsBodies(bb, ba); got != -want {
 			t.Fatalf("compareLabelsBodies(%q, %q) = %d, want %d", bb, ba, got, -want)
 		}
 	})

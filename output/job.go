@@ -25,6 +25,7 @@ import (
 // are immutable and shared with every snapshot that holds them.
 type jobRender struct {
 	job    string
+	names  *labelNames // the stage's
 	pieces map[groupKey]*piece
 	aggs   map[string]*agg // by label key
 	order  []*entry        // the published entries, sorted; never modified in place
@@ -75,8 +76,8 @@ type targetRef struct {
 	n    int32
 }
 
-func newJobRender(job string) *jobRender {
-	return &jobRender{job: job, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}, ids: map[string]uint32{}}
+func newJobRender(job string, names *labelNames) *jobRender {
+	return &jobRender{job: job, names: names, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}, ids: map[string]uint32{}}
 }
 
 // apply makes the output hold groups, the job's complete state, and reports
@@ -180,7 +181,7 @@ func (r *jobRender) contribute(t, gl model.LabelSet, badGroup string) contrib {
 	a := r.aggs[string(r.labelKey(t, gl))] // no allocation for the lookup
 	if a == nil {
 		a = &agg{key: string(r.key)}
-		a.keyLen = renderedLen(a.key, nameTable())
+		a.keyLen = renderedLen(a.key, r.names.table())
 		r.aggs[a.key] = a
 	}
 	a.delta = append(a.delta, targetRef{addr, 1})
@@ -217,7 +218,7 @@ func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
 	}
 	slices.SortFunc(pairs, func(a, b labelPair) int { return strings.Compare(a.name, b.name) })
 	r.scratch = pairs
-	r.key = appendLabelsBody(r.key[:0], pairs, r.ids)
+	r.key = r.names.appendLabelsBody(r.key[:0], pairs, r.ids)
 	return r.key
 }
 
@@ -249,7 +250,7 @@ func (r *jobRender) publish() bool {
 	if len(gone) == 0 && len(added) == 0 {
 		return false
 	}
-	r.order = rebuildOrder(r.order, gone, added)
+	r.order = rebuildOrder(r.order, gone, added, r.names.compareEntries)
 	return true
 }
 
@@ -299,7 +300,7 @@ func sameTargets(pub []string, refs []targetRef) bool {
 
 // rebuildOrder returns order without gone and with added, sorted. It never
 // modifies order: a snapshot may hold it.
-func rebuildOrder(order, gone, added []*entry) []*entry {
+func rebuildOrder(order, gone, added []*entry, compareEntries func(a, b *entry) int) []*entry {
 	kept := order
 	if len(gone) > 0 {
 		for _, e := range gone {
@@ -326,6 +327,6 @@ func rebuildOrder(order, gone, added []*entry) []*entry {
 
 // compareEntries orders entries by their first target, then by their labels,
 // name by name.
-func compareEntries(a, b *entry) int {
-	return cmp.Or(strings.Compare(a.targets[0], b.targets[0]), compareLabelsBodies(a.labels, b.labels))
+func (n *labelNames) compareEntries(a, b *entry) int {
+	return cmp.Or(strings.Compare(a.targets[0], b.targets[0]), n.compareLabelsBodies(a.labels, b.labels))
 }

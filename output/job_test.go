@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/shard"
 )
@@ -42,7 +43,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 		return g
 	}
 	for run := range 50 {
-		r := newJobRender("job")
+		r := newJobRender("job", newLabelNames())
 		current := map[groupKey]manager.Group{}
 		for step := range 40 {
 			changes := 1 + rng.IntN(3)
@@ -69,15 +70,15 @@ func TestIncrementalMatchesRender(t *testing.T) {
 					default:
 						g.Targets[i] = other.Targets[0]
 					}
-					current[k] = manager.Group{Group: g, Provider: k.provider, Gen: manager.NewGen()}
+					current[k] = managertest.NewGroup(k.provider, g)
 					continue
 				}
-				current[k] = manager.Group{Group: randomGroup(k.source), Provider: k.provider, Gen: manager.NewGen()}
+				current[k] = managertest.NewGroup(k.provider, randomGroup(k.source))
 			}
 			gs := slices.Collect(mapValues(current))
 			rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })
 			r.apply(gs)
-			got := (&Snapshot{entries: r.order}).withCount().Bytes()
+			got := (&Snapshot{entries: r.order, names: r.names}).withCount().Bytes()
 			var plain []*targetgroup.Group
 			for _, g := range gs {
 				plain = append(plain, g.Group)
@@ -98,7 +99,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("run %d, step %d: incremental output differs from a full render:\n%s\nwant\n%s", run, step, got, want)
 			}
-			if !slices.IsSortedFunc(r.order, compareEntries) {
+			if !slices.IsSortedFunc(r.order, r.names.compareEntries) {
 				t.Fatalf("run %d, step %d: entries out of order", run, step)
 			}
 		}
@@ -128,9 +129,9 @@ func TestSnapshotShards(t *testing.T) {
 		groups = append(groups, &targetgroup.Group{Source: fmt.Sprint(i), Labels: model.LabelSet{"svc": model.LabelValue(fmt.Sprint(i % 7))},
 			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:%d", i%13, i%3))}}})
 	}
-	r := newJobRender("job")
+	r := newJobRender("job", newLabelNames())
 	r.apply(wrap(groups))
-	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, shards: &shardCache{}}).withCount()
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, names: r.names, shards: &shardCache{}}).withCount()
 	for _, n := range []int{1, 2, 3, 5} {
 		total := 0
 		for i := range n {
@@ -142,7 +143,7 @@ func TestSnapshotShards(t *testing.T) {
 			if len(b) != part.Size {
 				t.Errorf("shard %d/%d: Size %d, bytes %d", i, n, part.Size, len(b))
 			}
-			if !slices.IsSortedFunc(part.entries, compareEntries) {
+			if !slices.IsSortedFunc(part.entries, r.names.compareEntries) {
 				t.Errorf("shard %d/%d out of order", i, n)
 			}
 			for _, e := range part.Entries() {

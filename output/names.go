@@ -9,13 +9,13 @@ import (
 )
 
 // A label set is held compactly, as a labels body: its pairs in name
-// order, each the uvarint id of its name in the process's table of label
-// names, then the uvarint length of its value and the value as the output's
+// order, each the uvarint id of its name in its stage's table of label
+// names (labelNames), then the uvarint length of its value and the value as the output's
 // JSON string holds it (appendEscaped: the value itself unless it holds a
 // byte JSON escapes). A name met when the table is full has id 0 and is
 // written inline after it (length, bytes): the table stays bounded whatever
 // the sources send. A body is the canonical key of its label set (ids
-// never change while the process runs) and about a quarter of its text,
+// never change while the stage lives) and about a quarter of its text,
 // which is rendered, mostly by copying, when the output is written or
 // served (appendRendered).
 
@@ -29,30 +29,34 @@ type nameInfo struct {
 	prefix string // "\n      \"name\": "
 }
 
-var names = struct {
+// labelNames is a table of label names: a Stage's, shared by its jobs and
+// their snapshots, which read their bodies against it.
+type labelNames struct {
 	mu    sync.Mutex
 	ids   map[string]uint32
 	limit int                        // maxNames; tests lower it
 	tab   atomic.Pointer[[]nameInfo] // by id; id 0 is the inline name
-}{ids: map[string]uint32{}, limit: maxNames}
-
-func init() {
-	tab := make([]nameInfo, 1, 64)
-	names.tab.Store(&tab)
 }
 
-// nameTable returns the table as it is: every id a body holds is in it.
-func nameTable() []nameInfo { return *names.tab.Load() }
+func newLabelNames() *labelNames {
+	n := &labelNames{ids: map[string]uint32{}, limit: maxNames}
+	tab := make([]nameInfo, 1, 64)
+	n.tab.Store(&tab)
+	return n
+}
 
-// nameID returns name's id, adding it to the table if there is room, or 0.
-func nameID(name string) uint32 {
-	names.mu.Lock()
-	defer names.mu.Unlock()
-	if id, ok := names.ids[name]; ok {
+// table returns the table as it is: every id a body holds is in it.
+func (n *labelNames) table() []nameInfo { return *n.tab.Load() }
+
+// id returns name's id, adding it to the table if there is room, or 0.
+func (n *labelNames) id(name string) uint32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if id, ok := n.ids[name]; ok {
 		return id
 	}
-	tab := *names.tab.Load()
-	if len(tab) >= names.limit {
+	tab := *n.tab.Load()
+	if len(tab) >= n.limit {
 		return 0
 	}
 	// Readers hold shorter headers of the same array and read below their
@@ -60,18 +64,18 @@ func nameID(name string) uint32 {
 	name = strings.Clone(name)
 	tab = append(tab, nameInfo{name: name, prefix: string(appendString([]byte("\n      "), name)) + ": "})
 	id := uint32(len(tab) - 1)
-	names.ids[name] = id
-	names.tab.Store(&tab)
+	n.ids[name] = id
+	n.tab.Store(&tab)
 	return id
 }
 
 // appendLabelsBody appends the labels body of pairs, sorted by name. cache
 // holds the ids already looked up and is filled as it goes (nil for none).
-func appendLabelsBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
+func (n *labelNames) appendLabelsBody(b []byte, pairs []labelPair, cache map[string]uint32) []byte {
 	for _, p := range pairs {
 		id, ok := cache[p.name]
 		if !ok {
-			id = nameID(p.name)
+			id = n.id(p.name)
 			if id != 0 && cache != nil {
 				cache[p.name] = id
 			}
@@ -185,11 +189,11 @@ func renderedLen(body string, tab []nameInfo) int {
 
 // compareLabelsBodies orders two labels bodies as their label sets: pair by
 // pair, by name then value; a prefix first.
-func compareLabelsBodies(a, b string) int {
+func (n *labelNames) compareLabelsBodies(a, b string) int {
 	if a == b {
 		return 0
 	}
-	tab := nameTable()
+	tab := n.table()
 	ra, rb := bodyReader{s: a, tab: tab}, bodyReader{s: b, tab: tab}
 	for {
 		ia, na, va, oka := ra.next()
@@ -234,15 +238,15 @@ func btoi(b bool) int {
 }
 
 // labelsOf returns the label set of a labels body, as pairs sorted by name.
-func labelsOf(body string) []LabelPair {
+func (n *labelNames) labelsOf(body string) []LabelPair {
 	var out []LabelPair
-	r := bodyReader{s: body, tab: nameTable()}
+	r := bodyReader{s: body, tab: n.table()}
 	for {
-		_, n, v, ok := r.next()
+		_, name, v, ok := r.next()
 		if !ok {
 			return out
 		}
-		out = append(out, LabelPair{Name: n, Value: unescape(v)})
+		out = append(out, LabelPair{Name: name, Value: unescape(v)})
 	}
 }
 

@@ -143,10 +143,10 @@ type jobState struct {
 	changed []bool            // per part, by the last apply
 }
 
-func newJobState(job string, parts int) *jobState {
+func newJobState(job string, parts int, names *labelNames) *jobState {
 	st := &jobState{parts: make([]*jobRender, parts), buckets: make([][]manager.Group, parts), changed: make([]bool, parts)}
 	for i := range st.parts {
-		st.parts[i] = newJobRender(job)
+		st.parts[i] = newJobRender(job, names)
 	}
 	return st
 }
@@ -190,6 +190,7 @@ func (st *jobState) dropped() (n int, exampleAddr, exampleReason string) {
 type merged struct {
 	once    sync.Once
 	parts   []*Snapshot
+	names   *labelNames // orders the entries
 	entries []*entry
 }
 
@@ -201,13 +202,14 @@ func (m *merged) get() []*entry {
 				lists = append(lists, p.entries)
 			}
 		}
-		m.entries = mergeEntries(lists)
+		m.entries = mergeEntries(lists, m.names.compareEntries)
 	})
 	return m.entries
 }
 
-// mergeEntries merges sorted lists of entries into one, pairwise.
-func mergeEntries(lists [][]*entry) []*entry {
+// mergeEntries merges lists of entries sorted by compare into one,
+// pairwise.
+func mergeEntries(lists [][]*entry, compare func(a, b *entry) int) []*entry {
 	switch len(lists) {
 	case 0:
 		return nil
@@ -221,17 +223,17 @@ func mergeEntries(lists [][]*entry) []*entry {
 				next = append(next, lists[i])
 				continue
 			}
-			next = append(next, merge2(lists[i], lists[i+1]))
+			next = append(next, merge2(lists[i], lists[i+1], compare))
 		}
 		lists = next
 	}
 	return lists[0]
 }
 
-func merge2(a, b []*entry) []*entry {
+func merge2(a, b []*entry, compare func(a, b *entry) int) []*entry {
 	out := make([]*entry, 0, len(a)+len(b))
 	for len(a) > 0 && len(b) > 0 {
-		if compareEntries(b[0], a[0]) < 0 {
+		if compare(b[0], a[0]) < 0 {
 			out = append(out, b[0])
 			b = b[1:]
 		} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -81,7 +82,7 @@ func (j *randomJob) update() *manager.JobTargets {
 	}) {
 		gs = append(gs, manager.Group{Group: j.groups[src], Provider: "p", Gen: j.gens[src]})
 	}
-	return manager.NewJob(true, gs...)
+	return managertest.NewJob(true, gs...)
 }
 
 // The union of a job's parts is the job at every write: each target in

@@ -29,14 +29,20 @@ import (
 // The stage renders a job incrementally (jobRender); Render renders groups
 // from scratch, the same way.
 func Render(groups []*targetgroup.Group) []byte {
-	s := &Snapshot{entries: renderOrder(groups)}
+	return render(groups, newLabelNames())
+}
+
+// render is Render with the label names in names.
+func render(groups []*targetgroup.Group, names *labelNames) []byte {
+	s := &Snapshot{entries: renderOrder(groups, names), names: names}
 	s.count()
 	return s.Bytes()
 }
 
-// renderOrder renders groups from scratch into sorted entries.
-func renderOrder(groups []*targetgroup.Group) []*entry {
-	r := newJobRender("")
+// renderOrder renders groups from scratch into sorted entries, whose labels
+// bodies use names.
+func renderOrder(groups []*targetgroup.Group, names *labelNames) []*entry {
+	r := newJobRender("", names)
 	gs := make([]manager.Group, 0, len(groups))
 	for i, g := range groups {
 		if g != nil {

@@ -178,38 +178,32 @@ func sortedPairs(m map[string]string) []string {
 func canon(m map[string]string) string { return fmt.Sprintf("%q", sortedPairs(m)) }
 
 func TestRenderMatchesReference(t *testing.T) {
-	checkAgainstReference(t, func(i int) string { return fmt.Sprintf("l%d", i) })
+	checkAgainstReference(t, func(i int) string { return fmt.Sprintf("l%d", i) }, newLabelNames())
 }
 
 // TestRenderInlineNames: once the table of label names is full, new names
 // are held inline; the output is the same, ordered the same, alongside
 // names that have ids.
 func TestRenderInlineNames(t *testing.T) {
-	nameID("l0")
-	nameID("l2")
-	names.mu.Lock()
-	limit := names.limit
-	names.limit = len(nameTable())
-	names.mu.Unlock()
-	t.Cleanup(func() {
-		names.mu.Lock()
-		names.limit = limit
-		names.mu.Unlock()
-	})
+	names := newLabelNames()
+	names.id("l0")
+	names.id("l2")
+	names.limit = len(names.table())
 	checkAgainstReference(t, func(i int) string {
 		if i%2 == 0 {
 			return fmt.Sprintf("l%d", i) // has an id
 		}
 		return fmt.Sprintf("inline_%d", i)
-	})
+	}, names)
 	if _, inline := names.ids["inline_1"]; inline {
 		t.Fatal("a name past the limit went into the table")
 	}
 }
 
 // checkAgainstReference renders random groups whose label names are
-// nameOf(0..3) and compares the output with naive's.
-func checkAgainstReference(t *testing.T, nameOf func(int) string) {
+// nameOf(0..3), with the label names in names, and compares the output
+// with naive's.
+func checkAgainstReference(t *testing.T, nameOf func(int) string, names *labelNames) {
 	t.Helper()
 	odd := []string{
 		"", "plain", `quote"back\slash`, "nl\ncr\rtab\tbs\bff\f", "\x00\x01\x1f\x7f", "<html>&amp;",
@@ -232,13 +226,13 @@ func checkAgainstReference(t *testing.T, nameOf func(int) string) {
 			}
 			groups = append(groups, grp)
 		}
-		got := Render(groups)
+		got := render(groups, names)
 		if want := naive(t, groups); !bytes.Equal(got, want) {
 			t.Fatalf("case %d: Render =\n%s\nwant (encoding/json)\n%s", i, got, want)
 		}
 		// Size, which http_sd sends as Content-Length, is the text's, for
 		// the output and its shards (odd addresses are escaped).
-		s := NewSnapshot("j", groups)
+		s := newSnapshot("j", groups, names)
 		if s.Size != len(got) {
 			t.Fatalf("case %d: Size %d, output %d bytes", i, s.Size, len(got))
 		}

@@ -3,6 +3,7 @@ package output
 import (
 	"bufio"
 	"bytes"
+	"hash/fnv"
 	"io"
 	"slices"
 	"sync"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
-	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/shard"
 )
 
@@ -47,6 +47,7 @@ type Snapshot struct {
 
 	entries []*entry // of a job of several parts: in merged
 	merged  *merged
+	names   *labelNames // the table the entries' labels bodies use
 	shards  *shardCache
 }
 
@@ -138,7 +139,7 @@ func (s *Snapshot) write(w stringWriter) error {
 	if _, err := w.WriteString("[\n"); err != nil {
 		return err
 	}
-	tab := nameTable()
+	tab := s.names.table()
 	var text []byte
 	for i, e := range entries {
 		text = appendEntryHead(text[:0], e.targets)
@@ -175,7 +176,7 @@ func (s *Snapshot) Entries() []Entry {
 	entries := s.list()
 	out := make([]Entry, len(entries))
 	for i, e := range entries {
-		out[i] = Entry{Targets: e.targets, Labels: labelsOf(e.labels)}
+		out[i] = Entry{Targets: e.targets, Labels: s.names.labelsOf(e.labels)}
 	}
 	return out
 }
@@ -190,7 +191,7 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 		return s
 	}
 	return s.shards.get(i, n, func() *Snapshot {
-		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs}
+		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs, names: s.names}
 		for _, e := range s.list() {
 			var kept []string
 			for j, t := range e.targets {
@@ -214,8 +215,8 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 			}
 		}
 		// A shard can take an entry's first target away, and so its place.
-		if !slices.IsSortedFunc(part.entries, compareEntries) {
-			slices.SortFunc(part.entries, compareEntries)
+		if !slices.IsSortedFunc(part.entries, s.names.compareEntries) {
+			slices.SortFunc(part.entries, s.names.compareEntries)
 		}
 		part.count()
 		return part
@@ -294,8 +295,18 @@ func (c *countingWriter) WriteString(s string) (int, error) {
 // NewSnapshot returns the snapshot the stage would publish for a job whose
 // complete state is groups, without a file: for readers' tests.
 func NewSnapshot(job string, groups []*targetgroup.Group) *Snapshot {
-	s := &Snapshot{Job: job, Gen: manager.NewGen(), shards: &shardCache{}}
-	s.entries = renderOrder(groups)
+	return newSnapshot(job, groups, newLabelNames())
+}
+
+// newSnapshot is NewSnapshot with the label names in names.
+func newSnapshot(job string, groups []*targetgroup.Group, names *labelNames) *Snapshot {
+	s := &Snapshot{Job: job, names: names, shards: &shardCache{}}
+	s.entries = renderOrder(groups, names)
 	s.count()
+	// A Gen of the content, so that snapshots with the same Gen have the
+	// same bytes: a hash, never 0 (nor 1, so that Gen-1 is not either).
+	h := fnv.New64a()
+	_, _ = s.WriteTo(h)
+	s.Gen = h.Sum64() | 1<<63
 	return s
 }

@@ -64,6 +64,9 @@ type Options struct {
 	// configured before the job had parts read) is written; 0 leaves it
 	// out and removes it.
 	WholeFileInterval time.Duration
+	// Priority is the gate writing goes through before the discoverers'
+	// deferrable work (package priority); nil orders nothing.
+	Priority *priority.Gate
 }
 
 // Stage owns the output of every job.
@@ -73,6 +76,8 @@ type Stage struct {
 	now     func() time.Time
 	files   *files // nil when the stage writes no files
 	verify  time.Duration
+	names   *labelNames // the label names of every job's output
+	gate    *priority.Gate
 
 	mu      sync.Mutex // serialises Apply and the file checks; guards the fields below
 	renders map[string]*jobState
@@ -84,6 +89,7 @@ type Stage struct {
 	// wholeWritten is when the whole file of each job of parts was last
 	// written, by the stage's clock.
 	wholeWritten map[string]time.Time
+	lastGen      uint64 // the last snapshot Gen given
 
 	cur atomic.Pointer[published]
 }
@@ -112,6 +118,8 @@ func New(dir string, o Options) (*Stage, error) {
 		whole:   o.WholeFileInterval,
 
 		wholeWritten: map[string]time.Time{},
+		names:        newLabelNames(),
+		gate:         o.Priority,
 	}
 	if s.verify <= 0 {
 		s.verify = DefaultVerifyInterval
@@ -269,7 +277,7 @@ const checkDebounce = 50 * time.Millisecond
 func (s *Stage) Apply(u manager.Update) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer priority.Foreground()() // see package priority
+	defer s.gate.Foreground()() // see package priority
 	s.last = u
 	prev := s.cur.Load().jobs
 	next := make(map[string]*Snapshot, len(u))
@@ -312,7 +320,7 @@ func (s *Stage) Apply(u manager.Update) error {
 func (s *Stage) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer priority.Foreground()()
+	defer s.gate.Foreground()()
 	if !s.cur.Load().applied {
 		return nil
 	}
@@ -322,7 +330,10 @@ func (s *Stage) Check() error {
 }
 
 // nextGen numbers a new content.
-func (s *Stage) nextGen() uint64 { return manager.NewGen() }
+func (s *Stage) nextGen() uint64 {
+	s.lastGen++
+	return s.lastGen
+}
 
 // SetLayout sets the number of parts of each job's output (Layout.Plan;
 // jobs not in parts have one). A job whose number changes is rendered again
@@ -364,11 +375,11 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	}
 	relaid := st != nil && len(st.parts) != k // the job's number of parts changed
 	if st == nil || relaid {
-		st = newJobState(job, k)
+		st = newJobState(job, k, s.names)
 		s.renders[job] = st
 	}
 	if old == nil {
-		old = &Snapshot{Job: job, shards: &shardCache{}}
+		old = &Snapshot{Job: job, names: s.names, shards: &shardCache{}}
 		if s.files != nil {
 			old.File.Path = s.files.path(job)
 		}
@@ -405,14 +416,14 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 					snap.Parts[i] = old.Parts[i]
 					continue
 				}
-				p := &Snapshot{Job: job, Part: i, Gen: s.nextGen(), Changed: now, entries: r.order}
+				p := &Snapshot{Job: job, Part: i, Gen: s.nextGen(), Changed: now, entries: r.order, names: s.names}
 				if s.files != nil {
 					p.File.Path = s.files.partPath(job, i)
 				}
 				p.count()
 				snap.Parts[i] = p
 			}
-			snap.merged = &merged{parts: snap.Parts}
+			snap.merged = &merged{parts: snap.Parts, names: s.names}
 		}
 		snap.count()
 		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Targets))

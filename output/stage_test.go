@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/internal/testlog"
 	"github.com/sdhub/sdhub/manager"
@@ -46,10 +47,10 @@ func complete(addrs ...string) *manager.JobTargets {
 	for _, a := range addrs {
 		g.Targets = append(g.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
 	}
-	return manager.NewJob(true, manager.NewGroup("p", g))
+	return managertest.NewJob(true, managertest.NewGroup("p", g))
 }
 
-func incomplete() *manager.JobTargets { return manager.NewJob(false) }
+func incomplete() *manager.JobTargets { return managertest.NewJob(false) }
 
 func apply(t *testing.T, w *Stage, u manager.Update) {
 	t.Helper()
@@ -116,7 +117,7 @@ func TestWritesJobFiles(t *testing.T) {
 	if w.Ready() {
 		t.Error("Ready before any update")
 	}
-	u := manager.Update{"node": complete("b:1", "a:1"), "empty": manager.NewJob(true)}
+	u := manager.Update{"node": complete("b:1", "a:1"), "empty": managertest.NewJob(true)}
 	apply(t, w, u)
 	if got := readFile(t, Path(dir, "node")); !bytes.Equal(got, mustRender(t, u["node"])) {
 		t.Errorf("node file = %s", got)
@@ -615,17 +616,17 @@ func TestSameGenerationsNotRendered(t *testing.T) {
 	dir := t.TempDir()
 	w := newWriter(t, dir)
 	g := &targetgroup.Group{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: "a:1"}}}
-	grp := manager.NewGroup("p", g)
-	jt := manager.NewJob(true, grp)
+	grp := managertest.NewGroup("p", g)
+	jt := managertest.NewJob(true, grp)
 	apply(t, w, manager.Update{"node": jt})
 	want := readFile(t, Path(dir, "node"))
 	g.Targets[0] = model.LabelSet{model.AddressLabel: "b:1"}
 	apply(t, w, manager.Update{"node": jt})
-	apply(t, w, manager.Update{"node": manager.NewJob(true, grp)})
+	apply(t, w, manager.Update{"node": managertest.NewJob(true, grp)})
 	if got := readFile(t, Path(dir, "node")); !bytes.Equal(got, want) {
 		t.Fatalf("a group of the same generation was rendered again:\n%s", got)
 	}
-	apply(t, w, manager.Update{"node": manager.NewJob(true, manager.NewGroup("p", g))})
+	apply(t, w, manager.Update{"node": managertest.NewJob(true, managertest.NewGroup("p", g))})
 	if got := readFile(t, Path(dir, "node")); !bytes.Contains(got, []byte(`"b:1"`)) {
 		t.Fatalf("a new generation was not written:\n%s", got)
 	}
@@ -635,9 +636,13 @@ func TestSameGenerationsNotRendered(t *testing.T) {
 // priority): Apply waits only for the background work already running.
 func TestApplyIsForeground(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWriter(t, t.TempDir())
+		gate := &priority.Gate{}
+		w, err := New(t.TempDir(), Options{Registerer: prometheus.NewRegistry(), Priority: gate})
+		if err != nil {
+			t.Fatal(err)
+		}
 		release := make(chan struct{})
-		go priority.Background(func() { <-release })
+		go gate.Background(func() { <-release })
 		synctest.Wait()
 		applied := make(chan error)
 		go func() { applied <- w.Apply(manager.Update{"node": complete("a:1")}) }()

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 )
 
@@ -60,7 +61,7 @@ func TestDropsTargetsPrometheusRejects(t *testing.T) {
 				{Source: "b", Labels: tc.group, Targets: []model.LabelSet{tc.target, good}},
 			}
 			before := slices.Clone(groups[1].Targets)
-			apply(t, w, manager.Update{"job": manager.NewJob(true, wrap(groups)...)})
+			apply(t, w, manager.Update{"job": managertest.NewJob(true, wrap(groups)...)})
 			if !slices.EqualFunc(groups[1].Targets, before, func(a, b model.LabelSet) bool { return a.Equal(b) }) {
 				t.Error("filter modified the manager's group")
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
@@ -53,9 +54,9 @@ func WriterCost(ctx context.Context, o WriterOptions) (r Result) {
 			t0 := time.Now()
 			gs := make([]manager.Group, len(versions[i%2]))
 			for j, g := range versions[i%2] {
-				gs[j] = manager.NewGroup("p", g)
+				gs[j] = managertest.NewGroup("p", g)
 			}
-			if err := w.Apply(manager.Update{"big": manager.NewJob(true, gs...)}); err != nil {
+			if err := w.Apply(manager.Update{"big": managertest.NewJob(true, gs...)}); err != nil {
 				r.Fail("%d targets: %v", n, err)
 				break
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/config"
+	"github.com/sdhub/sdhub/internal/managertest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
@@ -28,9 +29,9 @@ func group(source string, labels model.LabelSet, addrs ...string) *targetgroup.G
 func job(complete bool, groups ...*targetgroup.Group) *manager.JobTargets {
 	gs := make([]manager.Group, len(groups))
 	for i, g := range groups {
-		gs[i] = manager.NewGroup("p", g)
+		gs[i] = managertest.NewGroup("p", g)
 	}
-	return manager.NewJob(complete, gs...)
+	return managertest.NewJob(complete, gs...)
 }
 
 // newStage returns an output stage that writes no files.

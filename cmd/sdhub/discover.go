@@ -18,6 +18,7 @@ import (
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 	"github.com/sdhub/sdhub/web"
@@ -198,17 +199,19 @@ func discoverOnce(job string, configs discovery.Configs, timeout time.Duration, 
 			return nil, err
 		}
 	}
+	gate := &priority.Gate{}
 	mgr, err := manager.New(manager.Options{
 		Logger:         logger,
 		Registerer:     reg,
 		FlushInterval:  discoverFlush,
 		Metrics:        mechMetrics,
 		RefreshMetrics: refresh,
+		Priority:       gate,
 	})
 	if err != nil {
 		return nil, err
 	}
-	outputs, err := output.New("", output.Options{Logger: logger})
+	outputs, err := output.New("", output.Options{Logger: logger, Priority: gate})
 	if err != nil {
 		return nil, err
 	}

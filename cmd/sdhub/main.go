@@ -30,6 +30,7 @@ import (
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 	"github.com/sdhub/sdhub/web"
@@ -250,12 +251,16 @@ func serve(f flags, logger *slog.Logger) int {
 		}
 		mechMetrics[m.Name] = mm
 	}
+	// One gate for the hub: writing an output goes before the decoding
+	// that can wait (package priority).
+	gate := &priority.Gate{}
 	mgr, err := manager.New(manager.Options{
 		Logger:         logger.With("component", "discovery manager"),
 		Registerer:     reg,
 		FlushInterval:  f.flushInterval,
 		Metrics:        mechMetrics,
 		RefreshMetrics: refresh,
+		Priority:       gate,
 	})
 	if err != nil {
 		logger.Error("Cannot start the discovery manager", "err", err)
@@ -267,7 +272,7 @@ func serve(f flags, logger *slog.Logger) int {
 		return exitBadConfig
 	}
 	outputs, err := output.New(f.outputDir, output.Options{Logger: logger.With("component", "output"), Registerer: reg, Discovery: mgr.Jobs,
-		WholeFileInterval: f.layout.wholeInterval})
+		WholeFileInterval: f.layout.wholeInterval, Priority: gate})
 	if err != nil {
 		logger.Error("Cannot use the output directory", "dir", f.outputDir, "err", err)
 		return exitError

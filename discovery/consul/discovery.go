@@ -39,6 +39,7 @@ type Discovery struct {
 	client       *client
 	logger       *slog.Logger
 	health       discovery.Health
+	priority     *priority.Gate // nil: decode at once
 	metrics      *Metrics
 	tagSeparator string
 	services     []string
@@ -81,6 +82,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		client:       cl,
 		logger:       discard(opts.Logger),
 		health:       discovery.HealthOf(opts),
+		priority:     opts.Priority,
 		metrics:      m,
 		tagSeparator: c.TagSeparator,
 		services:     slices.Clone(c.Services),
@@ -196,7 +198,7 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 			}
 			// A change already known goes to the output first: an answer
 			// is decoded after the output work under way (see priority).
-			priority.Background(func() { err = r.decode(b, name, dc, d.tagSeparator) })
+			d.priority.Background(func() { err = r.decode(b, name, dc, d.tagSeparator) })
 			return err
 		})
 	d.metrics.serviceDuration.Observe(time.Since(start).Seconds())

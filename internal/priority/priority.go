@@ -10,12 +10,15 @@
 // small part of it and took 5-10 times its quiet time. Decoding those
 // answers waits instead while an output is written (Background), and
 // writing waits only for the decodes already running (Foreground).
+//
+// cmd/sdhub makes one Gate per hub and hands it to the output stage and,
+// through the manager, to the discoverers; a nil *Gate orders nothing.
 package priority
 
 import "sync"
 
 // Gate orders foreground work before background work. Its zero value is
-// ready to use.
+// ready to use; a nil *Gate runs everything at once.
 type Gate struct {
 	mu      sync.Mutex
 	cond    sync.Cond
@@ -38,6 +41,9 @@ func (g *Gate) init() {
 // sections that would start meanwhile wait. Foreground sections do not
 // wait for each other.
 func (g *Gate) Foreground() (done func()) {
+	if g == nil {
+		return func() {}
+	}
 	g.mu.Lock()
 	g.init()
 	for g.admit > 0 {
@@ -66,6 +72,10 @@ func (g *Gate) Foreground() (done func()) {
 // f must not wait for foreground work, nor Background be called within a
 // foreground section: either would wait for ever.
 func (g *Gate) Background(f func()) {
+	if g == nil {
+		f()
+		return
+	}
 	g.mu.Lock()
 	g.init()
 	if g.fg > 0 {
@@ -92,12 +102,3 @@ func (g *Gate) Background(f func()) {
 	}()
 	f()
 }
-
-// process is the gate of the whole process: the CPU is one.
-var process Gate
-
-// Foreground is Gate.Foreground on the process's gate.
-func Foreground() (done func()) { return process.Foreground() }
-
-// Background is Gate.Background on the process's gate.
-func Background(f func()) { process.Background(f) }
