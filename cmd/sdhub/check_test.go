@@ -110,7 +110,7 @@ func TestCheckConfigServesEveryMechanism(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	want := "Checking " + f + "\n SUCCESS: " + f + " is valid sdhub config file syntax; 3 jobs served: kubernetes/pods, dns, consul\n" +
-		"  output layout: kubernetes/pods 8 parts, dns 8 parts, consul 8 parts\n"
+		"  output layout: kubernetes/pods 16 parts, dns 16 parts, consul 16 parts\n"
 	if stdout.String() != want || stderr.Len() != 0 {
 		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", stdout.String(), stderr.String(), want)
 	}

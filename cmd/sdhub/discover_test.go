@@ -316,7 +316,7 @@ func TestSubcommandHelp(t *testing.T) {
 	}{
 		{[]string{"discover", "--help"}, []string{"usage: sdhub discover [<flags>] [<config-file>] [<job>]", "--timeout=30s", "--format=promtool", "--log.level=info", "[<config-file>]  The config file"},
 			append([]string{"config.file", "--job"}, serverFlags...)},
-		{[]string{"check", "config", "--help"}, []string{"usage: sdhub check config [<flags>] <config-files>...", "<config-files>  The config files to check.", "--output.parts=8"},
+		{[]string{"check", "config", "--help"}, []string{"usage: sdhub check config [<flags>] <config-files>...", "<config-files>  The config files to check.", "--output.parts=16"},
 			append([]string{"config.file", "log.level", "--timeout"}, serverFlags...)},
 		{[]string{"run", "--help"}, append([]string{`--config.file="prometheus.yml"`, "--log.level=info", "--log.format=logfmt"}, serverFlags...),
 			[]string{"--timeout", "--format", "--http-sd-url"}},

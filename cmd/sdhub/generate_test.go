@@ -87,7 +87,7 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				parts = output.Layout{Parts: 8, MaxEntries: 96}.Plan(cfg.Splittable())
+				parts = output.Layout{Parts: 16, MaxEntries: 96}.Plan(cfg.Splittable())
 			}
 			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, parts)
 		})

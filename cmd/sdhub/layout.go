@@ -21,11 +21,11 @@ type layoutFlags struct {
 	wholeInterval time.Duration
 }
 
-// Defaults: 8 parts for a job that discovers more than static_configs, within
+// Defaults: 16 parts for a job that discovers more than static_configs, within
 // 96 file_sd_configs entries in all (Linux allows 128 inotify instances per
 // user by default, and each entry is one). docs/configuration.md says why.
 const (
-	defaultParts         = "8"
+	defaultParts         = "16"
 	defaultMaxEntries    = "96"
 	defaultWholeInterval = "5s"
 )
