@@ -56,7 +56,9 @@ for p in "${platforms[@]}"; do
 	cp "$work/LICENSE" "$work/README.md" "$work/CHANGELOG.md" "$stage/"
 	cp "$work/packaging/systemd/sdhub.service" "$stage/"
 	mkdir "$stage/monitoring"
-	cp "$work/monitoring/alerts.yml" "$work/monitoring/dashboard.json" "$stage/monitoring/"
+	cp "$work/monitoring/README.md" "$work/monitoring/alerts.yml" "$work/monitoring/dashboard.json" "$stage/monitoring/"
+	# The README's links lead into docs/.
+	cp -r "$work/docs" "$stage/docs"
 	tar -C "$work/stage" --sort=name --format=gnu --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
 		--mode='u=rwX,go=rX' -cf - "$name" | gzip -n -9 >"$out/$name.tar.gz"
 	echo "built $out/$name.tar.gz" >&2
