@@ -172,19 +172,19 @@ func (f *files) own(name string) error {
 }
 
 // removeObsolete deletes the files sdhub wrote that are not wanted (names
-// relative to the output directory): those of jobs gone, and parts a job
-// no longer has. A file is dropped from the manifest only after it is
+// relative to the output directory): those of jobs gone, and the parts or
+// the whole file a job no longer has. A file is dropped from the manifest only after it is
 // removed; a part's directories go with their last file.
-func (f *files) removeObsolete(wanted map[string]struct{}, removed prometheus.Counter) error {
+func (f *files) removeObsolete(wanted func(name string) bool, removed prometheus.Counter) error {
 	for name := range f.known {
-		if _, ok := wanted[name]; !ok {
+		if !wanted(name) {
 			delete(f.known, name)
 		}
 	}
 	var errs []error
 	changed := false
 	for _, name := range slices.Sorted(maps.Keys(f.manifest)) {
-		if _, ok := wanted[name]; ok {
+		if wanted(name) {
 			continue
 		}
 		path := filepath.Join(f.dir, name)

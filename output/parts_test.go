@@ -355,3 +355,38 @@ func TestPartsPutBack(t *testing.T) {
 		t.Errorf("repairs = %v, want 2", n)
 	}
 }
+
+// A restart keeps a job's parts while the job has no complete state (its
+// sources have not answered yet), then removes the parts it no longer has.
+func TestRestartKeepsPartsUntilComplete(t *testing.T) {
+	dir := t.TempDir()
+	j := &randomJob{groups: map[string]*targetgroup.Group{}, gens: map[string]uint64{}}
+	for i := range 20 {
+		j.set(fmt.Sprintf("g-%d", i), 0, 2)
+	}
+	jt := j.update()
+	w := newWriter(t, dir)
+	if err := w.SetLayout(map[string]int{"big": 4}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, w, manager.Update{"big": jt})
+	want := partsUnion(t, dir, "big", 4)
+
+	w = newWriter(t, dir) // a restart, now with 2 parts
+	if err := w.SetLayout(map[string]int{"big": 2}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, w, manager.Update{"big": incomplete()})
+	if got := partsUnion(t, dir, "big", 4); !slices.Equal(got, want) {
+		t.Fatalf("while the job waits, its 4 parts hold %v, want %v", got, want)
+	}
+	apply(t, w, manager.Update{"big": jt})
+	if got := partsUnion(t, dir, "big", 2); !slices.Equal(got, want) {
+		t.Fatalf("once complete, its 2 parts hold %v, want %v", got, want)
+	}
+	for i := 2; i < 4; i++ {
+		if _, err := os.Stat(PartPath(dir, "big", i)); !os.IsNotExist(err) {
+			t.Errorf("part %d: %v, want it removed", i, err)
+		}
+	}
+}

@@ -292,6 +292,9 @@ func (s *Stage) Apply(u manager.Update) error {
 		if next[job].Waiting {
 			waiting++
 		}
+		if next[job].Serving() && (prev[job] == nil || !prev[job].Serving()) {
+			relaid = true // its first complete state: files it kept while waiting may be obsolete
+		}
 	}
 	for job := range s.renders {
 		if _, ok := u[job]; !ok {
@@ -531,11 +534,20 @@ func (s *Stage) syncFile(snap *Snapshot, verify bool, errs *[]error) FileState {
 	return fs
 }
 
-// wanted are the names of the files the jobs' snapshots have, relative to
-// the output directory.
-func (s *Stage) wanted(jobs map[string]*Snapshot) map[string]struct{} {
+// wanted reports whether a file (its name relative to the output
+// directory) is one the jobs' snapshots have. A job with no complete state
+// since sdhub started keeps every file it may have had, its parts
+// included: its files stay as they are until it has one (a restart before
+// the job's sources answer must not take a consumer's targets away).
+func (s *Stage) wanted(jobs map[string]*Snapshot) func(name string) bool {
 	names := make(map[string]struct{}, len(jobs))
-	for _, snap := range jobs {
+	var waiting []string // the parts' directories of jobs not serving yet
+	for job, snap := range jobs {
+		if !snap.Serving() {
+			names[s.files.name(snap.File.Path)] = struct{}{}
+			waiting = append(waiting, partsDirName(job)+string(filepath.Separator))
+			continue
+		}
 		if snap.Parts == nil || s.whole > 0 {
 			names[s.files.name(snap.File.Path)] = struct{}{}
 		}
@@ -543,5 +555,15 @@ func (s *Stage) wanted(jobs map[string]*Snapshot) map[string]struct{} {
 			names[s.files.name(p.File.Path)] = struct{}{}
 		}
 	}
-	return names
+	return func(name string) bool {
+		if _, ok := names[name]; ok {
+			return true
+		}
+		for _, d := range waiting {
+			if strings.HasPrefix(name, d) {
+				return true
+			}
+		}
+		return false
+	}
 }
