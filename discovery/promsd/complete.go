@@ -3,6 +3,7 @@ package promsd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -51,6 +52,9 @@ type rule struct {
 	// live, when set, counts the objects the discoverer has listed and
 	// watched so far, for all discoverers counting into the same series.
 	live func() float64
+	// logger, when set, hears at debug how the first set of a counted
+	// discoverer came in.
+	logger *slog.Logger
 }
 
 // first receives the discoverer's first full set from in, merged by Source.
@@ -88,6 +92,13 @@ func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base f
 	case <-ctx.Done():
 		return nil, false
 	}
+	start := time.Now()
+	done := func(why string) ([]*targetgroup.Group, bool) {
+		if r.logger != nil {
+			r.logger.Debug("First full set received", "by", why, "sources", len(m.index), "listed", r.live()-base, "burst", time.Since(start))
+		}
+		return m.groups, true
+	}
 	quiet := time.NewTimer(kubeQuiet)
 	defer quiet.Stop()
 	var confirm *time.Timer
@@ -110,14 +121,14 @@ func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base f
 		select {
 		case tgs, ok := <-in:
 			if !ok {
-				return m.groups, true
+				return done("channel closed")
 			}
 			m.add(tgs)
 			quiet.Reset(kubeQuiet)
 		case <-confirmed:
-			return m.groups, true
+			return done("count")
 		case <-quiet.C:
-			return m.groups, true
+			return done("quiet")
 		case <-ctx.Done():
 			return nil, false
 		}
@@ -150,14 +161,14 @@ func (m *merger) add(tgs []*targetgroup.Group) {
 
 // ruleFor is the rule of a discoverer built from c whose constructor did
 // (refresh) or did not take refresh metrics, whose metrics read from g.
-func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer) rule {
+func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer, logger *slog.Logger) rule {
 	if refresh {
 		return rule{one: true}
 	}
 	switch c := c.(type) {
 	case *kubernetes.SDConfig:
 		role := string(c.Role)
-		return rule{live: func() float64 {
+		return rule{logger: logger, live: func() float64 {
 			return counterValue(g, "prometheus_sd_kubernetes_events_total", role, kubernetes.MetricLabelRoleAdd) -
 				counterValue(g, "prometheus_sd_kubernetes_events_total", role, kubernetes.MetricLabelRoleDelete)
 		}}

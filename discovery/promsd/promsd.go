@@ -227,7 +227,7 @@ func (c *SDConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, err
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{inner: d, health: health, rule: ruleFor(c.Config, refresh, mm.gather)}, nil
+	return &Discovery{inner: d, health: health, rule: ruleFor(c.Config, refresh, mm.gather, logger)}, nil
 }
 
 // Under the quiet rule (see complete.go), the first update of a discoverer
