@@ -110,12 +110,18 @@ func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base f
 	}()
 	want := r.live() - base
 	for {
-		// The count is read again only when it has been reached: once per
-		// burst in the usual case, not once per update.
-		if confirm == nil && float64(len(m.index)) >= want {
-			if want = r.live() - base; float64(len(m.index)) >= want {
+		// The count is read again only when it has been reached, and while
+		// it holds: it must hold for settleQuiet (handlers may lag the
+		// informer's sync, so the count may still grow).
+		if float64(len(m.index)) >= want {
+			want = r.live() - base
+			switch met := float64(len(m.index)) >= want; {
+			case met && confirm == nil:
 				confirm = time.NewTimer(settleQuiet)
 				confirmed = confirm.C
+			case !met && confirm != nil:
+				confirm.Stop()
+				confirm, confirmed = nil, nil
 			}
 		}
 		select {
