@@ -14,17 +14,39 @@
 //     directory, as Prometheus's loader resolves them;
 //   - secrets: configs marshal as Prometheus's types do, so config.Secret
 //     fields show as "<secret>";
+//   - completeness: the first update a Discovery sends is the discoverer's
+//     full set (sdhub's manager takes a provider's first update as its full
+//     set), by a rule per mechanism, below;
 //   - health: see Discovery.
 //
-// Nothing here names a mechanism: a Prometheus upgrade that adds one adds it
-// to sdhub.
+// When the first full set is in, by mechanism, read from what the
+// discoverer does (its metrics, registered through the registerer sdhub
+// hands it), never from its log text:
+//
+//	mechanism           first full set
+//	refresh-based       the first update (one per refresh; a failed refresh
+//	(aws, azure, dns,   sends nothing and counts
+//	http, docker, ...)  prometheus_sd_refresh_failures_total)
+//	kubernetes          once the informers synced (nothing comes before),
+//	                    when the distinct Sources received reach the objects
+//	                    of the role added minus deleted since the start
+//	                    (prometheus_sd_kubernetes_events_total), plus 100 ms
+//	                    for lagging handlers; 1 s without an update if the
+//	                    counts never meet (another kubernetes discoverer of
+//	                    the role counts into the same series)
+//	kuma                the first update (one group, the full set per xDS
+//	                    response)
+//	serverset, nerve,   quiet for 100 ms, at most 2 s after the first
+//	any other           message: nothing better is observable
+//
+// Only the completeness rules name mechanisms: a Prometheus upgrade that
+// adds one adds it to sdhub, under the quiet rule unless it refreshes.
 package promsd
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -89,11 +111,12 @@ func mechanism(name string, typ reflect.Type) discovery.Mechanism {
 		Name:      name,
 		NewConfig: func() discovery.Config { return &SDConfig{Config: zero()} },
 		NewMetrics: func(reg prometheus.Registerer, refresh *discovery.RefreshMetrics) (discovery.Metrics, error) {
-			m := zero().NewDiscovererMetrics(reg, instantiator{refresh})
+			h, c := &hooks{}, newCapture(reg)
+			m := zero().NewDiscovererMetrics(c, instantiator{refresh: refresh, hooks: h})
 			if err := m.Register(); err != nil {
 				return nil, fmt.Errorf("registering the metrics of %s_sd_configs: %w", name, err)
 			}
-			return &Metrics{name: name, m: m}, nil
+			return &Metrics{name: name, m: m, hooks: h, gather: c.mine}, nil
 		},
 	}
 }
@@ -101,8 +124,10 @@ func mechanism(name string, typ reflect.Type) discovery.Mechanism {
 // Metrics is the metric set of one Prometheus mechanism, as its own
 // NewDiscovererMetrics makes it.
 type Metrics struct {
-	name string
-	m    promdiscovery.DiscovererMetrics
+	name   string
+	m      promdiscovery.DiscovererMetrics
+	hooks  *hooks              // for the discoverers being built
+	gather prometheus.Gatherer // what m registered, for the completeness rules
 }
 
 var _ discovery.Metrics = (*Metrics)(nil)
@@ -111,8 +136,13 @@ var _ discovery.Metrics = (*Metrics)(nil)
 func (m *Metrics) Unregister() { m.m.Unregister() }
 
 // instantiator gives Prometheus's refresh package sdhub's refresh metrics:
-// one prometheus_sd_refresh_* family per process, whoever refreshes.
-type instantiator struct{ refresh *discovery.RefreshMetrics }
+// one prometheus_sd_refresh_* family per process, whoever refreshes. The
+// failure counter of a discoverer built under hooks reports each failure to
+// its Health.
+type instantiator struct {
+	refresh *discovery.RefreshMetrics
+	hooks   *hooks
+}
 
 func (i instantiator) Instantiate(mech, setName string) *promdiscovery.RefreshMetrics {
 	refresh := i.refresh
@@ -120,7 +150,12 @@ func (i instantiator) Instantiate(mech, setName string) *promdiscovery.RefreshMe
 		refresh, _ = discovery.NewRefreshMetrics(nil) // unregistered: cannot fail
 	}
 	r := refresh.Instantiate(mech, setName)
-	return &promdiscovery.RefreshMetrics{Failures: r.Failures, Duration: r.Duration, DurationHistogram: r.DurationHistogram}
+	out := &promdiscovery.RefreshMetrics{Failures: r.Failures, Duration: r.Duration, DurationHistogram: r.DurationHistogram}
+	if i.hooks != nil && i.hooks.pending != nil { // i.hooks.mu is held by build
+		i.hooks.pending.instantiated = true
+		out.Failures = failures{Counter: r.Failures, health: i.hooks.pending.health, mech: mech, as: setName}
+	}
+	return out
 }
 
 // SDConfig is one element of a `<name>_sd_configs` list that sdhub runs with
@@ -171,33 +206,33 @@ func (c *SDConfig) MarshalYAML() (any, error) { return c.Config, nil }
 // NewDiscoverer builds Prometheus's discoverer for the config.
 func (c *SDConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, error) {
 	health := discovery.HealthOf(o)
-	var m promdiscovery.DiscovererMetrics
-	if mm, ok := o.Metrics.(*Metrics); ok && mm.name == c.Name() {
-		m = mm.m
-	} else {
-		// Tests: a set of its own, not registered anywhere.
-		m = c.Config.NewDiscovererMetrics(prometheus.NewRegistry(), instantiator{})
+	mm, ok := o.Metrics.(*Metrics)
+	if !ok || mm.name != c.Name() {
+		// Tests: a set of its own, registered only where the rules read it.
+		h, reg := &hooks{}, prometheus.NewRegistry()
+		mm = &Metrics{name: c.Name(), m: c.Config.NewDiscovererMetrics(reg, instantiator{hooks: h}), hooks: h, gather: reg}
+		if err := mm.m.Register(); err != nil {
+			return nil, fmt.Errorf("registering the metrics of %s_sd_configs: %w", c.Name(), err)
+		}
 	}
 	logger := o.Logger
 	if logger == nil {
 		logger = promslog.NewNopLogger()
 	}
-	d, err := c.Config.NewDiscoverer(promdiscovery.DiscovererOptions{
-		Logger:  slog.New(&healthHandler{next: logger.Handler(), health: health}),
-		Metrics: m,
-		SetName: o.SetName,
+	var d promdiscovery.Discoverer
+	refresh, err := mm.hooks.build(health, func() (err error) {
+		d, err = c.Config.NewDiscoverer(promdiscovery.DiscovererOptions{Logger: logger, Metrics: mm.m, SetName: o.SetName})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{inner: d, health: health}, nil
+	return &Discovery{inner: d, health: health, rule: ruleFor(c.Config, refresh, mm.gather, logger)}, nil
 }
 
-// The first update of a discoverer is what it found until it was quiet for
-// settleQuiet, and at the latest settleMax after its first message: a
-// Prometheus discoverer may send its initial state in several messages
-// (kubernetes sends one per object once its caches are synced), and sdhub's
-// manager takes a provider's first message as its full set.
+// Under the quiet rule (see complete.go), the first update of a discoverer
+// is what it found until it was quiet for settleQuiet, and at the latest
+// settleMax after its first message.
 const (
 	settleQuiet = 100 * time.Millisecond
 	settleMax   = 2 * time.Second
@@ -206,21 +241,24 @@ const (
 // Discovery runs a Prometheus discoverer under sdhub's contract.
 //
 // Health: Synced after every update the wrapped discoverer sends (a refresh
-// that succeeded, a watch that delivered). Failed for every record at error
-// level the wrapped discoverer logs, with the record's message and its "err"
-// attribute: Prometheus's discoverers report failures only by logging them
-// (the refresh package logs "Unable to refresh target groups" at error level
-// and keeps the last targets), so at this boundary their error-level log
-// records are the failure signal.
+// that succeeded, a watch that delivered). Failed for every failed refresh
+// of a refresh-based discoverer, as Prometheus's refresh package counts it
+// in prometheus_sd_refresh_failures_total (it keeps the last targets and
+// sends nothing). Its log records are only logged.
 type Discovery struct {
 	inner  promdiscovery.Discoverer
 	health discovery.Health
+	rule   rule
 }
 
 // Run runs the wrapped discoverer until ctx ends and forwards its updates,
-// the first one settled (see settleQuiet). It returns once the wrapped
+// the first one the full set (see rule). It returns once the wrapped
 // discoverer has returned.
 func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
+	var base float64
+	if d.rule.live != nil {
+		base = d.rule.live()
+	}
 	in := make(chan []*targetgroup.Group)
 	done := make(chan struct{})
 	go func() {
@@ -240,7 +278,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		}
 	}()
 
-	first, ok := settle(ctx, in)
+	first, ok := d.rule.first(ctx, in, base)
 	if !ok {
 		return
 	}
@@ -267,28 +305,14 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 // for settleQuiet or settleMax has passed, merged by Source (a later group
 // replaces an earlier one of the same Source).
 func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup.Group, bool) {
-	var merged []*targetgroup.Group
-	index := map[string]int{}
-	add := func(tgs []*targetgroup.Group) {
-		for _, tg := range tgs {
-			if tg == nil {
-				continue
-			}
-			if i, ok := index[tg.Source]; ok && tg.Source != "" {
-				merged[i] = tg
-				continue
-			}
-			index[tg.Source] = len(merged)
-			merged = append(merged, tg)
-		}
-	}
+	var m merger
 	select {
 	case tgs, ok := <-in:
 		if !ok {
 			<-ctx.Done()
 			return nil, false
 		}
-		add(tgs)
+		m.add(tgs)
 	case <-ctx.Done():
 		return nil, false
 	}
@@ -300,67 +324,16 @@ func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup
 		select {
 		case tgs, ok := <-in:
 			if !ok {
-				return merged, true
+				return m.groups, true
 			}
-			add(tgs)
+			m.add(tgs)
 			quiet.Reset(settleQuiet)
 		case <-quiet.C:
-			return merged, true
+			return m.groups, true
 		case <-deadline.C:
-			return merged, true
+			return m.groups, true
 		case <-ctx.Done():
 			return nil, false
 		}
 	}
-}
-
-// healthHandler passes records on to next and reports every error-level
-// record to health as a failure.
-type healthHandler struct {
-	next   slog.Handler
-	health discovery.Health
-	attrs  []slog.Attr // from WithAttrs, searched for "err" too
-}
-
-func (h *healthHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelError || h.next.Enabled(ctx, l)
-}
-
-func (h *healthHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelError {
-		h.health.Failed(recordError(r, h.attrs))
-	}
-	if h.next.Enabled(ctx, r.Level) {
-		return h.next.Handle(ctx, r)
-	}
-	return nil
-}
-
-func (h *healthHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &healthHandler{next: h.next.WithAttrs(attrs), health: h.health, attrs: append(slices.Clip(h.attrs), attrs...)}
-}
-
-func (h *healthHandler) WithGroup(name string) slog.Handler {
-	return &healthHandler{next: h.next.WithGroup(name), health: h.health, attrs: h.attrs}
-}
-
-// recordError is "<message>: <err attribute>", or the message alone.
-func recordError(r slog.Record, attrs []slog.Attr) error {
-	msg := r.Message
-	find := func(a slog.Attr) bool {
-		if a.Key == "err" {
-			msg += ": " + a.Value.String()
-			return false
-		}
-		return true
-	}
-	r.Attrs(find)
-	if msg == r.Message {
-		for _, a := range attrs {
-			if !find(a) {
-				break
-			}
-		}
-	}
-	return errors.New(msg)
 }

@@ -293,7 +293,7 @@ func TestHTTPMatchesPrometheus(t *testing.T) {
 	src.set("", http.StatusServiceUnavailable)
 	h.waitFor(t, "a failure", func(failed []string, _ int) bool { return len(failed) > 0 })
 	failed, synced := h.state()
-	if want := "Unable to refresh target groups: server returned HTTP status 503 Service Unavailable"; failed[0] != want {
+	if want := `refresh of http_sd_configs failed (prometheus_sd_refresh_failures_total{mechanism="http",config="web"}); its last targets are kept`; failed[0] != want {
 		t.Fatalf("failure = %q, want %q", failed[0], want)
 	}
 	src.set(`[{"targets": ["10.0.0.9:9100"], "labels": {"env": "canary"}}]`, http.StatusOK)
