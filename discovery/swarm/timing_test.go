@@ -62,15 +62,15 @@ func steady(from, every time.Duration, n int) []time.Duration {
 }
 
 func TestBackoff(t *testing.T) {
-	b := backoff{min: 500 * time.Millisecond, max: 4 * time.Second}
+	b := newBackoff(500*time.Millisecond, 4*time.Second)
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}
 	for i, w := range want {
-		if got := b.next(); got != w {
+		if got := b.NextBackOff(); got != w {
 			t.Errorf("next #%d = %v, want %v", i, got, w)
 		}
 	}
-	b.reset()
-	if got := b.next(); got != 500*time.Millisecond {
+	b.Reset()
+	if got := b.NextBackOff(); got != 500*time.Millisecond {
 		t.Errorf("after reset: %v", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/prometheus/common/model"
@@ -168,7 +169,7 @@ func (d *Discovery) eventTypes() []string {
 // a backoff that doubles up to backoffMax and restarts after a stream that
 // delivered events or lived longer than backoffMax.
 func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
-	bo := backoff{min: d.watch.backoffMin, max: d.watch.backoffMax}
+	bo := newBackoff(d.watch.backoffMin, d.watch.backoffMax)
 	for {
 		healthy, err := d.streamEvents(ctx, triggers)
 		if ctx.Err() != nil {
@@ -176,9 +177,9 @@ func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
 		}
 		d.metrics.streamErrors.Inc()
 		if healthy {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.next()
+		wait := bo.NextBackOff()
 		d.logger.Warn("Docker events stream failed; polling continues, reconnecting", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
@@ -294,18 +295,8 @@ func (b *debouncer) C() <-chan time.Time {
 func (b *debouncer) fired() { b.armed = false }
 func (b *debouncer) stop()  { b.timer.Stop() }
 
-// backoff is an exponential delay between min and max.
-type backoff struct {
-	min, max, cur time.Duration
+// newBackoff returns a delay that doubles from min up to max, without
+// jitter.
+func newBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: min, Multiplier: 2, MaxInterval: max}
 }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }
