@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/debounce"
 )
 
 // Registered maps the name of every SD mechanism in Prometheus's registry
@@ -292,10 +293,9 @@ func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup
 	case <-ctx.Done():
 		return nil, false
 	}
-	deadline := time.NewTimer(settleMax)
-	defer deadline.Stop()
-	quiet := time.NewTimer(settleQuiet)
-	defer quiet.Stop()
+	burst := debounce.New(settleQuiet, settleMax)
+	defer burst.Stop()
+	burst.Event()
 	for {
 		select {
 		case tgs, ok := <-in:
@@ -303,10 +303,8 @@ func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup
 				return merged, true
 			}
 			add(tgs)
-			quiet.Reset(settleQuiet)
-		case <-quiet.C:
-			return merged, true
-		case <-deadline.C:
+			burst.Event()
+		case <-burst.C():
 			return merged, true
 		case <-ctx.Done():
 			return nil, false

@@ -15,6 +15,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/internal/debounce"
 )
 
 // watchTiming are the delays of the watch loop.
@@ -62,8 +64,8 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	}
 	ticker := time.NewTicker(d.interval)
 	defer ticker.Stop()
-	deb := newDebouncer(d.watch.quiet, d.watch.maxDelay)
-	defer deb.stop()
+	deb := debounce.New(d.watch.quiet, d.watch.maxDelay)
+	defer deb.Stop()
 	// settle fires the follow-up refreshes of the last event-driven one;
 	// next is the index of the delay after the one pending.
 	var (
@@ -79,10 +81,10 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case <-ticker.C:
 			ok = d.update(ctx, up, &last)
 		case <-triggers:
-			deb.event()
+			deb.Event()
 			continue
 		case <-deb.C():
-			deb.fired()
+			deb.Fired()
 			ok = d.update(ctx, up, &last)
 			lastEvent, next, settle = time.Now(), 0, nil
 			if len(d.watch.settle) > 0 {
@@ -256,44 +258,6 @@ func signal(ch chan<- struct{}) {
 	default:
 	}
 }
-
-// debouncer coalesces a burst of events into one refresh: it fires quiet
-// after the last event, but no later than maxDelay after the first.
-type debouncer struct {
-	quiet, maxDelay time.Duration
-	timer           *time.Timer
-	first           time.Time
-	armed           bool
-}
-
-func newDebouncer(quiet, maxDelay time.Duration) *debouncer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &debouncer{quiet: quiet, maxDelay: maxDelay, timer: t}
-}
-
-func (b *debouncer) event() {
-	now := time.Now()
-	if !b.armed {
-		b.first, b.armed = now, true
-	}
-	due := now.Add(b.quiet)
-	if limit := b.first.Add(b.maxDelay); due.After(limit) {
-		due = limit
-	}
-	b.timer.Reset(due.Sub(now))
-}
-
-// C is the channel that fires when a refresh is due; nil while unarmed.
-func (b *debouncer) C() <-chan time.Time {
-	if !b.armed {
-		return nil
-	}
-	return b.timer.C
-}
-
-func (b *debouncer) fired() { b.armed = false }
-func (b *debouncer) stop()  { b.timer.Stop() }
 
 // newBackoff returns a delay that doubles from min up to max, without
 // jitter.
