@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // WaitTimeout bounds every wait of the scenarios.
@@ -222,30 +224,24 @@ func (p *Proc) MetricSum(name string) (float64, error) {
 
 // FDs counts the process's open file descriptors.
 func (p *Proc) FDs() (int, error) {
-	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
-	return len(es), err
+	fs, err := procfs.NewProc(p.Pid())
+	if err != nil {
+		return 0, err
+	}
+	return fs.FileDescriptorsLen()
 }
 
 // RSS returns the process's resident set size and its peak, in bytes.
 func (p *Proc) RSS() (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	fs, err := procfs.NewProc(p.Pid())
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
+	st, err := fs.NewStatus()
+	if err != nil {
+		return 0, 0, err
 	}
-	return rss, peak, nil
+	return int64(st.VmRSS), int64(st.VmHWM), nil
 }
 
 // Eventually polls cond every 10 ms until it holds or WaitTimeout passes.
