@@ -44,7 +44,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sdhub/sdhub/reliability"
+	"github.com/sdhub/sdhub/internal/reliability"
 )
 
 func main() {
