@@ -35,6 +35,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 func main() {
@@ -79,11 +81,8 @@ func run(ns string, instances, apps int, refresh, window time.Duration, promBin,
 	}
 	defer os.RemoveAll(work)
 	if sdhubBin == "" {
-		sdhubBin = filepath.Join(work, "sdhub")
-		build := exec.Command("go", "build", "-o", sdhubBin, "./cmd/sdhub")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building sdhub (run from the module's root, or set -sdhub): %w", err)
+		if sdhubBin, err = sdhubtest.Build(context.Background(), "", work); err != nil {
+			return fmt.Errorf("building sdhub (run from the module, or set -sdhub): %w", err)
 		}
 	}
 	version, _ := exec.Command(promBin, "--version").Output()

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 // WaitTimeout bounds every wait of the scenarios.
@@ -39,13 +41,7 @@ func Build(ctx context.Context, root, dir string) (string, error) {
 			return "", err
 		}
 	}
-	bin := filepath.Join(dir, "sdhub")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/sdhub")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/sdhub: %w\n%s", err, out)
-	}
-	return bin, nil
+	return sdhubtest.Build(ctx, root, dir)
 }
 
 // ModuleRoot walks up from the working directory to the directory of go.mod.
@@ -77,8 +73,6 @@ type Proc struct {
 	lines map[string]int // count of log lines per msg we wait for
 }
 
-var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
-
 // Start runs bin with args (plus a free listen address and debug logs) and
 // waits until it listens.
 func Start(bin string, args ...string) (*Proc, error) {
@@ -103,9 +97,9 @@ func Start(bin string, args ...string) (*Proc, error) {
 				p.lines[strings.Trim(m[1], `"`)]++
 			}
 			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
+			if a, ok := sdhubtest.ListenAddress(line); ok {
 				select {
-				case addr <- m[1]:
+				case addr <- a:
 				default:
 				}
 			}
