@@ -30,7 +30,7 @@ test:
 # The reliability and security scenarios at full size, against a freshly
 # built sdhub, printed as one table; then each fuzz target for FUZZTIME.
 reliability:
-	$(GO) run ./reliability/cmd/reliability
+	$(GO) run ./internal/reliability/cmd/reliability
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME executions, from its committed corpus.

@@ -19,7 +19,6 @@ import (
 	"reflect"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,85 +66,6 @@ type Options struct {
 	Priority *priority.Gate
 }
 
-// Update is the state of every configured job, including jobs with no
-// targets and jobs whose providers have not delivered yet. It is never a
-// delta: a job missing from an Update is no longer configured. A job whose
-// state did not change since the previous Update has the same *JobTargets
-// (and Gen) in both, so a consumer skips it in O(1).
-type Update map[string]*JobTargets
-
-// JobTargets is the state of one job. It is immutable: the manager builds a
-// new one when anything in it changes.
-type JobTargets struct {
-	// Groups are the groups of every provider of the job, in no particular
-	// order, never nil. The groups are shared with the manager and must not
-	// be modified.
-	Groups []Group
-	// Gen identifies this state: a JobTargets with another Gen differs in
-	// its groups, Complete or FailedConfigs. Gens are unique in the manager.
-	Gen uint64
-	// Complete is true when every provider of the job has delivered its first
-	// full set since it was started and none of the job's configs failed to
-	// instantiate. A consumer should not replace its last output of a job
-	// with an incomplete state.
-	Complete bool
-	// FailedConfigs is how many of the job's configs failed to instantiate at
-	// the last ApplyConfig.
-	FailedConfigs int
-}
-
-// Group is one target group of a provider. Provider and Source identify it
-// across updates; Gen changes whenever its content does, so a consumer that
-// keeps something derived from a group redoes it only for a new Gen.
-type Group struct {
-	*targetgroup.Group
-	Provider string
-	Gen      uint64
-}
-
-// gens numbers a manager's groups and job states: each number is new.
-type gens struct{ last atomic.Uint64 }
-
-func (g *gens) next() uint64 { return g.last.Add(1) }
-
-// Targets is the number of targets in the job's groups.
-func (jt *JobTargets) Targets() int {
-	n := 0
-	for _, g := range jt.Groups {
-		n += len(g.Targets)
-	}
-	return n
-}
-
-// ProviderStatus describes one provider, for a status page.
-type ProviderStatus struct {
-	Name      string   // "<mechanism>/<n>"
-	Mechanism string   // the config's Name()
-	Jobs      []string // the jobs it serves, sorted
-	Started   bool     // running: started and not cancelled
-	Delivered bool     // it has delivered its first full set
-	Health
-}
-
-// JobStatus is one job's discovery state.
-type JobStatus struct {
-	Job       string
-	Providers []string // the names of its providers, in the order they were created
-	// FailedConfigs is how many of the job's SD configs failed to start at
-	// the last ApplyConfig, and ConfigErrors why.
-	FailedConfigs int
-	ConfigErrors  []string
-	// Delivered is true when every provider delivered its first full set.
-	Delivered bool
-	// Healthy is true when the job is Delivered, no config failed to start
-	// and no provider's latest report is a failure.
-	Healthy bool
-	// LastSync is the oldest of its providers' last syncs: until then,
-	// everything the job's sources held is in its state. Zero until every
-	// provider synced once.
-	LastSync time.Time
-}
-
 // provider is one running discoverer and the jobs it serves.
 type provider struct {
 	name      string
@@ -188,15 +108,6 @@ func (p *provider) set(g *targetgroup.Group) {
 		return
 	}
 	p.gen = p.gens.next()
-}
-
-// jobState is what the manager keeps of a configured job.
-type jobState struct {
-	failed    int
-	errs      []string
-	last      *JobTargets
-	lastProvs []*provider // the providers last built from, with their gens
-	lastGens  []uint64
 }
 
 // Manager maintains the providers of every job and sends the state of every
@@ -570,128 +481,4 @@ func (m *Manager) updater(ctx context.Context, p *provider, up <-chan []*targetg
 			m.notify()
 		}
 	}
-}
-
-// state is the state of every configured job. A job whose providers and
-// failed configs did not change keeps its last *JobTargets, so building an
-// update costs O(jobs + providers) plus the groups of the jobs that changed.
-// It also sets the per-job gauges, under the lock, so a removed job's series
-// stay deleted.
-func (m *Manager) state() Update {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	provs := m.jobProviders()
-	now := float64(m.now().UnixNano()) / 1e9
-	u := make(Update, len(m.jobs))
-	for job, st := range m.jobs {
-		ps := provs[job]
-		if st.last == nil || st.last.FailedConfigs != st.failed || !sameProviders(st, ps) {
-			st.build(ps, m.gens.next())
-			m.metrics.discoveredTargets.WithLabelValues(job).Set(float64(st.last.Targets()))
-		}
-		u[job] = st.last
-		m.metrics.lastUpdate.WithLabelValues(job).Set(now)
-	}
-	return u
-}
-
-// jobProviders lists the providers of every job, in provider order. Called
-// with m.mu held.
-func (m *Manager) jobProviders() map[string][]*provider {
-	out := make(map[string][]*provider, len(m.jobs))
-	for _, p := range m.providers {
-		for job := range p.subs {
-			out[job] = append(out[job], p)
-		}
-	}
-	return out
-}
-
-// sameProviders reports whether ps are the providers st was last built
-// from, unchanged since.
-func sameProviders(st *jobState, ps []*provider) bool {
-	if len(ps) != len(st.lastProvs) {
-		return false
-	}
-	for i, p := range ps {
-		if p != st.lastProvs[i] || p.gen != st.lastGens[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// build makes the job's state, numbered gen, from its providers. Called
-// with Manager.mu held.
-func (st *jobState) build(ps []*provider, gen uint64) {
-	n := 0
-	for _, p := range ps {
-		n += len(p.groups)
-	}
-	jt := &JobTargets{Groups: make([]Group, 0, n), Gen: gen, Complete: st.failed == 0, FailedConfigs: st.failed}
-	st.lastProvs, st.lastGens = st.lastProvs[:0], st.lastGens[:0]
-	for _, p := range ps {
-		jt.Groups = append(jt.Groups, p.groups...)
-		jt.Complete = jt.Complete && p.delivered
-		st.lastProvs = append(st.lastProvs, p)
-		st.lastGens = append(st.lastGens, p.gen)
-	}
-	st.last = jt
-}
-
-// Providers describes the current providers in the order they were created.
-func (m *Manager) Providers() []ProviderStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]ProviderStatus, 0, len(m.providers))
-	for _, p := range m.providers {
-		out = append(out, ProviderStatus{
-			Name:      p.name,
-			Mechanism: p.mechanism,
-			Jobs:      sortedKeys(p.subs),
-			Started:   p.cancel != nil && !p.cancelled,
-			Delivered: p.delivered,
-			Health:    p.health.get(),
-		})
-	}
-	return out
-}
-
-// Jobs describes the discovery state of every configured job.
-func (m *Manager) Jobs() map[string]JobStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	provs := m.jobProviders()
-	out := make(map[string]JobStatus, len(m.jobs))
-	for job, st := range m.jobs {
-		js := JobStatus{Job: job, FailedConfigs: st.failed, ConfigErrors: st.errs, Delivered: true}
-		failing, synced := false, true
-		for _, p := range provs[job] {
-			h := p.health.get()
-			js.Providers = append(js.Providers, p.name)
-			js.Delivered = js.Delivered && p.delivered
-			failing = failing || h.Failing
-			switch {
-			case h.LastSync.IsZero():
-				synced = false
-			case js.LastSync.IsZero() || h.LastSync.Before(js.LastSync):
-				js.LastSync = h.LastSync
-			}
-		}
-		if !synced {
-			js.LastSync = time.Time{}
-		}
-		js.Healthy = js.Delivered && st.failed == 0 && !failing
-		out[job] = js
-	}
-	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 	"github.com/sdhub/sdhub/internal/testenv"
 )
 
@@ -326,17 +327,14 @@ func substitute(q string) string {
 	})
 }
 
-// listenRE matches the line exporter-toolkit logs once sdhub listens.
-var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
-
 // TestMetricsExist runs sdhub and checks that its /metrics has every metric
 // the rules and the dashboard read (but those in pending and those
 // Prometheus makes), with the labels they expect.
 func TestMetricsExist(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sdhub")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sdhub/sdhub/cmd/sdhub").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := sdhubtest.Build(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "sdhub.yml")
 	if err := os.WriteFile(cfg, []byte("scrape_configs:\n  - job_name: node\n    static_configs: [{targets: [\"127.0.0.1:9100\"]}]\n"), 0o644); err != nil {
@@ -356,9 +354,7 @@ func TestMetricsExist(t *testing.T) {
 	addr := ""
 	sc := bufio.NewScanner(stderr)
 	for addr == "" && sc.Scan() {
-		if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-		}
+		addr, _ = sdhubtest.ListenAddress(sc.Text())
 	}
 	if addr == "" {
 		t.Fatal("sdhub exited before it listened")

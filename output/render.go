@@ -3,15 +3,11 @@ package output
 import (
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/prometheus/prometheus/discovery/targetgroup"
-
-	"github.com/sdhub/sdhub/manager"
 )
 
-// Render returns groups in the file_sd JSON format Prometheus reads, as the
-// stage writes them for a job, with the same bytes for the same targets
-// whatever the order of groups, targets or labels:
+// A job's output is its groups in the file_sd JSON format Prometheus reads,
+// with the same bytes for the same targets whatever the order of groups,
+// targets or labels:
 //
 //   - every target's labels are its group's labels merged under its own
 //     (the target's win), as Prometheus merges them; `__address__` goes in
@@ -26,33 +22,8 @@ import (
 //     a newline; no targets at all is `[]`;
 //   - a target Prometheus would reject is left out (validate.go).
 //
-// The stage renders a job incrementally (jobRender); Render renders groups
-// from scratch, the same way.
-func Render(groups []*targetgroup.Group) []byte {
-	return render(groups, newLabelNames())
-}
-
-// render is Render with the label names in names.
-func render(groups []*targetgroup.Group, names *labelNames) []byte {
-	s := &Snapshot{entries: renderOrder(groups, names), names: names}
-	s.count()
-	return s.Bytes()
-}
-
-// renderOrder renders groups from scratch into sorted entries, whose labels
-// bodies use names.
-func renderOrder(groups []*targetgroup.Group, names *labelNames) []*entry {
-	r := newJobRender("", names)
-	gs := make([]manager.Group, 0, len(groups))
-	for i, g := range groups {
-		if g != nil {
-			// Distinct keys, whatever the groups' Sources.
-			gs = append(gs, manager.Group{Group: g, Provider: strconv.Itoa(i), Gen: 1})
-		}
-	}
-	r.apply(gs)
-	return r.order
-}
+// The stage renders a job incrementally (jobRender); the tests' Render
+// renders groups from scratch, the same way.
 
 type labelPair struct{ name, value string }
 

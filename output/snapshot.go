@@ -3,13 +3,10 @@ package output
 import (
 	"bufio"
 	"bytes"
-	"hash/fnv"
 	"io"
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/shard"
 )
@@ -290,23 +287,4 @@ func (c *countingWriter) WriteString(s string) (int, error) {
 	n, err := io.WriteString(c.w, s)
 	c.n += int64(n)
 	return n, err
-}
-
-// NewSnapshot returns the snapshot the stage would publish for a job whose
-// complete state is groups, without a file: for readers' tests.
-func NewSnapshot(job string, groups []*targetgroup.Group) *Snapshot {
-	return newSnapshot(job, groups, newLabelNames())
-}
-
-// newSnapshot is NewSnapshot with the label names in names.
-func newSnapshot(job string, groups []*targetgroup.Group, names *labelNames) *Snapshot {
-	s := &Snapshot{Job: job, names: names, shards: &shardCache{}}
-	s.entries = renderOrder(groups, names)
-	s.count()
-	// A Gen of the content, so that snapshots with the same Gen have the
-	// same bytes: a hash, never 0 (nor 1, so that Gen-1 is not either).
-	h := fnv.New64a()
-	_, _ = s.WriteTo(h)
-	s.Gen = h.Sum64() | 1<<63
-	return s
 }

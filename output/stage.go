@@ -28,13 +28,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sdhub/sdhub/internal/priority"
 	"github.com/sdhub/sdhub/manager"
 )
 
-// Retry delays after a failed write, when no newer update comes to retry it.
+// Retry delays after a failed write, when no newer update comes to retry
+// it: doubling from minRetry to maxRetry, without jitter.
 const (
 	minRetry = time.Second
 	maxRetry = 30 * time.Second
@@ -193,7 +195,7 @@ func (s *Stage) Ready() bool { return s.cur.Load().applied }
 func (s *Stage) Run(ctx context.Context, updates <-chan manager.Update) error {
 	var (
 		retry  <-chan time.Time
-		delay  = minRetry
+		bo     = &backoff.ExponentialBackOff{InitialInterval: minRetry, Multiplier: 2, MaxInterval: maxRetry}
 		events <-chan string
 		wake   <-chan time.Time // a debounced check after directory events
 		whole  *time.Timer      // a whole file of a job of parts is due
@@ -220,12 +222,13 @@ func (s *Stage) Run(ctx context.Context, updates <-chan manager.Update) error {
 			wholeC = whole.C
 		}
 		if err != nil {
+			delay := bo.NextBackOff()
 			s.logger.Error("writing targets files", "err", err, "retry_in", delay)
 			retry = time.After(delay)
-			delay = min(2*delay, maxRetry)
 			return
 		}
-		retry, delay = nil, minRetry
+		retry = nil
+		bo.Reset()
 	}
 	for {
 		select {

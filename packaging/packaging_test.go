@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"debug/elf"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 	"github.com/sdhub/sdhub/internal/testenv"
 )
 
@@ -222,9 +224,9 @@ func TestSystemdUnit(t *testing.T) {
 	// verify checks that ExecStart's program exists: point it at a real
 	// sdhub.
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sdhub")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sdhub/sdhub/cmd/sdhub").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := sdhubtest.Build(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	unit, err := os.ReadFile("systemd/sdhub.service")
 	if err != nil {

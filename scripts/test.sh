@@ -42,7 +42,7 @@ step "go test -race ./..."
 go test -race -count=1 -timeout 25m ./...
 
 step "reliability suite at full size"
-timeout 20m go run ./reliability/cmd/reliability
+timeout 20m go run ./internal/reliability/cmd/reliability
 
 step "fuzz targets, ${FUZZTIME:-100000x} each"
 make --no-print-directory fuzz FUZZTIME="${FUZZTIME:-100000x}"

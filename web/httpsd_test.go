@@ -13,6 +13,7 @@ import (
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/internal/managertest"
+	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
@@ -62,7 +63,7 @@ func TestHTTPSD(t *testing.T) {
 		group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"),
 		group("b", nil, "10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80", "10.0.1.4:80"),
 	}
-	want := output.Render(web)
+	want := outputtest.Render(web)
 
 	check := func(path string, code int, errType string) string {
 		t.Helper()
@@ -150,7 +151,7 @@ func TestHTTPSD(t *testing.T) {
 	}
 	check("/api/v1/sd/empty", http.StatusNotFound, "not_found")
 	apply(t, store, manager.Update{"web": job(true, web[:1]...)})
-	want1 := output.Render(web[:1])
+	want1 := outputtest.Render(web[:1])
 	if got := check("/api/v1/sd/web", http.StatusOK, ""); got != string(want1) {
 		t.Errorf("after the new complete state: %s, want %s", got, want1)
 	}

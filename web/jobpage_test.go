@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/relabel"
 
+	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/output"
 )
 
@@ -30,7 +31,7 @@ func manyTargets(t *testing.T, n int, withRules bool) Options {
 			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.1.0.%d:9100", i))}}})
 	}
 	o := Options{Gatherer: prometheus.NewRegistry(), Outputs: &fakeOutputs{applied: true,
-		jobs: map[string]*output.Snapshot{"many": output.NewSnapshot("many", groups)}}}
+		jobs: map[string]*output.Snapshot{"many": outputtest.NewSnapshot("many", groups)}}}
 	if withRules {
 		rs := rules(t, `
 - source_labels: [team]

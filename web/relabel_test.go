@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/output"
 )
 
@@ -32,7 +33,7 @@ func rules(t *testing.T, y string) []*relabel.Config {
 // relabelEntries is a job's output: consul targets with tags, one from a
 // file (its __meta_filepath as sdhub's output carries it), one in dev.
 func relabelEntries() []output.Entry {
-	return output.NewSnapshot("web", []*targetgroup.Group{
+	return outputtest.NewSnapshot("web", []*targetgroup.Group{
 		group("a", map[model.LabelName]model.LabelValue{"__meta_consul_tags": ",metrics,http,", "env": "prod"}, "10.0.0.1:80", "10.0.0.2:80"),
 		group("b", map[model.LabelName]model.LabelValue{"__meta_consul_tags": ",http,", "env": "prod"}, "10.0.0.3:80"),
 		group("c", map[model.LabelName]model.LabelValue{"__meta_filepath": "/etc/prometheus/batch.json", "env": "dev"}, "10.0.0.4:80"),
@@ -189,7 +190,7 @@ func BenchmarkCountRelabelled(b *testing.B) {
 			"__meta_consul_node": model.LabelValue(fmt.Sprintf("node%d", i%200)), "__meta_consul_dc": "dc1", "env": "prod",
 		}, Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.%d.%d.%d:9100", i>>16, (i>>8)&255, i&255))}}})
 	}
-	entries := output.NewSnapshot("web", groups).Entries()
+	entries := outputtest.NewSnapshot("web", groups).Entries()
 	var rs []*relabel.Config
 	if err := yaml.Unmarshal([]byte(`
 - source_labels: [__meta_consul_tags]
@@ -219,7 +220,7 @@ func BenchmarkCountRelabelled(b *testing.B) {
 // change.
 func TestCountsCache(t *testing.T) {
 	var c countsCache
-	snap := output.NewSnapshot("web", []*targetgroup.Group{group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80")})
+	snap := outputtest.NewSnapshot("web", []*targetgroup.Group{group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80")})
 	drop := rules(t, `
 - source_labels: [env]
   regex: prod
@@ -240,7 +241,7 @@ func TestCountsCache(t *testing.T) {
 	if got := c.get("web", snap, nil, ScrapeSettings{Timeout: model.Duration(2 * time.Minute)}); got.Rejected != 2 {
 		t.Errorf("count with a timeout over the interval = %+v, want both rejected", got)
 	}
-	snap2 := output.NewSnapshot("web", []*targetgroup.Group{group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80")})
+	snap2 := outputtest.NewSnapshot("web", []*targetgroup.Group{group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80")})
 	if got := c.get("web", snap2, nil, ScrapeSettings{}); got != (RelabelCounts{Kept: 1}) {
 		t.Errorf("count of a new snapshot = %+v", got)
 	}

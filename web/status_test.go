@@ -20,6 +20,7 @@ import (
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/discovery/consul"
 	"github.com/sdhub/sdhub/discovery/static"
+	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
 )
@@ -64,10 +65,10 @@ func knownState(t *testing.T) Options {
 		},
 		Warnings: []string{`job "kube": kubernetes_sd_configs left to Prometheus (sdhub does not implement it)`},
 	}
-	node := output.NewSnapshot("node", []*targetgroup.Group{group("0", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100")})
+	node := outputtest.NewSnapshot("node", []*targetgroup.Group{group("0", map[model.LabelName]model.LabelValue{"env": "prod"}, "10.0.0.1:9100", "10.0.0.2:9100")})
 	node.Changed = now.Add(-90 * time.Second)
 	node.File = output.FileState{Path: "/var/lib/sdhub/node.json", Gen: node.Gen, Targets: node.Targets, Written: now.Add(-80 * time.Second)}
-	web := output.NewSnapshot("web", []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")})
+	web := outputtest.NewSnapshot("web", []*targetgroup.Group{group("web", map[model.LabelName]model.LabelValue{"__meta_consul_service": "web"}, "10.0.1.1:80")})
 	web.Changed = now.Add(-90 * time.Second)
 	web.Waiting = true // consul/2 has yet to deliver: the job serves its last complete set
 	web.File = output.FileState{Path: "/var/lib/sdhub/web.json", Gen: web.Gen - 1, Targets: 3, Written: now.Add(-2 * time.Hour),
@@ -239,7 +240,7 @@ func TestRedactByKey(t *testing.T) {
 // to say otherwise.
 func TestStatusPageAllWell(t *testing.T) {
 	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
-	node := output.NewSnapshot("node", []*targetgroup.Group{group("0", nil, "10.0.0.1:9100")})
+	node := outputtest.NewSnapshot("node", []*targetgroup.Group{group("0", nil, "10.0.0.1:9100")})
 	node.File = output.FileState{Path: "/var/lib/sdhub/node.json", Gen: node.Gen, Targets: 1, Written: now}
 	reload := ReloadStatus{Time: now.Add(-time.Minute), Loaded: now.Add(-time.Minute)}
 	o := Options{

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/output"
 )
 
@@ -161,7 +162,7 @@ func TestJobNameWithSlash(t *testing.T) {
 	const job = "serviceMonitor/monitoring/node-exporter/0"
 	for _, prefix := range []string{"/", "/sdhub"} {
 		h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), RoutePrefix: prefix, Outputs: &fakeOutputs{applied: true,
-			jobs: map[string]*output.Snapshot{job: output.NewSnapshot(job, []*targetgroup.Group{group("a", nil, "10.0.0.1:9100")})}}})
+			jobs: map[string]*output.Snapshot{job: outputtest.NewSnapshot(job, []*targetgroup.Group{group("a", nil, "10.0.0.1:9100")})}}})
 		p := strings.TrimSuffix(RoutePrefix(prefix), "/")
 		_, _, status := do(t, h, http.MethodGet, p+"/")
 		if want := `<a href="./job/serviceMonitor%2Fmonitoring%2Fnode-exporter%2F0">` + job + `</a>`; !strings.Contains(status, want) {

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/sdhub/sdhub/internal/benchreport"
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 func main() {
@@ -81,11 +82,8 @@ func run(ns string, instances, apps int, refresh, window time.Duration, promBin,
 	}
 	defer os.RemoveAll(work)
 	if sdhubBin == "" {
-		sdhubBin = filepath.Join(work, "sdhub")
-		build := exec.Command("go", "build", "-o", sdhubBin, "./cmd/sdhub")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("building sdhub (run from the module's root, or set -sdhub): %w", err)
+		if sdhubBin, err = sdhubtest.Build(context.Background(), "", work); err != nil {
+			return fmt.Errorf("building sdhub (run from the module, or set -sdhub): %w", err)
 		}
 	}
 	header := benchreport.New("bench/discoveronce", benchreport.Program("Prometheus", promBin, "--version"))

@@ -45,7 +45,7 @@ import (
 	"time"
 
 	"github.com/sdhub/sdhub/internal/benchreport"
-	"github.com/sdhub/sdhub/reliability"
+	"github.com/sdhub/sdhub/internal/reliability"
 )
 
 func main() {

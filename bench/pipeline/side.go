@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/procfs"
+
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 func now() int64 { return time.Now().UnixNano() }
@@ -171,9 +172,9 @@ func startSdhub(name, bin, dir, input string, want int) (*side, error) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			logTail.add(sc.Text())
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+			if a, ok := sdhubtest.ListenAddress(sc.Text()); ok {
 				select {
-				case listening <- m[1]:
+				case listening <- a:
 				default:
 				}
 			}
@@ -208,8 +209,6 @@ func startSdhub(name, bin, dir, input string, want int) (*side, error) {
 		return nil, fmt.Errorf("%s did not listen within a minute", name)
 	}
 }
-
-var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
 
 // tail keeps the last lines of a log.
 type tail struct {

@@ -30,7 +30,7 @@ var docCommands = []struct{ cmd, how string }{
 	{"go run ./cmd/sdhub generate prometheus-config --config.file=examples/consul.yml --output.dir=/sd --http-sd-url=http://sdhub.example:9099", runHere},
 	{"go run ./cmd/sdhub discover examples/sdhub.yml web", runHere},
 	{"scripts/test.sh", byCI + " is .ci/run"},
-	{"make reliability", byCI + " (its two steps: go run ./reliability/cmd/reliability, make fuzz)"},
+	{"make reliability", byCI + " (its two steps: go run ./internal/reliability/cmd/reliability, make fuzz)"},
 	{"make release", "test: packaging TestReleaseReproducible runs scripts/release.sh, which make release runs"},
 	{"make image", "test: packaging TestImage runs scripts/image.sh, which make image runs"},
 	{"go build ./cmd/sdhub", byCI + " (go vet ./... and go test build the package)"},

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/config"
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 // mainEnv makes the test binary run as sdhub: the end-to-end tests run the
@@ -83,8 +83,6 @@ func (p *sdhubProc) log() string {
 	return p.stderr.String()
 }
 
-var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
-
 // startSdhub runs the test binary as sdhub with args and waits until it
 // listens. The process is stopped at the end of the test.
 func startSdhub(t *testing.T, args ...string) *sdhubProc {
@@ -107,9 +105,9 @@ func startSdhub(t *testing.T, args ...string) *sdhubProc {
 			p.mu.Lock()
 			p.stderr.WriteString(line + "\n")
 			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
+			if a, ok := sdhubtest.ListenAddress(line); ok {
 				select {
-				case addr <- m[1]:
+				case addr <- a:
 				default:
 				}
 			}

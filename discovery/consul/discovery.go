@@ -40,6 +40,7 @@ type Discovery struct {
 	logger       *slog.Logger
 	health       discovery.Health
 	priority     *priority.Gate // nil: decode at once
+	names        *nameCache
 	metrics      *Metrics
 	tagSeparator string
 	services     []string
@@ -83,6 +84,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		logger:       discard(opts.Logger),
 		health:       discovery.HealthOf(opts),
 		priority:     opts.Priority,
+		names:        newNameCache(),
 		metrics:      m,
 		tagSeparator: c.TagSeparator,
 		services:     slices.Clone(c.Services),
@@ -198,7 +200,7 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 			}
 			// A change already known goes to the output first: an answer
 			// is decoded after the output work under way (see priority).
-			d.priority.Background(func() { err = r.decode(b, name, dc, d.tagSeparator) })
+			d.priority.Background(func() { err = r.decode(d.names, b, name, dc, d.tagSeparator) })
 			return err
 		})
 	d.metrics.serviceDuration.Observe(time.Since(start).Seconds())
@@ -209,13 +211,14 @@ func (d *Discovery) readService(ctx context.Context, p *pool, dc, name string, i
 	return r, nil
 }
 
-// decode makes r's group and instances of a service's answer b.
-func (r *serviceRead) decode(b []byte, name, dc, tagSeparator string) error {
+// decode makes r's group and instances of a service's answer b, its label
+// names through names.
+func (r *serviceRead) decode(names *nameCache, b []byte, name, dc, tagSeparator string) error {
 	var entries []serviceEntry
 	if err := json.Unmarshal(b, &entries); err != nil {
 		return err
 	}
-	r.group = serviceGroup(name, dc, tagSeparator, entries)
+	r.group = names.serviceGroup(name, dc, tagSeparator, entries)
 	r.insts = make([]instRef, len(entries))
 	for i := range entries {
 		r.insts[i] = instRef{node: entries[i].Node.Node, id: entries[i].Service.ID, service: name, modify: entries[i].Service.ModifyIndex}

@@ -84,7 +84,7 @@ func aggregatedStatus(checks []entryCheck) string {
 // serviceGroup turns one service's health entries into its target group:
 // Source and group labels name the service and datacenter, and each
 // instance is a target with its own labels.
-func serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Group {
+func (c *nameCache) serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Group {
 	g := &targetgroup.Group{
 		Source: name,
 		Labels: model.LabelSet{
@@ -94,7 +94,7 @@ func serviceGroup(name, dc, sep string, entries []serviceEntry) *targetgroup.Gro
 		Targets: make([]model.LabelSet, 0, len(entries)),
 	}
 	for i := range entries {
-		g.Targets = append(g.Targets, instanceLabels(&entries[i], sep))
+		g.Targets = append(g.Targets, c.instanceLabels(&entries[i], sep))
 	}
 	return g
 }
@@ -108,7 +108,7 @@ type entryNode struct {
 // instanceLabels are one instance's labels. The address is the service
 // address when set, else the node's; tags are joined with the separator and
 // wrapped in it so a regex need not care where a tag sits.
-func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
+func (c *nameCache) instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 	ls := make(model.LabelSet, 10+len(e.Service.Meta)+len(e.Node.Meta)+len(e.Node.TaggedAddresses))
 	ls[labelNode] = model.LabelValue(e.Node.Node)
 	ls[labelNamespace] = model.LabelValue(e.Service.Namespace)
@@ -118,8 +118,8 @@ func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 	ls[labelServicePort] = model.LabelValue(strconv.Itoa(e.Service.Port))
 	ls[labelServiceID] = model.LabelValue(e.Service.ID)
 	ls[labelHealth] = model.LabelValue(aggregatedStatus(e.Checks))
-	addSanitized(ls, labelServiceMeta, e.Service.Meta)
-	setNodeLabels(ls, &e.Node)
+	c.addSanitized(ls, labelServiceMeta, e.Service.Meta)
+	c.setNodeLabels(ls, &e.Node)
 	return ls
 }
 
@@ -127,20 +127,20 @@ func instanceLabels(e *serviceEntry, sep string) model.LabelSet {
 // labels that already have the service's and none of another version of
 // the node: the node's address (and __address__ when the service has none
 // of its own), its metadata and its tagged addresses.
-func setNodeLabels(ls model.LabelSet, n *entryNode) {
+func (c *nameCache) setNodeLabels(ls model.LabelSet, n *entryNode) {
 	host := string(ls[labelServiceAddress])
 	if host == "" {
 		host = n.Address
 	}
 	ls[model.AddressLabel] = model.LabelValue(net.JoinHostPort(host, string(ls[labelServicePort])))
 	ls[labelAddress] = model.LabelValue(n.Address)
-	addSanitized(ls, labelNodeMeta, n.Meta)
-	addSanitized(ls, labelTaggedAddress, n.TaggedAddresses)
+	c.addSanitized(ls, labelNodeMeta, n.Meta)
+	c.addSanitized(ls, labelTaggedAddress, n.TaggedAddresses)
 }
 
 // withNode returns g with the node-derived labels of its targets on node n
 // set anew from n, or g itself when none of its targets is on n.
-func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
+func (c *nameCache) withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
 	var out *targetgroup.Group
 	for i, t := range g.Targets {
 		if string(t[labelNode]) != n.Node {
@@ -155,7 +155,7 @@ func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
 				delete(ls, name)
 			}
 		}
-		setNodeLabels(ls, n)
+		c.setNodeLabels(ls, n)
 		out.Targets[i] = ls
 	}
 	if out == nil {
@@ -168,10 +168,10 @@ func withNode(g *targetgroup.Group, n *entryNode) *targetgroup.Group {
 // to the same name ("a.b", "a-b") are added in sorted order, so the last
 // one wins every time: in map order the value would change from one
 // refresh to the next and the job's file with it.
-func addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
+func (c *nameCache) addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
 	if len(m) == 1 {
 		for k, v := range m {
-			ls[labelNames.name(prefix, k)] = model.LabelValue(v)
+			ls[c.name(prefix, k)] = model.LabelValue(v)
 		}
 		return
 	}
@@ -182,21 +182,22 @@ func addSanitized(ls model.LabelSet, prefix string, m map[string]string) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		ls[labelNames.name(prefix, k)] = model.LabelValue(m[k])
+		ls[c.name(prefix, k)] = model.LabelValue(m[k])
 	}
 }
 
-// labelNames remembers the label name of each prefix and metadata key:
-// the same few keys come with every instance, and sanitising one takes a
-// regular expression and two allocations.
-var labelNames = nameCache{names: map[nameKey]model.LabelName{}}
-
 type nameKey struct{ prefix, key string }
 
+// nameCache remembers the label name of each prefix and metadata key: the
+// same few keys come with every instance, and sanitising one takes a
+// regular expression and two allocations. Each Discovery has its own; the
+// functions that make labels are its methods.
 type nameCache struct {
 	mu    sync.RWMutex
 	names map[nameKey]model.LabelName
 }
+
+func newNameCache() *nameCache { return &nameCache{names: map[nameKey]model.LabelName{}} }
 
 // maxCachedNames bounds the cache; past it names are made each time.
 const maxCachedNames = 10000

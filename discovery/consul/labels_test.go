@@ -21,7 +21,7 @@ func TestCollidingMetaKeysAreDeterministic(t *testing.T) {
 	e.Service.ID, e.Service.Service, e.Service.Port = "s", "s", 1
 	e.Service.Meta = map[string]string{"x-y": "1", "x.y": "2", "x_y": "3", "x/y": "4"}
 	for i := 0; i < 100; i++ {
-		ls := instanceLabels(e, ",")
+		ls := newNameCache().instanceLabels(e, ",")
 		for name, want := range map[model.LabelName]model.LabelValue{
 			labelNodeMeta + "a_b":           "under", // sorted: a-b, a.b, a_b
 			labelServiceMeta + "x_y":        "3",     // sorted: x-y, x.y, x/y, x_y
@@ -95,19 +95,19 @@ func TestWithNode(t *testing.T) {
 		o.Node, o.Service.ID = other, "web-other"
 		return append(es, o)
 	}
-	before := serviceGroup("web", "dc1", ",", entries(v1))
-	got := withNode(before, &v2)
-	want := serviceGroup("web", "dc1", ",", entries(v2))
+	before := newNameCache().serviceGroup("web", "dc1", ",", entries(v1))
+	got := newNameCache().withNode(before, &v2)
+	want := newNameCache().serviceGroup("web", "dc1", ",", entries(v2))
 	if !groupsEqual(got, want) {
 		t.Fatalf("patched:\n%v\nread:\n%v", got.Targets, want.Targets)
 	}
 	if got.Targets[2]["__meta_consul_node"] != "n2" || !got.Targets[2].Equal(before.Targets[2]) {
 		t.Fatalf("a target on another node changed: %v", got.Targets[2])
 	}
-	if !before.Targets[0].Equal(serviceGroup("web", "dc1", ",", entries(v1)).Targets[0]) {
+	if !before.Targets[0].Equal(newNameCache().serviceGroup("web", "dc1", ",", entries(v1)).Targets[0]) {
 		t.Fatal("withNode modified the group it was given")
 	}
-	if g := withNode(before, &entryNode{Node: "n3"}); g != before {
+	if g := newNameCache().withNode(before, &entryNode{Node: "n3"}); g != before {
 		t.Fatal("a group without targets on the node was copied")
 	}
 }

@@ -393,7 +393,7 @@ func (w *watcher) onNodes(ev event) {
 			case !ok || w.d.healthFilter != "":
 				w.markDirty(s)
 			case w.watched[s] && w.groups[s] != nil:
-				w.setGroup(s, withNode(w.groups[s], &cur.entryNode))
+				w.setGroup(s, w.d.names.withNode(w.groups[s], &cur.entryNode))
 			}
 		}
 		if !ok && w.plain != nil {
@@ -422,7 +422,7 @@ func (w *watcher) withNewerNodes(g *targetgroup.Group, index uint64) *targetgrou
 		}
 		seen = append(seen, n)
 		if row, ok := w.nodes[n]; ok && row.ModifyIndex > index {
-			g = withNode(g, &row.entryNode)
+			g = w.d.names.withNode(g, &row.entryNode)
 		}
 	}
 	return g

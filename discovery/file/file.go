@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/debounce"
 )
 
 // patFileSDName is the file name pattern Prometheus accepts: at most one
@@ -203,18 +204,8 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 
 	ticker := time.NewTicker(d.interval)
 	defer ticker.Stop()
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
-	var burstStart time.Time // zero when no refresh is pending
-
-	schedule := func() {
-		now := time.Now()
-		if burstStart.IsZero() {
-			burstStart = now
-		}
-		debounce.Reset(min(debounceQuiet, burstStart.Add(debounceMax).Sub(now)))
-	}
+	burst := debounce.New(debounceQuiet, debounceMax)
+	defer burst.Stop()
 
 	for {
 		select {
@@ -229,7 +220,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			if ev.Name == "" || ev.Op&^fsnotify.Chmod == 0 {
 				continue
 			}
-			schedule()
+			burst.Event()
 		case err, ok := <-werrs:
 			if !ok {
 				werrs = nil
@@ -239,9 +230,9 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			d.metrics.watcherErrors.Inc()
 			d.health.Failed(fmt.Errorf("file watch: %w", err))
 			d.logger.Warn("file watch error; re-reading files", "err", err)
-			schedule()
-		case <-debounce.C:
-			burstStart = time.Time{}
+			burst.Event()
+		case <-burst.C():
+			burst.Fired()
 			d.watch(watcher)
 			if !d.update(ctx, up, sent, false) {
 				return

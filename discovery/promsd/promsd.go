@@ -59,6 +59,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/debounce"
 )
 
 // Registered maps the name of every SD mechanism in Prometheus's registry
@@ -316,10 +317,9 @@ func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup
 	case <-ctx.Done():
 		return nil, false
 	}
-	deadline := time.NewTimer(settleMax)
-	defer deadline.Stop()
-	quiet := time.NewTimer(settleQuiet)
-	defer quiet.Stop()
+	burst := debounce.New(settleQuiet, settleMax)
+	defer burst.Stop()
+	burst.Event()
 	for {
 		select {
 		case tgs, ok := <-in:
@@ -327,10 +327,8 @@ func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup
 				return m.groups, true
 			}
 			m.add(tgs)
-			quiet.Reset(settleQuiet)
-		case <-quiet.C:
-			return m.groups, true
-		case <-deadline.C:
+			burst.Event()
+		case <-burst.C():
 			return m.groups, true
 		case <-ctx.Done():
 			return nil, false

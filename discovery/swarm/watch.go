@@ -10,10 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/sdhub/sdhub/internal/debounce"
 )
 
 // watchTiming are the delays of the watch loop.
@@ -61,8 +64,8 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	}
 	ticker := time.NewTicker(d.interval)
 	defer ticker.Stop()
-	deb := newDebouncer(d.watch.quiet, d.watch.maxDelay)
-	defer deb.stop()
+	deb := debounce.New(d.watch.quiet, d.watch.maxDelay)
+	defer deb.Stop()
 	// settle fires the follow-up refreshes of the last event-driven one;
 	// next is the index of the delay after the one pending.
 	var (
@@ -78,10 +81,10 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case <-ticker.C:
 			ok = d.update(ctx, up, &last)
 		case <-triggers:
-			deb.event()
+			deb.Event()
 			continue
 		case <-deb.C():
-			deb.fired()
+			deb.Fired()
 			ok = d.update(ctx, up, &last)
 			lastEvent, next, settle = time.Now(), 0, nil
 			if len(d.watch.settle) > 0 {
@@ -168,7 +171,7 @@ func (d *Discovery) eventTypes() []string {
 // a backoff that doubles up to backoffMax and restarts after a stream that
 // delivered events or lived longer than backoffMax.
 func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
-	bo := backoff{min: d.watch.backoffMin, max: d.watch.backoffMax}
+	bo := newBackoff(d.watch.backoffMin, d.watch.backoffMax)
 	for {
 		healthy, err := d.streamEvents(ctx, triggers)
 		if ctx.Err() != nil {
@@ -176,9 +179,9 @@ func (d *Discovery) watchEvents(ctx context.Context, triggers chan<- struct{}) {
 		}
 		d.metrics.streamErrors.Inc()
 		if healthy {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.next()
+		wait := bo.NextBackOff()
 		d.logger.Warn("Docker events stream failed; polling continues, reconnecting", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
@@ -256,56 +259,8 @@ func signal(ch chan<- struct{}) {
 	}
 }
 
-// debouncer coalesces a burst of events into one refresh: it fires quiet
-// after the last event, but no later than maxDelay after the first.
-type debouncer struct {
-	quiet, maxDelay time.Duration
-	timer           *time.Timer
-	first           time.Time
-	armed           bool
+// newBackoff returns a delay that doubles from min up to max, without
+// jitter.
+func newBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: min, Multiplier: 2, MaxInterval: max}
 }
-
-func newDebouncer(quiet, maxDelay time.Duration) *debouncer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &debouncer{quiet: quiet, maxDelay: maxDelay, timer: t}
-}
-
-func (b *debouncer) event() {
-	now := time.Now()
-	if !b.armed {
-		b.first, b.armed = now, true
-	}
-	due := now.Add(b.quiet)
-	if limit := b.first.Add(b.maxDelay); due.After(limit) {
-		due = limit
-	}
-	b.timer.Reset(due.Sub(now))
-}
-
-// C is the channel that fires when a refresh is due; nil while unarmed.
-func (b *debouncer) C() <-chan time.Time {
-	if !b.armed {
-		return nil
-	}
-	return b.timer.C
-}
-
-func (b *debouncer) fired() { b.armed = false }
-func (b *debouncer) stop()  { b.timer.Stop() }
-
-// backoff is an exponential delay between min and max.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

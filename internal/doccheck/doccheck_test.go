@@ -95,7 +95,7 @@ func TestAnchor(t *testing.T) {
 // and heading they point to exists.
 func TestRepoLinks(t *testing.T) {
 	root := filepath.Join("..", "..")
-	files := []string{"README.md", "CHANGELOG.md", "monitoring/README.md", "reliability/README.md"}
+	files := []string{"README.md", "CHANGELOG.md", "monitoring/README.md", "internal/reliability/README.md"}
 	err := filepath.WalkDir(filepath.Join(root, "docs"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && filepath.Ext(p) == ".md" {
 			rel, _ := filepath.Rel(root, p)

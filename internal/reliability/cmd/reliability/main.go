@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/sdhub/sdhub/internal/consulagent"
+	"github.com/sdhub/sdhub/internal/reliability"
 	"github.com/sdhub/sdhub/internal/testenv"
-	"github.com/sdhub/sdhub/reliability"
 )
 
 func main() {

@@ -23,6 +23,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
 // WaitTimeout bounds every wait of the scenarios.
@@ -37,13 +41,7 @@ func Build(ctx context.Context, root, dir string) (string, error) {
 			return "", err
 		}
 	}
-	bin := filepath.Join(dir, "sdhub")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/sdhub")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/sdhub: %w\n%s", err, out)
-	}
-	return bin, nil
+	return sdhubtest.Build(ctx, root, dir)
 }
 
 // ModuleRoot walks up from the working directory to the directory of go.mod.
@@ -75,8 +73,6 @@ type Proc struct {
 	lines map[string]int // count of log lines per msg we wait for
 }
 
-var listenRE = regexp.MustCompile(`msg="Listening on" .*address=(\S+)`)
-
 // Start runs bin with args (plus a free listen address and debug logs) and
 // waits until it listens.
 func Start(bin string, args ...string) (*Proc, error) {
@@ -101,9 +97,9 @@ func Start(bin string, args ...string) (*Proc, error) {
 				p.lines[strings.Trim(m[1], `"`)]++
 			}
 			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(line); m != nil {
+			if a, ok := sdhubtest.ListenAddress(line); ok {
 				select {
-				case addr <- m[1]:
+				case addr <- a:
 				default:
 				}
 			}
@@ -222,30 +218,24 @@ func (p *Proc) MetricSum(name string) (float64, error) {
 
 // FDs counts the process's open file descriptors.
 func (p *Proc) FDs() (int, error) {
-	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
-	return len(es), err
+	fs, err := procfs.NewProc(p.Pid())
+	if err != nil {
+		return 0, err
+	}
+	return fs.FileDescriptorsLen()
 }
 
 // RSS returns the process's resident set size and its peak, in bytes.
 func (p *Proc) RSS() (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	fs, err := procfs.NewProc(p.Pid())
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
+	st, err := fs.NewStatus()
+	if err != nil {
+		return 0, 0, err
 	}
-	return rss, peak, nil
+	return int64(st.VmRSS), int64(st.VmHWM), nil
 }
 
 // Eventually polls cond every 10 ms until it holds or WaitTimeout passes.
