@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
-	"github.com/prometheus/prometheus/discovery/kubernetes"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
@@ -171,19 +170,23 @@ func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer, logger
 	if refresh {
 		return rule{one: true}
 	}
-	switch c := c.(type) {
-	case *kubernetes.SDConfig:
-		role := string(c.Role)
-		return rule{logger: logger, live: func() float64 {
-			return counterValue(g, "prometheus_sd_kubernetes_events_total", role, kubernetes.MetricLabelRoleAdd) -
-				counterValue(g, "prometheus_sd_kubernetes_events_total", role, kubernetes.MetricLabelRoleDelete)
-		}}
+	if live := liveRules[c.Name()]; live != nil {
+		if f := live(c, g); f != nil {
+			return rule{logger: logger, live: f}
+		}
 	}
 	if c.Name() == "kuma" {
 		return rule{one: true}
 	}
 	return rule{}
 }
+
+// liveRules are the rules of mechanisms whose first full set is known from
+// the live objects their metrics count, by mechanism name; each returns the
+// count's reader for its config, nil if the config is not one it knows. The
+// mechanisms' files fill it, under the build tags that keep the mechanism
+// in a build (a trimmed build, -tags remove_all_sd, has none of them).
+var liveRules = map[string]func(promdiscovery.Config, prometheus.Gatherer) func() float64{}
 
 // counterValue is the value of name{role=role, event=event} in g, 0 if g
 // has no such series.

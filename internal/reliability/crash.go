@@ -149,7 +149,13 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 		onWrite     int
 		prevTemps   []string
 	)
-	w, err := WatchDir(out)
+	// The writer makes its temp files in the staging directory: watch it
+	// from the start (sdhub empties it at start and keeps it).
+	if err := os.MkdirAll(StagingDir(out), 0o755); err != nil {
+		r.Fail("%v", err)
+		return r
+	}
+	w, err := WatchDir(StagingDir(out))
 	if err != nil {
 		r.Fail("%v", err)
 		return r

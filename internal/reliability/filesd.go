@@ -3,14 +3,19 @@ package reliability
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/common/model"
+
+	"github.com/sdhub/sdhub/output"
 )
 
 // Entry is one file_sd entry.
@@ -53,19 +58,29 @@ func ParseFileSD(data []byte) ([]Entry, error) {
 	return entries, nil
 }
 
-// tempRE matches the writer's temp files (output/manifest.go).
-var tempRE = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
+// tempRE matches the writer's temp files (output/manifest.go): the
+// target's name with "/" made "_", ".tmp-" and os.CreateTemp's digits, in
+// the output directory's staging directory.
+var tempRE = regexp.MustCompile(`^.+\.tmp-[0-9]+$`)
 
-// TempFiles lists the writer's temp files in dir.
+// StagingDir is the output directory's staging directory, where the writer
+// makes its temp files.
+func StagingDir(dir string) string { return filepath.Join(dir, output.StagingDir) }
+
+// TempFiles lists the writer's temp files in dir's staging directory, as
+// paths relative to dir.
 func TempFiles(dir string) ([]string, error) {
-	es, err := os.ReadDir(dir)
+	es, err := os.ReadDir(StagingDir(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, e := range es {
 		if tempRE.MatchString(e.Name()) {
-			out = append(out, e.Name())
+			out = append(out, filepath.Join(output.StagingDir, e.Name()))
 		}
 	}
 	return out, nil
@@ -82,7 +97,7 @@ func OutsideFiles(root, dir string, ignore ...string) ([]string, error) {
 		if d.IsDir() {
 			return nil
 		}
-		if filepath.Dir(path) == filepath.Clean(dir) {
+		if inOutputDir(path, dir) {
 			return nil
 		}
 		for _, ig := range ignore {
@@ -107,4 +122,20 @@ func WatchDir(dir string) (*fsnotify.Watcher, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// inOutputDir reports whether path is one of the writer's files in dir: a
+// job's file directly in dir, a part of a job (<dir>/<job>.parts/<i>/
+// targets.json) or a temp file in dir's staging directory.
+func inOutputDir(path, dir string) bool {
+	dir = filepath.Clean(dir)
+	parent := filepath.Dir(path)
+	switch {
+	case parent == dir, parent == StagingDir(dir):
+		return true
+	case filepath.Base(path) != "targets.json":
+		return false
+	}
+	parts := filepath.Dir(parent)
+	return filepath.Dir(parts) == dir && strings.HasSuffix(filepath.Base(parts), ".parts")
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/sdhub/sdhub/output"
 )
 
 // ReloadOptions size the reload storm.
@@ -28,7 +30,7 @@ type ReloadOptions struct {
 // in all of them, and their files must never be missing.
 var reloadConfigs = []struct {
 	jobs string   // the scrape_configs, %[1]s is the input directory
-	want []string // the output files it makes
+	want []string // the output files it makes, and the parts directories of the jobs written in parts
 }{
 	{`
   - job_name: keep-static
@@ -39,7 +41,7 @@ var reloadConfigs = []struct {
     static_configs: [{targets: ["x:1"]}]
   - job_name: b-file
     file_sd_configs: [{files: ["%[1]s/b.json"]}]
-`, []string{"a.json", "b-file.json", "keep-file.json", "keep-static.json"}},
+`, []string{"a.json", "b-file.json", "b-file.parts", "keep-file.json", "keep-file.parts", "keep-static.json"}},
 	{`
   - job_name: keep-static
     static_configs: [{targets: ["k:1"]}]
@@ -49,7 +51,7 @@ var reloadConfigs = []struct {
     static_configs: [{targets: ["x:1"]}]
   - job_name: c
     static_configs: [{targets: ["c:1"]}, {targets: ["c:2"], labels: {z: "1"}}]
-`, []string{"a2.json", "c.json", "keep-file.json", "keep-static.json"}},
+`, []string{"a2.json", "c.json", "keep-file.json", "keep-file.parts", "keep-static.json"}},
 	{`
   - job_name: keep-static
     static_configs: [{targets: ["k:1"]}]
@@ -59,7 +61,7 @@ var reloadConfigs = []struct {
     static_configs: [{targets: ["c:1"]}]
   - job_name: d-file
     file_sd_configs: [{files: ["%[1]s/b.json"]}, {files: ["%[1]s/keep.json"]}]
-`, []string{"c.json", "d-file.json", "keep-file.json", "keep-static.json"}},
+`, []string{"c.json", "d-file.json", "d-file.parts", "keep-file.json", "keep-file.parts", "keep-static.json"}},
 }
 
 // ReloadStorm reloads sdhub Reloads times in quick succession, SIGHUP and
@@ -242,40 +244,63 @@ func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	return r
 }
 
+// listNames lists dir's entries but the writer's staging directory.
 func listNames(dir string) []string {
 	es, _ := os.ReadDir(dir)
 	var out []string
 	for _, e := range es {
-		out = append(out, e.Name())
+		if e.Name() != output.StagingDir {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }
 
-// outputsValid checks every .json in dir parses as file_sd and holds the
-// targets its job's config says.
+// outputsValid checks every .json in dir, and every part of a job written
+// in parts, parses as file_sd, and that each job's file and the union of
+// its parts hold the targets its job's config says.
 func outputsValid(dir string) bool {
 	want := map[string]string{
-		"keep-static.json": "k:1", "keep-file.json": "f:1", "a.json": "x:1", "a2.json": "x:1",
-		"b-file.json": "b:1 b:2", "d-file.json": "b:1 b:2 f:1",
+		"keep-static": "k:1", "keep-file": "f:1", "a": "x:1", "a2": "x:1",
+		"b-file": "b:1 b:2", "d-file": "b:1 b:2 f:1",
 	}
-	for _, name := range listNames(dir) {
-		if !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return false
-		}
-		es, err := ParseFileSD(data)
-		if err != nil {
-			return false
-		}
+	targets := func(files ...string) (string, bool) {
 		var ts []string
-		for _, e := range es {
-			ts = append(ts, e.Targets...)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return "", false
+			}
+			es, err := ParseFileSD(data)
+			if err != nil {
+				return "", false
+			}
+			for _, e := range es {
+				ts = append(ts, e.Targets...)
+			}
 		}
 		slices.Sort(ts)
-		if w, ok := want[name]; ok && strings.Join(ts, " ") != w {
+		return strings.Join(ts, " "), true
+	}
+	for _, name := range listNames(dir) {
+		var files []string
+		job, isFile := strings.CutSuffix(name, ".json")
+		if isFile {
+			files = []string{filepath.Join(dir, name)}
+		} else if j, isParts := strings.CutSuffix(name, output.PartsDirSuffix); isParts {
+			job = j
+			files, _ = filepath.Glob(filepath.Join(dir, name, "*", "targets.json"))
+			if len(files) == 0 {
+				return false
+			}
+		} else {
+			continue
+		}
+		ts, ok := targets(files...)
+		if !ok {
+			return false
+		}
+		if w, known := want[job]; known && ts != w {
 			return false
 		}
 	}
