@@ -1,0 +1,209 @@
+// Command shards prints the figures of package shard's strategies, for
+// jobs of -sizes targets (addresses 10.x.y.z:9100 from a seeded random
+// generator), N = 2 to 16 shards and R = 1 and 2 replicas: rendezvous
+// against bounded-load.
+//
+// For each N it prints the largest shard over the mean (targets, all of
+// weight 1) and the replicas that move on N -> N+1 and on N -> N-1 shards, as
+// a fraction of the job's K × R target-replicas and as a ratio to the least
+// any split as balanced as a perfect one must move: K·R/(N+1) on N -> N+1
+// (the new shard's share) and K·R/N on N -> N-1 (the removed shard's share).
+// A target-replica moves when a target leaves one of its shards for another.
+// For one target added to or removed from the job, the replicas that move,
+// that target's R included, over R (the least: 1.00 means nothing else moved),
+// as the mean over -trials random targets and the worst of them.
+//
+//	go run ./bench/shards
+//	go run ./bench/shards -sizes 1000 -trials 200
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sdhub/sdhub/internal/benchreport"
+	"github.com/sdhub/sdhub/shard"
+)
+
+type config struct {
+	sizes        []int
+	trials       int // per N and R, for sizes up to bigSize
+	bigTrials    int // per N and R, for sizes above bigSize
+	minN, maxN   int
+	replicas     []int
+	seed         uint64
+	withoutHeder bool
+}
+
+const bigSize = 10_000
+
+func main() {
+	cfg := config{minN: 2, maxN: 16, replicas: []int{1, 2}}
+	var sizes string
+	flag.StringVar(&sizes, "sizes", "120,1000,100000", "targets per job, comma separated")
+	flag.IntVar(&cfg.trials, "trials", 50, "targets added and removed, each, per N and R (jobs up to 10,000 targets)")
+	flag.IntVar(&cfg.bigTrials, "big-trials", 3, "the same for jobs of more than 10,000 targets")
+	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the addresses")
+	flag.Parse()
+	for _, f := range strings.Split(sizes, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v < 2 {
+			fmt.Fprintf(os.Stderr, "invalid -sizes %q\n", sizes)
+			os.Exit(2)
+		}
+		cfg.sizes = append(cfg.sizes, v)
+	}
+	if err := run(cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+const job = "node"
+
+// addresses returns k distinct random addresses.
+func addresses(rng *rand.Rand, k int) []string {
+	seen := make(map[string]bool, k)
+	var all []string
+	for len(all) < k {
+		v := rng.Uint32() & 0xffffff
+		a := fmt.Sprintf("10.%d.%d.%d:9100", v>>16, v>>8&0xff, v&0xff)
+		if !seen[a] {
+			seen[a] = true
+			all = append(all, a)
+		}
+	}
+	return all
+}
+
+func run(cfg config, w io.Writer) error {
+	if !cfg.withoutHeder {
+		if err := benchreport.New("bench/shards").Write(w); err != nil {
+			return err
+		}
+	}
+	var b strings.Builder
+	for _, k := range cfg.sizes {
+		trials := cfg.trials
+		if k > bigSize {
+			trials = cfg.bigTrials
+		}
+		rng := rand.New(rand.NewPCG(cfg.seed, uint64(k)))
+		keys := addresses(rng, k)
+		for _, r := range cfg.replicas {
+			table(&b, keys, min(trials, k-1), r, cfg.minN, cfg.maxN)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// cell is the figures of one strategy for one N.
+type cell struct {
+	balance            float64
+	grow, shrink       float64 // moved fraction of the target-replicas; -1: no such N
+	growMin, shrinkMin float64
+	churn, churnWorst  float64 // one target added or removed: mean and worst ratio to R
+}
+
+func table(b *strings.Builder, keys []string, trials, r, minN, maxN int) {
+	strategies := []shard.Strategy{shard.Rendezvous, shard.BoundedLoad}
+	cells := make([][]cell, len(strategies))
+	for si, s := range strategies {
+		// The split for every N from minN-1 to maxN+1.
+		splits := make(map[int][][]int)
+		for n := max(minN-1, r); n <= maxN+1; n++ {
+			splits[n] = shard.Assign(job, keys, nil, n, r, s)
+		}
+		for n := minN; n <= maxN; n++ {
+			if n < r {
+				cells[si] = append(cells[si], cell{balance: -1})
+				continue
+			}
+			c := cell{balance: balance(splits[n], n, r), grow: -1, shrink: -1}
+			total := float64(len(keys) * r)
+			c.grow = float64(moved(splits[n], splits[n+1])) / total
+			c.growMin = 1 / float64(n+1)
+			if old, ok := splits[n-1]; ok {
+				c.shrink = float64(moved(splits[n], old)) / total
+				c.shrinkMin = 1 / float64(n)
+			}
+			if s == shard.BoundedLoad {
+				c.churn, c.churnWorst = churn(keys, trials, n, r, s)
+			}
+			cells[si] = append(cells[si], c)
+		}
+	}
+	fmt.Fprintf(b, "### %d targets, R = %d\n\n", len(keys), r)
+	b.WriteString("| N | largest / mean, rendezvous | largest / mean, bounded-load | N → N+1 moved, rendezvous | N → N+1 moved, bounded-load | N → N−1 moved, rendezvous | N → N−1 moved, bounded-load | one target added or removed, bounded-load: mean (worst) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for i := range maxN - minN + 1 {
+		rv, bl := cells[0][i], cells[1][i]
+		fmt.Fprintf(b, "| %d | %.3f | %.3f | %s | %s | %s | %s | %.2f (%.2f) |\n", minN+i,
+			rv.balance, bl.balance, frac(rv.grow, rv.growMin), frac(bl.grow, bl.growMin),
+			frac(rv.shrink, rv.shrinkMin), frac(bl.shrink, bl.shrinkMin),
+			bl.churn, bl.churnWorst)
+	}
+	b.WriteString("\n")
+}
+
+func frac(f, min float64) string {
+	if f < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f %% (%.2f)", 100*f, f/min)
+}
+
+// balance is the largest shard's count of target-replicas over the mean.
+func balance(split [][]int, n, r int) float64 {
+	load := make([]int, n)
+	for _, s := range split {
+		for _, i := range s {
+			load[i]++
+		}
+	}
+	return float64(slices.Max(load)) / (float64(len(split)*r) / float64(n))
+}
+
+// moved counts the target-replicas of the targets in both splits (same
+// index, same key) that are in a shard after and not before.
+func moved(before, after [][]int) int {
+	m := 0
+	for i := range before {
+		for _, s := range after[i] {
+			if !slices.Contains(before[i], s) {
+				m++
+			}
+		}
+	}
+	return m
+}
+
+// churn assigns the first len(keys)-trials keys, then each of the next
+// trials keys added one at a time, and returns the mean and worst, over
+// those additions, of the replicas moved, the added target's own R
+// included, over R. The split depends only on the set of targets, so
+// removing a target from a set is the same change in reverse, and moves
+// the same replicas.
+func churn(keys []string, trials, n, r int, s shard.Strategy) (mean, worst float64) {
+	if trials == 0 {
+		return 0, 0
+	}
+	k := len(keys) - trials
+	before := shard.Assign(job, keys[:k], nil, n, r, s)
+	sum := 0.0
+	for ; k < len(keys); k++ {
+		after := shard.Assign(job, keys[:k+1], nil, n, r, s)
+		x := float64(moved(before, after[:k])+r) / float64(r)
+		sum += x
+		worst = max(worst, x)
+		before = after
+	}
+	return sum / float64(trials), worst
+}
