@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,7 +176,7 @@ func (f *files) own(name string) error {
 // relative to the output directory): those of jobs gone, and the parts or
 // the whole file a job no longer has. A file is dropped from the manifest only after it is
 // removed; a part's directories go with their last file.
-func (f *files) removeObsolete(wanted func(name string) bool, removed prometheus.Counter) error {
+func (f *files) removeObsolete(wanted, laidOut func(name string) bool, removed prometheus.Counter) error {
 	for name := range f.known {
 		if !wanted(name) {
 			delete(f.known, name)
@@ -202,6 +203,25 @@ func (f *files) removeObsolete(wanted func(name string) bool, removed prometheus
 		changed = true
 		removed.Inc()
 		f.logger.Info("removed a targets file no longer wanted", "path", path)
+	}
+	// The directories of parts never written: SetLayout makes them for
+	// every part at once, and a job can leave before it wrote them all.
+	// Those of the layout stay, for jobs that are not in the update yet.
+	if top, err := os.ReadDir(f.dir); err == nil {
+		for _, e := range top {
+			if !e.IsDir() || !strings.HasSuffix(e.Name(), PartsDirSuffix) {
+				continue
+			}
+			parts, _ := os.ReadDir(filepath.Join(f.dir, e.Name()))
+			for _, p := range parts {
+				if name := filepath.Join(e.Name(), p.Name(), partFileName); p.IsDir() && isPartName(name) && !wanted(name) && !laidOut(name) {
+					_ = os.Remove(filepath.Join(f.dir, e.Name(), p.Name())) // when empty
+				}
+			}
+			if len(parts) > 0 {
+				_ = os.Remove(filepath.Join(f.dir, e.Name())) // when empty
+			}
+		}
 	}
 	if changed {
 		if err := syncDir(f.dir); err != nil {

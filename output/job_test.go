@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -135,8 +136,8 @@ func TestSnapshotShards(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 5} {
 		total := 0
 		for i := range n {
-			part := s.Shard(i, n)
-			if part != s.Shard(i, n) {
+			part := s.Shard(ShardSpec{Shard: i, Shards: n})
+			if part != s.Shard(ShardSpec{Shard: i, Shards: n}) {
 				t.Errorf("shard %d/%d computed twice", i, n)
 			}
 			b := part.Bytes()
@@ -164,4 +165,82 @@ func TestSnapshotShards(t *testing.T) {
 func shardOf(t *testing.T, job, addr string, n int) int {
 	t.Helper()
 	return shard.Of(job, addr, n)
+}
+
+// Every target is in exactly Replicas of the shards of a spec, the shards
+// together hold the job, and a bounded-load split by weight balances the
+// weight the label gives (one target listed twice counts once, at the
+// larger weight).
+func TestSnapshotShardReplicas(t *testing.T) {
+	var groups []*targetgroup.Group
+	for i := range 300 {
+		groups = append(groups, &targetgroup.Group{Source: fmt.Sprint(i),
+			Labels:  model.LabelSet{"series": model.LabelValue(fmt.Sprint(1 + i%10))},
+			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("10.0.%d.%d:9100", i/250, i%250))}}})
+	}
+	// The same address again, lighter: it weighs 10 (group 9's label).
+	groups = append(groups, &targetgroup.Group{Source: "again", Labels: model.LabelSet{"series": "1"},
+		Targets: []model.LabelSet{{model.AddressLabel: "10.0.0.9:9100"}}})
+	r := newJobRender("job", newLabelNames())
+	r.apply(wrap(groups))
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, names: r.names, shards: &shardCache{}}).withCount()
+	weightOf := func(e Entry) float64 {
+		for _, l := range e.Labels {
+			if l.Name == "series" {
+				v, _ := strconv.ParseFloat(l.Value, 64)
+				return v
+			}
+		}
+		return 1
+	}
+	for _, sp := range []ShardSpec{
+		{Shards: 4, Replicas: 2},
+		{Shards: 5, Replicas: 3},
+		{Shards: 4, Replicas: 2, Strategy: shard.BoundedLoad},
+		{Shards: 6, Replicas: 1, Strategy: shard.BoundedLoad, WeightLabel: "series"},
+	} {
+		in := map[string]int{}
+		loads := make([]float64, sp.Shards)
+		for i := range sp.Shards {
+			sp := sp
+			sp.Shard = i
+			part := s.Shard(sp)
+			if len(part.Bytes()) != part.Size {
+				t.Errorf("%+v: Size %d, bytes %d", sp, part.Size, len(part.Bytes()))
+			}
+			weight := map[string]float64{}
+			for _, e := range part.Entries() {
+				for _, addr := range e.Targets {
+					weight[addr] = max(weight[addr], weightOf(e))
+				}
+			}
+			for addr, w := range weight {
+				in[addr]++
+				if sp.WeightLabel != "" {
+					loads[i] += w
+				} else {
+					loads[i]++
+				}
+			}
+		}
+		if len(in) != 300 {
+			t.Errorf("%+v: the shards hold %d distinct targets, want 300", sp, len(in))
+		}
+		for addr, k := range in {
+			if k != sp.Replicas {
+				t.Errorf("%+v: target %s in %d shards, want %d", sp, addr, k, sp.Replicas)
+			}
+		}
+		if sp.Strategy == shard.BoundedLoad {
+			total := 0.0
+			for _, l := range loads {
+				total += l
+			}
+			mean := total / float64(sp.Shards)
+			if top := slices.Max(loads); top > 1.1*mean+10 { // + one target's largest weight
+				t.Errorf("%+v: largest shard %v, mean %v: over 1.1x", sp, top, mean)
+			}
+		}
+		t.Logf("%+v: loads %v", sp, loads)
+	}
 }

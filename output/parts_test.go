@@ -212,6 +212,21 @@ func TestLayoutChanges(t *testing.T) {
 	if got := targetsIn(t, Path(dir, "big")); len(got) != len(want) {
 		t.Fatalf("one file: %d targets, want %d", len(got), len(want))
 	}
+	// A job of parts that leaves before it wrote any: the directories
+	// SetLayout made for it go with it.
+	if err := w.SetLayout(map[string]int{"big": 2, "brief": 4}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(PartPath(dir, "brief", 3))); err != nil {
+		t.Fatalf("SetLayout made no directory for a part: %v", err)
+	}
+	if err := w.SetLayout(map[string]int{"big": 2}); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, w, manager.Update{"big": jt})
+	if _, err := os.Stat(filepath.Join(dir, partsDirName("brief"))); !os.IsNotExist(err) {
+		t.Errorf("%s of a job that left unwritten: %v, want it removed", partsDirName("brief"), err)
+	}
 }
 
 // The whole file of a job of parts is written at most every

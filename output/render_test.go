@@ -259,7 +259,7 @@ func checkAgainstReference(t *testing.T, nameOf func(int) string, names *labelNa
 		}
 		for n := 2; n <= 3; n++ {
 			for k := range n {
-				if part := s.Shard(k, n); part.Size != len(part.Bytes()) {
+				if part := s.Shard(ShardSpec{Shard: k, Shards: n}); part.Size != len(part.Bytes()) {
 					t.Fatalf("case %d: shard %d/%d: Size %d, %d bytes", i, k, n, part.Size, len(part.Bytes()))
 				}
 			}

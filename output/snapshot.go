@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -178,21 +180,49 @@ func (s *Snapshot) Entries() []Entry {
 	return out
 }
 
-// Shard returns the part of the output in shard i of n (shard.Of on the
-// job and each target's address): the same entries with only that shard's
-// targets, entries left without targets out, in the output's order. Its
-// Gen is the snapshot's; it has no File. Shards are computed once per
-// snapshot.
-func (s *Snapshot) Shard(i, n int) *Snapshot {
-	if n <= 1 {
+// ShardSpec is one consumer's share of a job's targets (package shard).
+type ShardSpec struct {
+	// Shard is the consumer's shard, 0 <= Shard < Shards.
+	Shard, Shards int
+	// Replicas is how many shards each target is in; 0 is 1.
+	Replicas int
+	// Strategy is how targets are split; "" is shard.Rendezvous.
+	Strategy shard.Strategy
+	// WeightLabel, with shard.BoundedLoad, names the discovered label
+	// whose value is a target's weight: a positive number, 1 when the
+	// label is missing or holds anything else. A target listed with
+	// several label sets weighs the largest of them.
+	WeightLabel string
+}
+
+func (sp ShardSpec) normal() ShardSpec {
+	sp.Replicas = max(sp.Replicas, 1)
+	if sp.Strategy == "" {
+		sp.Strategy = shard.Rendezvous
+	}
+	return sp
+}
+
+// Shard returns the part of the output in shard sp: the same entries with
+// only that shard's targets, entries left without targets out, in the
+// output's order. Its Gen is the snapshot's; it has no File. Shards are
+// computed once per snapshot and spec.
+//
+// With shard.Rendezvous each target's shards are its own (shard.Top on the
+// job and its address); with shard.BoundedLoad they are computed over the
+// job's distinct addresses (shard.Assign), once per snapshot.
+func (s *Snapshot) Shard(sp ShardSpec) *Snapshot {
+	sp = sp.normal()
+	if sp.Shards <= 1 {
 		return s
 	}
-	return s.shards.get(i, n, func() *Snapshot {
+	return s.shards.get(sp, func() *Snapshot {
+		in := s.inShard(sp)
 		part := &Snapshot{Job: s.Job, Gen: s.Gen, Changed: s.Changed, Waiting: s.Waiting, FailedConfigs: s.FailedConfigs, names: s.names}
 		for _, e := range s.list() {
 			var kept []string
 			for j, t := range e.targets {
-				in := shard.Of(s.Job, t, n) == i
+				in := in(t)
 				switch {
 				case in && kept != nil:
 					kept = append(kept, t)
@@ -218,6 +248,51 @@ func (s *Snapshot) Shard(i, n int) *Snapshot {
 		part.count()
 		return part
 	})
+}
+
+// inShard returns whether a target's address is in shard sp.
+func (s *Snapshot) inShard(sp ShardSpec) func(addr string) bool {
+	if sp.Strategy == shard.Rendezvous {
+		if sp.Replicas == 1 {
+			return func(addr string) bool { return shard.Of(s.Job, addr, sp.Shards) == sp.Shard }
+		}
+		return func(addr string) bool {
+			return slices.Contains(shard.Top(s.Job, addr, sp.Shards, sp.Replicas), sp.Shard)
+		}
+	}
+	split := s.shards.split(sp, func() map[string][]int {
+		weight := map[string]float64{}
+		for _, e := range s.list() {
+			w := 1.0
+			if sp.WeightLabel != "" {
+				for _, l := range s.names.labelsOf(e.labels) {
+					if l.Name == sp.WeightLabel {
+						if v, err := strconv.ParseFloat(l.Value, 64); err == nil && v > 0 && !math.IsInf(v, 0) {
+							w = v
+						}
+						break
+					}
+				}
+			}
+			for _, t := range e.targets {
+				weight[t] = max(weight[t], w)
+			}
+		}
+		keys := make([]string, 0, len(weight))
+		for k := range weight {
+			keys = append(keys, k)
+		}
+		weights := make([]float64, len(keys))
+		for i, k := range keys {
+			weights[i] = weight[k]
+		}
+		m := make(map[string][]int, len(keys))
+		for i, shards := range shard.Assign(s.Job, keys, weights, sp.Shards, sp.Replicas, sp.Strategy) {
+			m[keys[i]] = shards
+		}
+		return m
+	})
+	return func(addr string) bool { return slices.Contains(split[addr], sp.Shard) }
 }
 
 // count sets Targets and Size from the entries, or from the parts' (each
@@ -247,25 +322,41 @@ func (s *Snapshot) count() {
 	}
 }
 
-// shardCache keeps the shards of one snapshot that were asked for.
+// shardCache keeps the shards of one snapshot that were asked for, and the
+// splits they were taken from (for every shard of one split alike).
 type shardCache struct {
-	mu sync.Mutex
-	m  map[[2]int]*Snapshot
+	mu     sync.Mutex
+	m      map[ShardSpec]*Snapshot
+	splits map[ShardSpec]map[string][]int // Shard 0
+}
+
+// split returns the split of spec sp, whatever its Shard, computed by
+// make once. It is called from get's make, with c.mu held.
+func (c *shardCache) split(sp ShardSpec, make func() map[string][]int) map[string][]int {
+	sp.Shard = 0
+	if m, ok := c.splits[sp]; ok {
+		return m
+	}
+	if c.splits == nil || len(c.splits) >= maxShardsCached {
+		c.splits = map[ShardSpec]map[string][]int{}
+	}
+	m := make()
+	c.splits[sp] = m
+	return m
 }
 
 // maxShardsCached bounds the shards kept per snapshot: consumers use a few
 // shard counts at a time.
 const maxShardsCached = 64
 
-func (c *shardCache) get(i, n int, make func() *Snapshot) *Snapshot {
+func (c *shardCache) get(k ShardSpec, make func() *Snapshot) *Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := [2]int{i, n}
 	if s, ok := c.m[k]; ok {
 		return s
 	}
 	if c.m == nil || len(c.m) >= maxShardsCached {
-		c.m = map[[2]int]*Snapshot{}
+		c.m = map[ShardSpec]*Snapshot{}
 	}
 	s := make()
 	c.m[k] = s

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -350,6 +351,9 @@ func (s *Stage) nextGen() uint64 {
 // exist (it tries again at its refresh_interval).
 func (s *Stage) SetLayout(parts map[string]int) error {
 	s.mu.Lock()
+	if s.files != nil && !maps.Equal(s.parts, parts) {
+		s.files.tidy = false // the directories of parts gone
+	}
 	s.parts = maps.Clone(parts)
 	last := s.last
 	var errs []error
@@ -497,7 +501,7 @@ func (s *Stage) sync(verify bool) error {
 		}
 	}
 	if !s.files.tidy {
-		if err := s.files.removeObsolete(s.wanted(p.jobs), s.metrics.removed); err != nil {
+		if err := s.files.removeObsolete(s.wanted(p.jobs), s.laidOut(), s.metrics.removed); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -542,6 +546,24 @@ func (s *Stage) syncFile(snap *Snapshot, verify bool, errs *[]error) FileState {
 // since sdhub started keeps every file it may have had, its parts
 // included: its files stay as they are until it has one (a restart before
 // the job's sources answer must not take a consumer's targets away).
+// laidOut reports whether the layout has the part whose file is name
+// (relative to the output directory): SetLayout made its directory, for a
+// job that may not be in the update yet.
+func (s *Stage) laidOut() func(name string) bool {
+	dirs := make(map[string]int, len(s.parts))
+	for job, n := range s.parts {
+		dirs[partsDirName(job)] = n
+	}
+	return func(name string) bool {
+		c := strings.Split(name, string(filepath.Separator))
+		if len(c) != 3 {
+			return false
+		}
+		i, err := strconv.Atoi(c[1])
+		return err == nil && i < dirs[c[0]]
+	}
+}
+
 func (s *Stage) wanted(jobs map[string]*Snapshot) func(name string) bool {
 	names := make(map[string]struct{}, len(jobs))
 	var waiting []string // the parts' directories of jobs not serving yet

@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/prometheus/common/model"
+
+	"github.com/sdhub/sdhub/output"
 	"github.com/sdhub/sdhub/shard"
 )
 
@@ -19,7 +22,7 @@ const SDPath = "/api/v1/sd/{job}"
 // Prometheus keeps the targets it has.
 func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 	job := r.PathValue("job")
-	sh, shards, _, err := parseShard(r.URL.Query())
+	sp, _, err := parseShard(r.URL.Query())
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "bad_data", err.Error())
 		return
@@ -40,7 +43,7 @@ func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("job %q is waiting for the first full set of targets of every provider", job))
 		return
 	}
-	snap = snap.Shard(sh, shards)
+	snap = snap.Shard(sp)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(snap.Size))
 	w.Header().Set("Cache-Control", "no-store")
@@ -64,24 +67,48 @@ func (h *handler) unknown(job string) bool {
 	return !ok
 }
 
-// parseShard reads ?shard=I&shards=N; sharded is false when neither is given.
-func parseShard(q url.Values) (sh, shards int, sharded bool, err error) {
+// parseShard reads ?shard=I&shards=N, and with them replicas=R,
+// strategy=S and weight_label=L; sharded is false when none is given.
+func parseShard(q url.Values) (sp output.ShardSpec, sharded bool, err error) {
 	if !q.Has("shard") && !q.Has("shards") {
-		return 0, 1, false, nil
+		for _, k := range []string{"replicas", "strategy", "weight_label"} {
+			if q.Has(k) {
+				return sp, false, fmt.Errorf("%s goes with shard and shards: ?shard=I&shards=N&%s=...", k, k)
+			}
+		}
+		return output.ShardSpec{Shards: 1}, false, nil
 	}
 	if !q.Has("shard") || !q.Has("shards") {
-		return 0, 0, false, fmt.Errorf("shard and shards go together: ?shard=I&shards=N with 0 <= I < N")
+		return sp, false, fmt.Errorf("shard and shards go together: ?shard=I&shards=N with 0 <= I < N")
 	}
-	if shards, err = strconv.Atoi(q.Get("shards")); err != nil {
-		return 0, 0, false, fmt.Errorf("invalid shards %q (must be an integer of at least 1)", q.Get("shards"))
+	if sp.Shards, err = strconv.Atoi(q.Get("shards")); err != nil {
+		return sp, false, fmt.Errorf("invalid shards %q (must be an integer of at least 1)", q.Get("shards"))
 	}
-	if sh, err = strconv.Atoi(q.Get("shard")); err != nil {
-		return 0, 0, false, fmt.Errorf("invalid shard %q (must be an integer from 0 to shards-1)", q.Get("shard"))
+	if sp.Shard, err = strconv.Atoi(q.Get("shard")); err != nil {
+		return sp, false, fmt.Errorf("invalid shard %q (must be an integer from 0 to shards-1)", q.Get("shard"))
 	}
-	if err := shard.Validate(sh, shards); err != nil {
-		return 0, 0, false, err
+	if err := shard.Validate(sp.Shard, sp.Shards); err != nil {
+		return sp, false, err
 	}
-	return sh, shards, true, nil
+	sp.Replicas = 1
+	if q.Has("replicas") {
+		if sp.Replicas, err = strconv.Atoi(q.Get("replicas")); err != nil {
+			return sp, false, fmt.Errorf("invalid replicas %q (must be an integer from 1 to shards = %d)", q.Get("replicas"), sp.Shards)
+		}
+		if err := shard.ValidateReplicas(sp.Replicas, sp.Shards); err != nil {
+			return sp, false, err
+		}
+	}
+	if sp.Strategy, err = shard.ParseStrategy(q.Get("strategy")); err != nil {
+		return sp, false, err
+	}
+	if sp.WeightLabel = q.Get("weight_label"); sp.WeightLabel != "" && sp.Strategy != shard.BoundedLoad {
+		return sp, false, fmt.Errorf("weight_label needs strategy=%s: a rendezvous split places each target by its address alone", shard.BoundedLoad)
+	}
+	if q.Has("weight_label") && !model.LabelName(sp.WeightLabel).IsValidLegacy() {
+		return sp, false, fmt.Errorf("invalid weight_label %q (a label name: [a-zA-Z_][a-zA-Z0-9_]*)", sp.WeightLabel)
+	}
+	return sp, true, nil
 }
 
 // apiError writes an error in the shape of Prometheus's HTTP API.

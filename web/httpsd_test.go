@@ -16,6 +16,7 @@ import (
 	"github.com/sdhub/sdhub/internal/outputtest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
+	"github.com/sdhub/sdhub/shard"
 )
 
 func group(source string, labels model.LabelSet, addrs ...string) *targetgroup.Group {
@@ -128,13 +129,44 @@ func TestHTTPSD(t *testing.T) {
 	if got := check("/api/v1/sd/web?shard=0&shards=1", http.StatusOK, ""); got != string(want) {
 		t.Errorf("one shard = %s, want the whole job", got)
 	}
+	// Replicas: each target in exactly 2 of 3 shards, by either strategy.
+	for _, strategy := range []string{"", "&strategy=bounded-load", "&strategy=bounded-load&weight_label=env"} {
+		in := map[string]int{}
+		for s := range 3 {
+			var entries []struct {
+				Targets []string `json:"targets"`
+			}
+			body := check(fmt.Sprintf("/api/v1/sd/web?shard=%d&shards=3&replicas=2%s", s, strategy), http.StatusOK, "")
+			if err := json.Unmarshal([]byte(body), &entries); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				for _, tg := range e.Targets {
+					in[tg]++
+				}
+			}
+		}
+		if len(in) != len(wantAll) {
+			t.Errorf("replicas=2%s: the shards hold %d targets, want %d", strategy, len(in), len(wantAll))
+		}
+		for tg, n := range in {
+			if n != 2 {
+				t.Errorf("replicas=2%s: %s in %d shards, want 2", strategy, tg, n)
+			}
+		}
+	}
 	for q, msg := range map[string]string{
-		"?shard=1":            "shard and shards go together: ?shard=I&shards=N with 0 <= I < N",
-		"?shards=2":           "shard and shards go together: ?shard=I&shards=N with 0 <= I < N",
-		"?shard=2&shards=2":   "invalid shard 2 (must be from 0 to shards-1 = 1)",
-		"?shard=0&shards=0":   "invalid shards 0 (must be at least 1)",
-		"?shard=a&shards=2":   `invalid shard "a" (must be an integer from 0 to shards-1)`,
-		"?shard=0&shards=two": `invalid shards "two" (must be an integer of at least 1)`,
+		"?shard=1":                         "shard and shards go together: ?shard=I&shards=N with 0 <= I < N",
+		"?shards=2":                        "shard and shards go together: ?shard=I&shards=N with 0 <= I < N",
+		"?shard=2&shards=2":                "invalid shard 2 (must be from 0 to shards-1 = 1)",
+		"?shard=0&shards=0":                "invalid shards 0 (must be at least 1)",
+		"?shard=a&shards=2":                `invalid shard "a" (must be an integer from 0 to shards-1)`,
+		"?shard=0&shards=two":              `invalid shards "two" (must be an integer of at least 1)`,
+		"?replicas=2":                      "replicas goes with shard and shards: ?shard=I&shards=N&replicas=...",
+		"?shard=0&shards=2&replicas=x":     `invalid replicas "x" (must be an integer from 1 to shards = 2)`,
+		"?shard=0&shards=2&replicas=3":     shard.ValidateReplicas(3, 2).Error(),
+		"?shard=0&shards=2&weight_label=w": "weight_label needs strategy=bounded-load: a rendezvous split places each target by its address alone",
+		"?shard=0&shards=2&strategy=bounded-load&weight_label=a-b": `invalid weight_label "a-b" (a label name: [a-zA-Z_][a-zA-Z0-9_]*)`,
 	} {
 		var e apiErr
 		if err := json.Unmarshal([]byte(check("/api/v1/sd/web"+q, http.StatusBadRequest, "bad_data")), &e); err != nil || e.Error != msg {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/output"
+	"github.com/sdhub/sdhub/shard"
 )
 
 // generateCommand is `sdhub generate prometheus-config`: the prometheus.yml
@@ -36,6 +38,50 @@ type generateOptions struct {
 	// parts are the jobs written in several parts (output.Layout.Plan):
 	// the job reads each through a file_sd_configs entry of its own.
 	parts map[string]int
+	// shard is the consumer's share of every job it reads through http_sd,
+	// for one server of a fleet; Shards 0 or 1 reads whole jobs.
+	shard    output.ShardSpec
+	strategy string
+	// query is the http_sd URL's query for shard.
+	query string
+}
+
+// shardQuery is the query of the http_sd URL of a fleet's server, "" for a
+// server that reads whole jobs.
+func shardQuery(opts generateOptions) (string, error) {
+	sp := opts.shard
+	strategy, err := shard.ParseStrategy(opts.strategy)
+	if err != nil {
+		return "", fmt.Errorf("--strategy: %w", err)
+	}
+	if sp.Shards <= 1 && sp.Shard == 0 && max(sp.Replicas, 1) == 1 && sp.WeightLabel == "" {
+		return "", nil
+	}
+	if opts.httpSDURL == "" {
+		return "", fmt.Errorf("--shards, --shard, --replicas and --weight-label split jobs through http_sd: they need --http-sd-url")
+	}
+	if err := shard.Validate(sp.Shard, sp.Shards); err != nil {
+		return "", fmt.Errorf("--shard and --shards: %w", err)
+	}
+	if err := shard.ValidateReplicas(max(sp.Replicas, 1), sp.Shards); err != nil {
+		return "", fmt.Errorf("--replicas: %w", err)
+	}
+	if sp.WeightLabel != "" && strategy != shard.BoundedLoad {
+		return "", fmt.Errorf("--weight-label needs --strategy=%s", shard.BoundedLoad)
+	}
+	q := url.Values{}
+	q.Set("shard", strconv.Itoa(sp.Shard))
+	q.Set("shards", strconv.Itoa(sp.Shards))
+	if sp.Replicas > 1 {
+		q.Set("replicas", strconv.Itoa(sp.Replicas))
+	}
+	if strategy != shard.Rendezvous {
+		q.Set("strategy", string(strategy))
+	}
+	if sp.WeightLabel != "" {
+		q.Set("weight_label", sp.WeightLabel)
+	}
+	return q.Encode(), nil
 }
 
 func newGenerateCommand(app *kingpin.Application) *generateCommand {
@@ -51,6 +97,16 @@ func newGenerateCommand(app *kingpin.Application) *generateCommand {
 		PlaceHolder("URL").StringVar(&c.opts.httpSDURL)
 	c.cmd.Flag("include-static-jobs", "Also route the jobs whose only service discovery is static_configs (such as Prometheus's self-scrape) through sdhub.").
 		BoolVar(&c.opts.includeStatic)
+	c.cmd.Flag("shards", "With --http-sd-url: the number of Prometheus servers that split every job; the config printed is that of server --shard. Run the command once per server.").
+		Default("1").IntVar(&c.opts.shard.Shards)
+	c.cmd.Flag("shard", "With --shards: the server whose config is printed, from 0 to shards-1.").
+		Default("0").IntVar(&c.opts.shard.Shard)
+	c.cmd.Flag("replicas", "With --shards: how many of the servers scrape each target (2 for an HA pair per target).").
+		Default("1").IntVar(&c.opts.shard.Replicas)
+	c.cmd.Flag("strategy", "With --shards: how targets are split, rendezvous (each target by its address; the fewest moves) or bounded-load (every server within 1.1x the mean).").
+		Default(string(shard.Rendezvous)).StringVar(&c.opts.strategy)
+	c.cmd.Flag("weight-label", "With --strategy=bounded-load: the discovered label whose value is a target's weight (1 when missing).").
+		PlaceHolder("LABEL").StringVar(&c.opts.shard.WeightLabel)
 	return c
 }
 
@@ -116,6 +172,11 @@ func generatePrometheusConfig(data []byte, cfg *config.Config, opts generateOpti
 		}
 		opts.httpSDURL = strings.TrimSuffix(opts.httpSDURL, "/")
 	}
+	query, err := shardQuery(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.query = query
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", cfg.Filename, err)
@@ -263,6 +324,9 @@ func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions)
 	if opts.httpSDURL != "" {
 		key = "http_sd_configs"
 		p.endpoint = opts.httpSDURL + "/api/v1/sd/" + url.PathEscape(name)
+		if opts.query != "" {
+			p.endpoint += "?" + opts.query
+		}
 		p.entries = []*yaml.Node{mapping(str("url"), str(p.endpoint))}
 	}
 	p.key = str(key)

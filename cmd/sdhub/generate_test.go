@@ -16,6 +16,7 @@ import (
 
 	"github.com/sdhub/sdhub/config"
 	"github.com/sdhub/sdhub/output"
+	"github.com/sdhub/sdhub/shard"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -51,6 +52,7 @@ var generateVariants = []struct {
 	{"one_file", []string{"--output.parts=1"}, "generate/one_file.golden.yml"},
 	{"http_sd", []string{"--http-sd-url=https://sdhub.example:9099/"}, "generate/http_sd.golden.yml"},
 	{"include_static", []string{"--include-static-jobs"}, "generate/include_static.golden.yml"},
+	{"fleet", []string{"--http-sd-url=https://sdhub.example:9099/", "--shards=4", "--shard=1", "--replicas=2", "--strategy=bounded-load", "--weight-label=__meta_consul_service_metadata_series"}, "generate/fleet.golden.yml"},
 }
 
 func TestGeneratePrometheusConfig(t *testing.T) {
@@ -77,9 +79,13 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				}
 			}
 			goldenFile(t, c.golden, stdout.Bytes())
-			httpURL := ""
-			if c.name == "http_sd" {
+			httpURL, query := "", ""
+			switch c.name {
+			case "http_sd":
 				httpURL = "https://sdhub.example:9099"
+			case "fleet":
+				httpURL = "https://sdhub.example:9099"
+				query = "?replicas=2&shard=1&shards=4&strategy=bounded-load&weight_label=__meta_consul_service_metadata_series"
 			}
 			parts := map[string]int{}
 			if !slices.Contains(c.args, "--output.parts=1") {
@@ -89,7 +95,7 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				}
 				parts = output.Layout{Parts: 16, MaxEntries: 96}.Plan(cfg.Splittable())
 			}
-			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, parts)
+			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, query, parts)
 		})
 	}
 }
@@ -100,7 +106,7 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 // first in relabel_configs; every other key and section equal. A job of
 // several parts (parts) reads each through an entry of its own. Formatting
 // itself is compared by the golden files.
-func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL string, parts map[string]int) {
+func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL, query string, parts map[string]int) {
 	t.Helper()
 	var want, got map[string]any
 	if err := yaml.Unmarshal(in, &want); err != nil {
@@ -131,7 +137,7 @@ func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL stri
 		endpoint := ""
 		if httpURL != "" {
 			// sdhub's endpoint after the job's own.
-			endpoint = httpURL + "/api/v1/sd/" + url.PathEscape(name)
+			endpoint = httpURL + "/api/v1/sd/" + url.PathEscape(name) + query
 			own, _ := job["http_sd_configs"].([]any)
 			job["http_sd_configs"] = append(own, map[string]any{"url": endpoint})
 		} else if n := parts[name]; n > 1 {
@@ -179,6 +185,21 @@ func TestGenerateErrors(t *testing.T) {
 		_, _, err := generatePrometheusConfig(data, cfg, generateOptions{outDir: "sd", httpSDURL: url})
 		if err == nil || err.Error() != want {
 			t.Errorf("--http-sd-url=%s: error %v, want %q", url, err, want)
+		}
+	}
+	for _, c := range []struct {
+		opts generateOptions
+		want string
+	}{
+		{generateOptions{shard: output.ShardSpec{Shards: 4}}, "--shards, --shard, --replicas and --weight-label split jobs through http_sd: they need --http-sd-url"},
+		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 4, Shard: 4}}, "--shard and --shards: invalid shard 4 (must be from 0 to shards-1 = 3)"},
+		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 2, Replicas: 3}}, "--replicas: " + shard.ValidateReplicas(3, 2).Error()},
+		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 2, WeightLabel: "w"}}, "--weight-label needs --strategy=bounded-load"},
+		{generateOptions{httpSDURL: "http://sdhub:9099", strategy: "least-weighted", shard: output.ShardSpec{Shards: 2}}, "--strategy: " + func() string { _, err := shard.ParseStrategy("least-weighted"); return err.Error() }()},
+	} {
+		_, _, err := generatePrometheusConfig(data, cfg, c.opts)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%+v: error %v, want %q", c.opts, err, c.want)
 		}
 	}
 	var stdout, stderr bytes.Buffer

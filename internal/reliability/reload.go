@@ -130,9 +130,15 @@ func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	}
 	settled := func(i int) error {
 		want := append([]string{".sdhub-manifest"}, reloadConfigs[i%len(reloadConfigs)].want...)
-		return Eventually(fmt.Sprintf("outputs of config %d", i%len(reloadConfigs)), func() bool {
-			return slices.Equal(listNames(out), want) && outputsValid(out) && readyOK(p) && allWritten(p)
+		var names []string
+		err := Eventually(fmt.Sprintf("outputs of config %d", i%len(reloadConfigs)), func() bool {
+			names = listNames(out)
+			return slices.Equal(names, want) && outputsValid(out) && readyOK(p) && allWritten(p)
 		})
+		if err != nil {
+			return fmt.Errorf("%w: the output directory holds %q, want %q (outputs valid: %v)", err, names, want, outputsValid(out))
+		}
+		return nil
 	}
 	// Warm up: every config once, so that lazily started goroutines and
 	// connections exist before the measure.
