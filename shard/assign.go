@@ -106,8 +106,8 @@ func mustValid(n, r int) {
 
 // Assign splits keys (distinct target addresses of one job) over n shards,
 // each key in exactly r distinct shards (1 <= r <= n), by strategy s.
-// weights[i] is key i's weight (nil: all 1; a weight <= 0, or NaN, counts
-// as 1). It returns, for each key index, its shards in increasing order.
+// weights[i] is key i's weight (nil: all 1; a weight <= 0, NaN or +Inf
+// counts as 1). It returns, for each key index, its shards in increasing order.
 // The result depends only on job, the set of (key, weight) pairs, n, r and
 // s: never on the order of keys. It panics when r or n is out of range, when
 // weights is neither nil nor as long as keys, or on an unknown strategy.
