@@ -316,3 +316,15 @@ func TestOneKeyMoves(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAssign is one split of a job of 100,000 targets over 16 shards.
+func BenchmarkAssign(b *testing.B) {
+	keys, _ := randomJob(rand.New(rand.NewPCG(1, 6)), 100_000, 0)
+	for _, s := range strategies {
+		b.Run(string(s), func(b *testing.B) {
+			for b.Loop() {
+				Assign("web", keys, nil, 16, 2, s)
+			}
+		})
+	}
+}
