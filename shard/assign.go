@@ -51,40 +51,41 @@ func ValidateReplicas(replicas, shards int) error {
 	return nil
 }
 
-// weights appends to dst the rendezvous weights of address in job for the
+// shardWeights appends to dst the rendezvous weights of address in job for the
 // shards 0 to n-1, as Of computes them.
-func weights(dst []uint64, job, address string, n int) []uint64 {
-	var (
-		d   xxhash.Digest
-		num [20]byte
-	)
+func shardWeights(dst []uint64, job, address string, n int) []uint64 {
+	var stack [128]byte
+	buf := append(stack[:0], job...)
+	buf = append(buf, 0)
+	buf = append(buf, address...)
+	buf = append(buf, 0)
+	prefix := len(buf)
 	for i := range n {
-		d.Reset()
-		_, _ = d.WriteString(job)
-		_, _ = d.Write([]byte{0})
-		_, _ = d.WriteString(address)
-		_, _ = d.Write([]byte{0})
-		_, _ = d.Write(strconv.AppendInt(num[:0], int64(i), 10))
-		dst = append(dst, d.Sum64())
+		buf = strconv.AppendInt(buf[:prefix], int64(i), 10)
+		dst = append(dst, xxhash.Sum64(buf))
 	}
 	return dst
 }
 
-// ranking sets rank to the shards 0 to len(rank)-1 from the highest weight
-// of address in job to the lowest (the lower shard first on a tie); w is
-// scratch space.
-func ranking(rank []int, w []uint64, job, address string) []uint64 {
-	w = weights(w[:0], job, address, len(rank))
-	for i := range rank {
-		rank[i] = i
-	}
-	slices.SortFunc(rank, func(a, b int) int {
-		if c := cmp.Compare(w[b], w[a]); c != 0 {
-			return c
+// before reports whether shard a ranks before shard b for the weights w:
+// a higher weight, or the lower shard on a tie.
+func before(w []uint64, a, b int) bool {
+	return w[a] > w[b] || w[a] == w[b] && a < b
+}
+
+// next returns the shard of the highest rank for the weights w among those
+// not yet seen, and marks it seen; -1 when every shard has been seen.
+func next(w []uint64, seen []bool) int {
+	best := -1
+	for s := range w {
+		if !seen[s] && (best < 0 || before(w, s, best)) {
+			best = s
 		}
-		return cmp.Compare(a, b)
-	})
-	return w
+	}
+	if best >= 0 {
+		seen[best] = true
+	}
+	return best
 }
 
 // Top returns the r shards of n (1 <= r <= n) with the highest rendezvous
@@ -93,9 +94,13 @@ func ranking(rank []int, w []uint64, job, address string) []uint64 {
 // of range (ValidateReplicas checks them).
 func Top(job, address string, n, r int) []int {
 	mustValid(n, r)
-	rank := make([]int, n)
-	ranking(rank, nil, job, address)
-	return rank[:r:r]
+	w := shardWeights(nil, job, address, n)
+	seen := make([]bool, n)
+	top := make([]int, r)
+	for j := range top {
+		top[j] = next(w, seen)
+	}
+	return top
 }
 
 func mustValid(n, r int) {
@@ -106,11 +111,12 @@ func mustValid(n, r int) {
 
 // Assign splits keys (distinct target addresses of one job) over n shards,
 // each key in exactly r distinct shards (1 <= r <= n), by strategy s.
-// weights[i] is key i's weight (nil: all 1; a weight <= 0, or NaN, counts
-// as 1). It returns, for each key index, its shards in increasing order.
-// The result depends only on job, the set of (key, weight) pairs, n, r and
-// s: never on the order of keys. It panics when r or n is out of range, when
-// weights is neither nil nor as long as keys, or on an unknown strategy.
+// weights[i] is key i's weight (nil: all 1; a weight <= 0, NaN or +Inf
+// counts as 1). It returns, for each key index, its shards in increasing
+// order. The result depends only on job, the set of (key, weight) pairs, n,
+// r and s: never on the order of keys. It panics when r or n is out of
+// range, when weights is neither nil nor as long as keys, or on an unknown
+// strategy.
 //
 // Rendezvous: a key's r shards are Top(job, key, n, r).
 //
@@ -131,24 +137,27 @@ func Assign(job string, keys []string, weights []float64, n, r int, s Strategy) 
 		panic(fmt.Sprintf("shard: %d weights for %d keys", len(weights), len(keys)))
 	}
 	out := make([][]int, len(keys))
-	// One backing array for every key's ranking, and one for the result.
-	ranks := make([]int, len(keys)*n)
-	var w []uint64
-	for i, k := range keys {
-		w = ranking(ranks[i*n:(i+1)*n:(i+1)*n], w, job, k)
+	// One backing array for every key's weights, and one for the result.
+	w := make([]uint64, 0, len(keys)*n)
+	for _, k := range keys {
+		w = shardWeights(w, job, k, n)
 	}
-	rankOf := func(i int) []int { return ranks[i*n : (i+1)*n] }
+	weightsOf := func(i int) []uint64 { return w[i*n : (i+1)*n] }
 	res := make([]int, len(keys)*r)
 	switch s {
 	case "", Rendezvous:
+		seen := make([]bool, n)
 		for i := range keys {
+			clear(seen)
 			o := res[i*r : (i+1)*r : (i+1)*r]
-			copy(o, rankOf(i))
+			for j := range o {
+				o[j] = next(weightsOf(i), seen)
+			}
 			slices.Sort(o)
 			out[i] = o
 		}
 	case BoundedLoad:
-		boundedLoad(job, keys, weights, n, r, rankOf, res, out)
+		boundedLoad(job, keys, weights, n, r, weightsOf, res, out)
 	default:
 		panic(fmt.Sprintf("shard: unknown strategy %q", s))
 	}
@@ -163,14 +172,12 @@ func weightOf(weights []float64, i int) float64 {
 	return weights[i]
 }
 
-func boundedLoad(job string, keys []string, weights []float64, n, r int, rankOf func(int) []int, res []int, out [][]int) {
+func boundedLoad(job string, keys []string, weights []float64, n, r int, weightsOf func(int) []uint64, res []int, out [][]int) {
 	order := make([]int, len(keys))
 	hash := make([]uint64, len(keys))
-	total := 0.0
 	for i, k := range keys {
 		order[i] = i
 		hash[i] = xxhash.Sum64String(job + "\x00" + k)
-		total += weightOf(weights, i)
 	}
 	slices.SortFunc(order, func(a, b int) int {
 		if c := cmp.Compare(hash[a], hash[b]); c != 0 {
@@ -178,29 +185,41 @@ func boundedLoad(job string, keys []string, weights []float64, n, r int, rankOf 
 		}
 		return cmp.Compare(keys[a], keys[b])
 	})
+	// Summed in the placement order, as the loads are, so that rounding
+	// does not depend on the order of keys either.
+	total := 0.0
+	for _, i := range order {
+		total += weightOf(weights, i)
+	}
 	mean := float64(r) * total / float64(n)
 	capacity := max(Balance*mean, math.Ceil(mean))
-	// Loads are sums of floats in one order; the slack keeps a sum of unit
-	// weights that equals the capacity from failing on rounding.
+	// The slack keeps a load that equals the capacity but for rounding
+	// within it.
 	limit := capacity * (1 + 1e-12)
 	load := make([]float64, n)
+	seen := make([]bool, n)
 	for _, i := range order {
 		wi := weightOf(weights, i)
+		w := weightsOf(i)
 		o := res[i*r : i*r : (i+1)*r]
-		rank := rankOf(i)
-		for _, sh := range rank {
+		clear(seen)
+		for len(o) < r {
+			sh := next(w, seen)
+			if sh < 0 {
+				break
+			}
 			if load[sh]+wi <= limit {
 				o = append(o, sh)
 				load[sh] += wi
-				if len(o) == r {
-					break
-				}
 			}
 		}
 		for len(o) < r {
 			best := -1
-			for _, sh := range rank {
-				if !slices.Contains(o, sh) && (best < 0 || load[sh] < load[best]) {
+			for sh := range n {
+				if slices.Contains(o, sh) {
+					continue
+				}
+				if best < 0 || load[sh] < load[best] || load[sh] == load[best] && before(w, sh, best) {
 					best = sh
 				}
 			}

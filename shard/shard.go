@@ -18,6 +18,10 @@
 //     shard N is the highest, about 1/(N+1) of them, and all of them to the
 //     new shard N; the others keep their shard. Going from N+1 back to N
 //     moves exactly those back.
+//
+// With replicas (Top, Assign), a target is in the R shards of its R highest
+// weights; the bounded-load strategy (Assign) also caps every shard at
+// about 1.1 times the mean, at the cost of a few more moves.
 package shard
 
 import (

@@ -4,14 +4,17 @@
 // against bounded-load.
 //
 // For each N it prints the largest shard over the mean (targets, all of
-// weight 1) and the replicas that move on N -> N+1 and on N -> N-1 shards, as
-// a fraction of the job's K × R target-replicas and as a ratio to the least
-// any split as balanced as a perfect one must move: K·R/(N+1) on N -> N+1
-// (the new shard's share) and K·R/N on N -> N-1 (the removed shard's share).
-// A target-replica moves when a target leaves one of its shards for another.
-// For one target added to or removed from the job, the replicas that move,
-// that target's R included, over R (the least: 1.00 means nothing else moved),
-// as the mean over -trials random targets and the worst of them.
+// weight 1), and the target-replicas that move on N -> N+1 and on N -> N-1
+// shards, as a fraction of the job's K·R target-replicas and, in brackets,
+// as a ratio to the least a perfectly balanced split must move: K·R/(N+1) on
+// N -> N+1 (the new shard's share) and K·R/N on N -> N-1 (the removed
+// shard's share). A target-replica moves when a target is in a shard after
+// and was not before. For one target added to the job (or removed: the
+// split depends only on the set of targets, so a removal is an addition in
+// reverse and moves the same), the target-replicas that move, the target's
+// own R included, over R (the least: 1.00 means no other target moved), as
+// the mean over the last -trials targets added one at a time and the worst
+// of them. A summary table ends the output.
 //
 //	go run ./bench/shards
 //	go run ./bench/shards -sizes 1000 -trials 200
@@ -32,13 +35,12 @@ import (
 )
 
 type config struct {
-	sizes        []int
-	trials       int // per N and R, for sizes up to bigSize
-	bigTrials    int // per N and R, for sizes above bigSize
-	minN, maxN   int
-	replicas     []int
-	seed         uint64
-	withoutHeder bool
+	sizes      []int
+	trials     int // per N and R, for sizes up to bigSize
+	bigTrials  int // per N and R, for sizes above bigSize
+	minN, maxN int
+	replicas   []int
+	seed       uint64
 }
 
 const bigSize = 10_000
@@ -83,12 +85,14 @@ func addresses(rng *rand.Rand, k int) []string {
 }
 
 func run(cfg config, w io.Writer) error {
-	if !cfg.withoutHeder {
-		if err := benchreport.New("bench/shards").Write(w); err != nil {
-			return err
-		}
+	if err := benchreport.New("bench/shards").Write(w); err != nil {
+		return err
 	}
-	var b strings.Builder
+	var b, sum strings.Builder
+	sum.WriteString("### Summary\n\n")
+	sum.WriteString("Over N = 2 to 16 per row: the largest shard / mean at worst; moved replicas over the least, summed over every N (and the worst N); one target added or removed: the mean over N of the mean ratio, and the worst single change.\n\n")
+	sum.WriteString("| targets | R | strategy | largest / mean, worst | N → N+1: all N (worst N) | N → N−1: all N (worst N) | one target: mean (worst) |\n")
+	sum.WriteString("|---|---|---|---|---|---|---|\n")
 	for _, k := range cfg.sizes {
 		trials := cfg.trials
 		if k > bigSize {
@@ -97,9 +101,10 @@ func run(cfg config, w io.Writer) error {
 		rng := rand.New(rand.NewPCG(cfg.seed, uint64(k)))
 		keys := addresses(rng, k)
 		for _, r := range cfg.replicas {
-			table(&b, keys, min(trials, k-1), r, cfg.minN, cfg.maxN)
+			table(&b, &sum, keys, min(trials, k-1), r, cfg.minN, cfg.maxN)
 		}
 	}
+	b.WriteString(sum.String())
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -112,7 +117,7 @@ type cell struct {
 	churn, churnWorst  float64 // one target added or removed: mean and worst ratio to R
 }
 
-func table(b *strings.Builder, keys []string, trials, r, minN, maxN int) {
+func table(b, sum *strings.Builder, keys []string, trials, r, minN, maxN int) {
 	strategies := []shard.Strategy{shard.Rendezvous, shard.BoundedLoad}
 	cells := make([][]cell, len(strategies))
 	for si, s := range strategies {
@@ -134,9 +139,7 @@ func table(b *strings.Builder, keys []string, trials, r, minN, maxN int) {
 				c.shrink = float64(moved(splits[n], old)) / total
 				c.shrinkMin = 1 / float64(n)
 			}
-			if s == shard.BoundedLoad {
-				c.churn, c.churnWorst = churn(keys, trials, n, r, s)
-			}
+			c.churn, c.churnWorst = churn(keys, trials, n, r, s)
 			cells[si] = append(cells[si], c)
 		}
 	}
@@ -151,6 +154,42 @@ func table(b *strings.Builder, keys []string, trials, r, minN, maxN int) {
 			bl.churn, bl.churnWorst)
 	}
 	b.WriteString("\n")
+	for si, s := range strategies {
+		var st stats
+		for _, c := range cells[si] {
+			st.add(c)
+		}
+		fmt.Fprintf(sum, "| %d | %d | %s | %.3f | %.2f (%.2f) | %.2f (%.2f) | %.2f (%.2f) |\n", len(keys), r, s,
+			st.balance, st.grow/st.growMin, st.growWorst, st.shrink/st.shrinkMin, st.shrinkWorst,
+			st.churn/float64(st.n), st.churnWorst)
+	}
+}
+
+// stats sums the cells of one strategy over N.
+type stats struct {
+	balance                        float64
+	grow, growMin, growWorst       float64
+	shrink, shrinkMin, shrinkWorst float64
+	churn, churnWorst              float64
+	n                              int
+}
+
+func (st *stats) add(c cell) {
+	if c.balance < 0 {
+		return
+	}
+	st.n++
+	st.balance = max(st.balance, c.balance)
+	st.grow += c.grow
+	st.growMin += c.growMin
+	st.growWorst = max(st.growWorst, c.grow/c.growMin)
+	if c.shrink >= 0 {
+		st.shrink += c.shrink
+		st.shrinkMin += c.shrinkMin
+		st.shrinkWorst = max(st.shrinkWorst, c.shrink/c.shrinkMin)
+	}
+	st.churn += c.churn
+	st.churnWorst = max(st.churnWorst, c.churnWorst)
 }
 
 func frac(f, min float64) string {
