@@ -230,3 +230,18 @@ func boundedLoad(job string, keys []string, weights []float64, n, r int, weights
 		out[i] = o
 	}
 }
+
+// Moved counts the target-replicas that two splits of the same keys (as
+// Assign returns them, index for index) place differently: the shards a
+// key is in after and was not in before, summed over the keys.
+func Moved(before, after [][]int) int {
+	m := 0
+	for i := range before {
+		for _, s := range after[i] {
+			if !slices.Contains(before[i], s) {
+				m++
+			}
+		}
+	}
+	return m
+}

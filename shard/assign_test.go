@@ -228,20 +228,6 @@ func TestBoundedLoadBalance(t *testing.T) {
 	t.Logf("largest / mean: %.3f at worst", worst)
 }
 
-// moved counts the replicas of the keys in both splits (same index) that
-// are in a shard after and not before.
-func moved(before, after [][]int) int {
-	m := 0
-	for i := range before {
-		for _, s := range after[i] {
-			if !slices.Contains(before[i], s) {
-				m++
-			}
-		}
-	}
-	return m
-}
-
 // TestGrowMoves measures the replicas moved from N to N+1 shards against
 // the least a perfectly balanced split moves, K·R/(N+1). Rendezvous moves
 // only to the new shard, and about the least; bounded-load, summed over N
@@ -265,7 +251,7 @@ func TestGrowMoves(t *testing.T) {
 							}
 						}
 					}
-					sum += float64(moved(before, after))
+					sum += float64(Moved(before, after))
 					least += float64(len(keys)*r) / float64(n+1)
 					before = after
 				}
@@ -299,7 +285,7 @@ func TestOneKeyMoves(t *testing.T) {
 				before := Assign("web", keys[:1000], nil, n, r, s)
 				for k := 1000; k < len(keys); k++ {
 					after := Assign("web", keys[:k+1], nil, n, r, s)
-					m := moved(before, after[:k])
+					m := Moved(before, after[:k])
 					if s == Rendezvous && m != 0 {
 						t.Fatalf("rendezvous n=%d r=%d: adding %s moved %d other replicas", n, r, keys[k], m)
 					}

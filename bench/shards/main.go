@@ -133,10 +133,10 @@ func table(b, sum *strings.Builder, keys []string, trials, r, minN, maxN int) {
 			}
 			c := cell{balance: balance(splits[n], n, r), grow: -1, shrink: -1}
 			total := float64(len(keys) * r)
-			c.grow = float64(moved(splits[n], splits[n+1])) / total
+			c.grow = float64(shard.Moved(splits[n], splits[n+1])) / total
 			c.growMin = 1 / float64(n+1)
 			if old, ok := splits[n-1]; ok {
-				c.shrink = float64(moved(splits[n], old)) / total
+				c.shrink = float64(shard.Moved(splits[n], old)) / total
 				c.shrinkMin = 1 / float64(n)
 			}
 			c.churn, c.churnWorst = churn(keys, trials, n, r, s)
@@ -210,20 +210,6 @@ func balance(split [][]int, n, r int) float64 {
 	return float64(slices.Max(load)) / (float64(len(split)*r) / float64(n))
 }
 
-// moved counts the target-replicas of the targets in both splits (same
-// index, same key) that are in a shard after and not before.
-func moved(before, after [][]int) int {
-	m := 0
-	for i := range before {
-		for _, s := range after[i] {
-			if !slices.Contains(before[i], s) {
-				m++
-			}
-		}
-	}
-	return m
-}
-
 // churn assigns the first len(keys)-trials keys, then each of the next
 // trials keys added one at a time, and returns the mean and worst, over
 // those additions, of the replicas moved, the added target's own R
@@ -239,7 +225,7 @@ func churn(keys []string, trials, n, r int, s shard.Strategy) (mean, worst float
 	sum := 0.0
 	for ; k < len(keys); k++ {
 		after := shard.Assign(job, keys[:k+1], nil, n, r, s)
-		x := float64(moved(before, after[:k])+r) / float64(r)
+		x := float64(shard.Moved(before, after[:k])+r) / float64(r)
 		sum += x
 		worst = max(worst, x)
 		before = after
