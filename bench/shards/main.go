@@ -14,7 +14,9 @@
 // reverse and moves the same), the target-replicas that move, the target's
 // own R included, over R (the least: 1.00 means no other target moved), as
 // the mean over the last -trials targets added one at a time and the worst
-// of them. A summary table ends the output.
+// of them. A summary table ends the output, with a row per size for the
+// manual sharding a Prometheus fleet does without sdhub (hashmod of
+// __address__ in each server's relabel_configs, Prometheus's own code).
 //
 //	go run ./bench/shards
 //	go run ./bench/shards -sizes 1000 -trials 200
@@ -29,6 +31,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/internal/benchreport"
 	"github.com/sdhub/sdhub/shard"
@@ -100,6 +106,9 @@ func run(cfg config, w io.Writer) error {
 		}
 		rng := rand.New(rand.NewPCG(cfg.seed, uint64(k)))
 		keys := addresses(rng, k)
+		if err := hashmodRow(&sum, keys, cfg.minN, cfg.maxN); err != nil {
+			return err
+		}
 		for _, r := range cfg.replicas {
 			table(&b, &sum, keys, min(trials, k-1), r, cfg.minN, cfg.maxN)
 		}
@@ -231,4 +240,55 @@ func churn(keys []string, trials, n, r int, s shard.Strategy) (mean, worst float
 		before = after
 	}
 	return sum / float64(trials), worst
+}
+
+// hashmodRow adds the summary row of the manual sharding a Prometheus
+// fleet does without sdhub: each server's job keeps the targets whose
+// hashmod of __address__ over N is its own number, with Prometheus's own
+// relabel package (R = 1: hashmod has no replicas). A target is placed by
+// its address alone, so one target added moves nothing else.
+func hashmodRow(sum *strings.Builder, keys []string, minN, maxN int) error {
+	splits := map[int][][]int{}
+	for n := max(minN-1, 1); n <= maxN+1; n++ {
+		split, err := hashmodSplit(keys, n)
+		if err != nil {
+			return err
+		}
+		splits[n] = split
+	}
+	var st stats
+	for n := minN; n <= maxN; n++ {
+		total := float64(len(keys))
+		st.add(cell{
+			balance: balance(splits[n], n, 1),
+			grow:    float64(shard.Moved(splits[n], splits[n+1])) / total, growMin: 1 / float64(n+1),
+			shrink: float64(shard.Moved(splits[n], splits[n-1])) / total, shrinkMin: 1 / float64(n),
+			churn: 1, churnWorst: 1,
+		})
+	}
+	fmt.Fprintf(sum, "| %d | 1 | hashmod (Prometheus relabel_configs) | %.3f | %.2f (%.2f) | %.2f (%.2f) | %.2f (%.2f) |\n", len(keys),
+		st.balance, st.grow/st.growMin, st.growWorst, st.shrink/st.shrinkMin, st.shrinkWorst, st.churn/float64(st.n), st.churnWorst)
+	return nil
+}
+
+// hashmodSplit is the shard of each key under `action: hashmod` with
+// modulus n on __address__, run by Prometheus's relabel package.
+func hashmodSplit(keys []string, n int) ([][]int, error) {
+	rule := &relabel.Config{
+		SourceLabels: model.LabelNames{model.AddressLabel}, Separator: ";", Modulus: uint64(n),
+		TargetLabel: "__tmp_hash", Action: relabel.HashMod, Regex: relabel.DefaultRelabelConfig.Regex,
+		Replacement: "$1", NameValidationScheme: model.UTF8Validation,
+	}
+	out := make([][]int, len(keys))
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for i, k := range keys {
+		lb.Reset(labels.FromStrings(model.AddressLabel, k))
+		relabel.ProcessBuilder(lb, rule)
+		v, err := strconv.Atoi(lb.Get("__tmp_hash"))
+		if err != nil {
+			return nil, fmt.Errorf("hashmod of %s: %q: %w", k, lb.Get("__tmp_hash"), err)
+		}
+		out[i] = []int{v}
+	}
+	return out, nil
 }
