@@ -110,8 +110,8 @@ func TestRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := d.(*Discovery).rule; r.one != tc.one || (r.live != nil) != tc.live {
-				t.Fatalf("rule one=%v live=%v, want one=%v live=%v", r.one, r.live != nil, tc.one, tc.live)
+			if r := d.(*Discovery).rule; r.one != tc.one || (r.live != nil) != tc.live || (r.empty != nil) != tc.live {
+				t.Fatalf("rule one=%v live=%v empty=%v, want one=%v live=%v empty=%v", r.one, r.live != nil, r.empty != nil, tc.one, tc.live, tc.live)
 			}
 		})
 	}

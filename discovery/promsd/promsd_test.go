@@ -300,6 +300,27 @@ func TestHTTPMatchesPrometheus(t *testing.T) {
 	h.waitFor(t, "synced after the recovery", func(_ []string, s int) bool { return s > synced })
 }
 
+// mechanismMetrics makes the metrics of mechanism name, and the refresh
+// metrics, on a new registry, unregistered when the test ends.
+func mechanismMetrics(t *testing.T, name string) (*prometheus.Registry, *discovery.RefreshMetrics, discovery.Metrics) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	refresh, err := discovery.NewRefreshMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(Mechanisms(), func(m discovery.Mechanism) bool { return m.Name == name })
+	if i < 0 {
+		t.Fatalf("no mechanism %s", name)
+	}
+	m, err := Mechanisms()[i].NewMetrics(reg, refresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Unregister)
+	return reg, refresh, m
+}
+
 // TestMetrics: a mechanism's metrics are Prometheus's, registered once; its
 // refresh metrics are sdhub's, registered once for every mechanism.
 func TestMetrics(t *testing.T) {
