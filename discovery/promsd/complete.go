@@ -71,16 +71,7 @@ type rule struct {
 func (r rule) first(ctx context.Context, in <-chan []*targetgroup.Group, base float64) ([]*targetgroup.Group, bool) {
 	switch {
 	case r.one:
-		select {
-		case tgs, ok := <-in:
-			if !ok {
-				<-ctx.Done()
-				return nil, false
-			}
-			return tgs, true
-		case <-ctx.Done():
-			return nil, false
-		}
+		return receive(ctx, in)
 	case r.live != nil:
 		return r.listed(ctx, in, base)
 	default:
@@ -207,6 +198,20 @@ func (r rule) firstOrEmpty(ctx context.Context, in <-chan []*targetgroup.Group, 
 		case <-ctx.Done():
 			return nil, false
 		}
+	}
+}
+
+// receive takes the discoverer's next message from in; ok is false once ctx
+// has ended. A closed in (a discoverer must not close it) waits for ctx.
+func receive(ctx context.Context, in <-chan []*targetgroup.Group) (tgs []*targetgroup.Group, ok bool) {
+	select {
+	case tgs, ok = <-in:
+		if !ok {
+			<-ctx.Done()
+		}
+		return tgs, ok
+	case <-ctx.Done():
+		return nil, false
 	}
 }
 

@@ -293,13 +293,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case <-ctx.Done():
 			return
 		}
-		select {
-		case tgs, ok = <-in:
-			if !ok {
-				<-ctx.Done()
-				return
-			}
-		case <-ctx.Done():
+		if tgs, ok = receive(ctx, in); !ok {
 			return
 		}
 	}
@@ -310,16 +304,11 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 // replaces an earlier one of the same Source).
 func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup.Group, bool) {
 	var m merger
-	select {
-	case tgs, ok := <-in:
-		if !ok {
-			<-ctx.Done()
-			return nil, false
-		}
-		m.add(tgs)
-	case <-ctx.Done():
+	tgs, ok := receive(ctx, in)
+	if !ok {
 		return nil, false
 	}
+	m.add(tgs)
 	burst := debounce.New(settleQuiet, settleMax)
 	defer burst.Stop()
 	burst.Event()

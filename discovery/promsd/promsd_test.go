@@ -309,11 +309,7 @@ func mechanismMetrics(t *testing.T, name string) (*prometheus.Registry, *discove
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(Mechanisms(), func(m discovery.Mechanism) bool { return m.Name == name })
-	if i < 0 {
-		t.Fatalf("no mechanism %s", name)
-	}
-	m, err := Mechanisms()[i].NewMetrics(reg, refresh)
+	m, err := mechanismNamed(t, name).NewMetrics(reg, refresh)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,33 +317,31 @@ func mechanismMetrics(t *testing.T, name string) (*prometheus.Registry, *discove
 	return reg, refresh, m
 }
 
+// mechanismNamed is the mechanism name of Mechanisms.
+func mechanismNamed(t *testing.T, name string) discovery.Mechanism {
+	t.Helper()
+	ms := Mechanisms()
+	i := slices.IndexFunc(ms, func(m discovery.Mechanism) bool { return m.Name == name })
+	if i < 0 {
+		t.Fatalf("no mechanism %s", name)
+	}
+	return ms[i]
+}
+
 // TestMetrics: a mechanism's metrics are Prometheus's, registered once; its
 // refresh metrics are sdhub's, registered once for every mechanism.
 func TestMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	refresh, err := discovery.NewRefreshMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var httpMech discovery.Mechanism
-	for _, m := range Mechanisms() {
-		if m.Name == "http" {
-			httpMech = m
-		}
-	}
+	reg, refresh, m := mechanismMetrics(t, "http")
 	{
 		// Twice on one registry is an error, not a second set.
 		reg := prometheus.NewRegistry()
+		httpMech := mechanismNamed(t, "http")
 		if _, err := httpMech.NewMetrics(reg, refresh); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := httpMech.NewMetrics(reg, refresh); err == nil {
 			t.Fatal("registering http's metrics twice succeeded")
 		}
-	}
-	m, err := httpMech.NewMetrics(reg, refresh)
-	if err != nil {
-		t.Fatal(err)
 	}
 
 	src := newHTTPSource(t, "")
@@ -419,13 +413,7 @@ func TestFirstUpdateSettles(t *testing.T) {
 			{group("pod/a", "10.0.0.1:80", "10.0.0.1:81")},
 			{group("pod/b")},
 		}}, health: h}
-		ctx, cancel := context.WithCancel(context.Background())
-		up := make(chan []*targetgroup.Group)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			d.Run(ctx, up)
-		}()
+		up := run(t, d)
 		start := time.Now()
 		first := <-up
 		if got := flatten(first); len(first) != 2 || len(got) != 3 {
@@ -442,8 +430,6 @@ func TestFirstUpdateSettles(t *testing.T) {
 		if _, synced := h.state(); synced != 2 {
 			t.Errorf("synced %d times, want 2", synced)
 		}
-		cancel()
-		<-done
 	})
 }
 
@@ -470,13 +456,7 @@ func (endless) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 func TestFirstUpdateBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := &Discovery{inner: endless{}, health: newHealth()}
-		ctx, cancel := context.WithCancel(context.Background())
-		up := make(chan []*targetgroup.Group)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			d.Run(ctx, up)
-		}()
+		up := run(t, d)
 		start := time.Now()
 		first := <-up
 		if waited := time.Since(start); waited != settleMax {
@@ -485,8 +465,6 @@ func TestFirstUpdateBounded(t *testing.T) {
 		if len(first) < 100 {
 			t.Errorf("first update has %d groups, want the ~%d sent meanwhile", len(first), settleMax/(10*time.Millisecond))
 		}
-		cancel()
-		<-done
 	})
 }
 
