@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/common/version"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/kubernetes"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -73,34 +75,29 @@ func kubeEmpty(ctx context.Context, c *kubernetes.SDConfig) (bool, error) {
 	if c.Role == kubernetes.RoleNode {
 		namespaces = []string{metav1.NamespaceAll} // nodes have none
 	}
+	var list func(ns string) (runtime.Object, error)
+	switch c.Role {
+	case kubernetes.RolePod:
+		list = func(ns string) (runtime.Object, error) { return cs.CoreV1().Pods(ns).List(ctx, opts) }
+	case kubernetes.RoleService:
+		list = func(ns string) (runtime.Object, error) { return cs.CoreV1().Services(ns).List(ctx, opts) }
+	case kubernetes.RoleEndpoint:
+		list = func(ns string) (runtime.Object, error) { return cs.CoreV1().Endpoints(ns).List(ctx, opts) } //nolint:staticcheck // the role Prometheus watches
+	case kubernetes.RoleEndpointSlice:
+		list = func(ns string) (runtime.Object, error) { return cs.DiscoveryV1().EndpointSlices(ns).List(ctx, opts) }
+	case kubernetes.RoleIngress:
+		list = func(ns string) (runtime.Object, error) { return cs.NetworkingV1().Ingresses(ns).List(ctx, opts) }
+	case kubernetes.RoleNode:
+		list = func(string) (runtime.Object, error) { return cs.CoreV1().Nodes().List(ctx, opts) }
+	default:
+		return false, fmt.Errorf("unknown role %q", c.Role)
+	}
 	for _, ns := range namespaces {
-		var items int
-		switch c.Role {
-		case kubernetes.RolePod:
-			l, e := cs.CoreV1().Pods(ns).List(ctx, opts)
-			items, err = len(l.Items), e
-		case kubernetes.RoleService:
-			l, e := cs.CoreV1().Services(ns).List(ctx, opts)
-			items, err = len(l.Items), e
-		case kubernetes.RoleEndpoint:
-			l, e := cs.CoreV1().Endpoints(ns).List(ctx, opts) //nolint:staticcheck // the role Prometheus watches
-			items, err = len(l.Items), e
-		case kubernetes.RoleEndpointSlice:
-			l, e := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, opts)
-			items, err = len(l.Items), e
-		case kubernetes.RoleIngress:
-			l, e := cs.NetworkingV1().Ingresses(ns).List(ctx, opts)
-			items, err = len(l.Items), e
-		case kubernetes.RoleNode:
-			l, e := cs.CoreV1().Nodes().List(ctx, opts)
-			items, err = len(l.Items), e
-		default:
-			return false, fmt.Errorf("unknown role %q", c.Role)
-		}
+		l, err := list(ns)
 		if err != nil {
 			return false, fmt.Errorf("listing the %s objects of kubernetes_sd_configs: %w", c.Role, err)
 		}
-		if items > 0 {
+		if meta.LenList(l) > 0 {
 			return false, nil
 		}
 	}
