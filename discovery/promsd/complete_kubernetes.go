@@ -55,6 +55,9 @@ func kubeEmpty(ctx context.Context, c *kubernetes.SDConfig) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if ci, ok := kcfg.Transport.(interface{ CloseIdleConnections() }); ok {
+		defer ci.CloseIdleConnections() // a transport of its own: the probe is done with it
+	}
 	cs, err := k8s.NewForConfig(kcfg)
 	if err != nil {
 		return false, err
