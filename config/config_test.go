@@ -18,8 +18,10 @@ import (
 	"github.com/sdhub/sdhub/discovery/static"
 )
 
-func TestLoadPrometheusYML(t *testing.T) {
-	cfg, err := LoadFile("testdata/prometheus.good.yml")
+// loadJobs loads path and returns the config and its job names in order.
+func loadJobs(t *testing.T, path string) (*Config, []string) {
+	t.Helper()
+	cfg, err := LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +29,11 @@ func TestLoadPrometheusYML(t *testing.T) {
 	for _, sc := range cfg.ScrapeConfigs {
 		jobs = append(jobs, sc.JobName)
 	}
+	return cfg, jobs
+}
+
+func TestLoadPrometheusYML(t *testing.T) {
+	cfg, jobs := loadJobs(t, "testdata/prometheus.good.yml")
 	if want := []string{"node", "files", "kube", "mixed"}; !slices.Equal(jobs, want) {
 		t.Fatalf("jobs = %q, want %q", jobs, want)
 	}

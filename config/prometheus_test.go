@@ -20,14 +20,7 @@ import (
 // sdhub once refused: each is served and has an output file of its own,
 // inside the output directory.
 func TestJobNamesPrometheusAccepts(t *testing.T) {
-	cfg, err := LoadFile("testdata/job_names.good.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var jobs []string
-	for _, sc := range cfg.ScrapeConfigs {
-		jobs = append(jobs, sc.JobName)
-	}
+	cfg, jobs := loadJobs(t, "testdata/job_names.good.yml")
 	want := []string{"kubernetes/pods", "serviceMonitor/monitoring/node-exporter/0", ".hidden", ".sdhub-manifest",
 		"../../etc/cron.d/x", "a\tb", "Web", "web"}
 	if !slices.Equal(jobs, want) {

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/sdhubtest"
 	"github.com/sdhub/sdhub/internal/testenv"
 )
@@ -365,21 +366,14 @@ func TestMetricsExist(t *testing.T) {
 	}()
 	client := &http.Client{Timeout: 5 * time.Second}
 	var families map[string][]string // name → label names
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if resp, err := client.Get("http://" + addr + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+	poll.Fatal(t, 30*time.Second, 50*time.Millisecond, "sdhub ready", func() bool {
+		resp, err := client.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("sdhub not ready within 30 s")
-		}
-		<-tick.C
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)

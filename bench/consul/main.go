@@ -42,8 +42,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/procfs"
-
+	"github.com/sdhub/sdhub/internal/benchproc"
 	"github.com/sdhub/sdhub/internal/benchreport"
 	"github.com/sdhub/sdhub/internal/consulagent"
 )
@@ -105,17 +104,7 @@ type agent struct {
 	cat *catalog
 }
 
-func (a *agent) cpu() float64 {
-	p, err := procfs.NewProc(a.PID())
-	if err != nil {
-		return 0
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.CPUTime()
-}
+func (a *agent) cpu() float64 { return benchproc.CPU(a.PID()) }
 
 func run(cfg benchConfig) error {
 	bin, ok, why := consulagent.Binary()

@@ -6,25 +6,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sdhub/sdhub/internal/benchproc"
 )
 
-func percentile(s []time.Duration, p float64) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	i := int(float64(len(s))*p+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
-
-func ms(d time.Duration) string {
-	if d >= 10*time.Second {
-		return fmt.Sprintf("%.1f s", d.Seconds())
-	}
-	if d >= time.Second {
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	}
-	return fmt.Sprintf("%d ms", d.Milliseconds())
-}
+// percentile and ms are the benchmarks' own, by shorter names for the
+// tables.
+var (
+	percentile = benchproc.Percentile
+	ms         = benchproc.Ms
+)
 
 // latencies are a side's times from a change being made to it holding at
 // point, for the changes of kind (all kinds for -1), and how many never

@@ -36,16 +36,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/procfs"
 
+	"github.com/sdhub/sdhub/internal/benchproc"
 	"github.com/sdhub/sdhub/internal/benchreport"
+	"github.com/sdhub/sdhub/internal/poll"
 )
 
 type benchConfig struct {
@@ -151,7 +151,7 @@ func run(cfg benchConfig, w io.Writer) error {
 				per = fmt.Sprintf("%.2f MB", r.written/float64(max(r.changes, 1))/1e6)
 			}
 			fmt.Fprintf(w, "| %s | %d | %s | %.2f s | %.2f s | %s / %s | %d of %d | %s | %d MiB |\n", sideName(parts), c, hub, r.promCPU,
-				r.hubCPU+r.promCPU, ms(percentile(r.lat, 0.5)), ms(percentile(r.lat, 0.99)), len(r.lat), r.changes, per, r.peakRSS>>20)
+				r.hubCPU+r.promCPU, benchproc.MsFine(benchproc.Percentile(r.lat, 0.5)), benchproc.MsFine(benchproc.Percentile(r.lat, 0.99)), len(r.lat), r.changes, per, r.peakRSS>>20)
 		}
 	}
 	fmt.Fprintln(w)
@@ -253,7 +253,7 @@ func runSide(cfg benchConfig, dir string, parts, consumers int) (r result, err e
 		defer hub.stop()
 		// The consumers start once sdhub has written the job: a file_sd
 		// cannot watch a directory that does not exist yet.
-		if err := waitFor(5*time.Minute, func() bool {
+		if err := poll.Until(5*time.Minute, 100*time.Millisecond, "/-/ready", func() bool {
 			resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + addr + "/-/ready")
 			if err != nil {
 				return false
@@ -285,7 +285,7 @@ func runSide(cfg benchConfig, dir string, parts, consumers int) (r result, err e
 	}
 	// Complete: every consumer discovered every target.
 	for _, p := range proms {
-		if err := waitFor(5*time.Minute, func() bool {
+		if err := poll.Until(5*time.Minute, 100*time.Millisecond, "every target", func() bool {
 			return p.metric("prometheus_sd_discovered_targets", `config="big"`) == float64(cfg.targets)
 		}); err != nil {
 			return r, fmt.Errorf("consumer %s never discovered %d targets", p.addr, cfg.targets)
@@ -371,7 +371,7 @@ func runSide(cfg benchConfig, dir string, parts, consumers int) (r result, err e
 		}
 		time.Sleep(time.Until(next.Add(time.Duration(k+1) * gap)))
 	}
-	_ = waitFor(6*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(made) })
+	_ = poll.Until(6*time.Second, 100*time.Millisecond, "every change", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(made) })
 	stopc()
 	<-pollDone
 	h1, p1 := cpu()
@@ -409,27 +409,9 @@ func start(dir, name, bin string, args ...string) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) stop() { benchproc.Stop(p.cmd.Process, p.done) }
 
-func (p *proc) cpu() float64 {
-	pr, err := procfs.NewProc(p.cmd.Process.Pid)
-	if err != nil {
-		return 0
-	}
-	st, err := pr.Stat()
-	if err != nil {
-		return 0
-	}
-	return st.CPUTime()
-}
+func (p *proc) cpu() float64 { return benchproc.CPU(p.cmd.Process.Pid) }
 
 func (p *proc) written() float64 {
 	pr, err := procfs.NewProc(p.cmd.Process.Pid)
@@ -444,15 +426,8 @@ func (p *proc) written() float64 {
 }
 
 func (p *proc) peakRSS() int {
-	pr, err := procfs.NewProc(p.cmd.Process.Pid)
-	if err != nil {
-		return 0
-	}
-	st, err := pr.NewStatus()
-	if err != nil {
-		return 0
-	}
-	return int(st.VmHWM)
+	u, _ := benchproc.ReadUsage(p.cmd.Process.Pid)
+	return int(u.Peak)
 }
 
 // metric returns the value of the series name{match...} of p's /metrics.
@@ -496,17 +471,6 @@ func (p *proc) activeMarkers() []string {
 	return out
 }
 
-func waitFor(limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", limit)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil
-}
-
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -519,20 +483,4 @@ func freeAddr() string {
 func oneLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
-}
-
-func percentile(s []time.Duration, p float64) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	s = slices.Sorted(slices.Values(s))
-	i := int(float64(len(s))*p+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
-
-func ms(d time.Duration) string {
-	if d >= time.Second {
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	}
-	return fmt.Sprintf("%d ms", d.Milliseconds())
 }

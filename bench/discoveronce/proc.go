@@ -13,8 +13,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sdhub/sdhub/internal/benchproc"
 )
 
 // proc is a Prometheus or sdhub process of the benchmark.
@@ -160,15 +161,7 @@ func (p *proc) discovered(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) stop() { benchproc.Stop(p.cmd.Process, p.done) }
 
 func stopAll(ps []*proc) {
 	for _, p := range ps {

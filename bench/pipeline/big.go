@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -25,26 +23,15 @@ type bigResult struct {
 // runBig runs one side through the big workload in dir.
 func runBig(cfg config, name, dir string, start func(input string) (*side, error)) (r bigResult) {
 	r.name = name
-	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
-		r.err = err
-		return r
+	in, s, err := setUp(dir, "big.json", cfg.targets, start)
+	if in != nil {
+		r.inputBytes = len(in.b)
 	}
-	in := newInput(filepath.Join(dir, "in", "big.json"), cfg.targets)
-	r.inputBytes = len(in.b)
-	if _, err := in.write(); err != nil {
-		r.err = err
-		return r
-	}
-	s, err := start(in.path)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer func() {
-		if err := s.stop(); err != nil && r.err == nil {
-			r.err = err
-		}
-	}()
+	defer keepFirst(&r.err, s.stop)
 	full, err := s.obs.waitFull(cfg.timeout)
 	if err != nil {
 		r.err = err

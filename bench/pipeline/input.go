@@ -125,3 +125,25 @@ func markers(b []byte, seen func(k int)) {
 		i = j + 1
 	}
 }
+
+// setUp writes an input of n targets as dir/in/name and starts a side on
+// it; the input is returned once made, even if what follows failed.
+func setUp(dir, name string, n int, start func(input string) (*side, error)) (*input, *side, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
+		return nil, nil, err
+	}
+	in := newInput(filepath.Join(dir, "in", name), n)
+	if _, err := in.write(); err != nil {
+		return in, nil, err
+	}
+	s, err := start(in.path)
+	return in, s, err
+}
+
+// keepFirst sets *err to f's error unless *err holds one already: a
+// result keeps its first failure.
+func keepFirst(err *error, f func() error) {
+	if e := f(); e != nil && *err == nil {
+		*err = e
+	}
+}

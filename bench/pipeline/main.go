@@ -44,6 +44,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sdhub/sdhub/internal/benchproc"
 	"github.com/sdhub/sdhub/internal/benchreport"
 	"github.com/sdhub/sdhub/internal/reliability"
 )
@@ -187,23 +188,11 @@ func gcd(a, b int) int {
 	return a
 }
 
-func percentile(s []time.Duration, p float64) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	s = slices.Sorted(slices.Values(s))
-	i := int(float64(len(s))*p+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
-
-func ms(d time.Duration) string {
-	switch {
-	case d >= 10*time.Second:
-		return fmt.Sprintf("%.1f s", d.Seconds())
-	case d >= time.Second:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	}
-	return fmt.Sprintf("%d ms", d.Milliseconds())
-}
+// percentile and ms are the benchmarks' own, by shorter names for the
+// tables.
+var (
+	percentile = benchproc.Percentile
+	ms         = benchproc.Ms
+)
 
 func mib(b int64) string { return fmt.Sprintf("%d MiB", b>>20) }

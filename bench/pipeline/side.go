@@ -13,12 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/procfs"
 
+	"github.com/sdhub/sdhub/internal/benchproc"
 	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
@@ -185,13 +184,8 @@ func startSdhub(name, bin, dir, input string, want int) (*side, error) {
 	}()
 	s.stop = func() error {
 		defer stopWatch()
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-			return fmt.Errorf("%s did not stop within 30s of SIGTERM", name)
+		if !benchproc.Stop(s.cmd.Process, s.done) {
+			return fmt.Errorf("%s did not stop within %s of SIGTERM", name, benchproc.StopTimeout)
 		}
 		if c := s.cmd.ProcessState.ExitCode(); c != 0 {
 			return fmt.Errorf("%s exited with %d:\n%s", name, c, logTail.String())
@@ -362,17 +356,6 @@ type usage struct {
 }
 
 func (s *side) usage() (usage, error) {
-	p, err := procfs.NewProc(s.cmd.Process.Pid)
-	if err != nil {
-		return usage{}, err
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return usage{}, err
-	}
-	stat, err := p.Stat()
-	if err != nil {
-		return usage{}, err
-	}
-	return usage{rss: int64(st.VmRSS), peak: int64(st.VmHWM), cpu: stat.CPUTime()}, nil
+	u, err := benchproc.ReadUsage(s.cmd.Process.Pid)
+	return usage{rss: u.RSS, peak: u.Peak, cpu: u.CPU}, err
 }

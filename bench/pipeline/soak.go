@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 )
@@ -39,25 +37,12 @@ type sample struct {
 // runSoak runs one sdhub through the soak in dir.
 func runSoak(cfg config, name, dir string, start func(input string) (*side, error)) (r soakResult) {
 	r.name = name
-	if err := os.MkdirAll(filepath.Join(dir, "in"), 0o755); err != nil {
-		r.err = err
-		return r
-	}
-	in := newInput(filepath.Join(dir, "in", "soak.json"), cfg.soakTargets)
-	if _, err := in.write(); err != nil {
-		r.err = err
-		return r
-	}
-	s, err := start(in.path)
+	in, s, err := setUp(dir, "soak.json", cfg.soakTargets, start)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer func() {
-		if err := s.stop(); err != nil && r.err == nil {
-			r.err = err
-		}
-	}()
+	defer keepFirst(&r.err, s.stop)
 	if _, err := s.obs.waitFull(cfg.timeout); err != nil {
 		r.err = err
 		return r

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,92 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sdhub/sdhub/internal/kubetest"
 )
-
-// kubeAPI is a small kube-apiserver on loopback serving list and watch of
-// pods, as client-go's informers read them: a LIST (or a watch-list stream
-// of ADDED events ending with the initial-events-end bookmark, as
-// Kubernetes 1.35 serves informers), then a WATCH that stays open.
-type kubeAPI struct {
-	srv  *httptest.Server
-	stop chan struct{}
-
-	mu     sync.Mutex
-	pods   []byte // the items, one JSON object each, comma separated
-	n      int
-	rv     int
-	listed chan time.Time // when a full list was served
-}
-
-func newKubeAPI(t *testing.T) *kubeAPI {
-	k := &kubeAPI{stop: make(chan struct{}), listed: make(chan time.Time, 10)}
-	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
-	t.Cleanup(func() {
-		close(k.stop)
-		k.srv.Close()
-	})
-	return k
-}
-
-// setPods makes the API hold n pods whose label gen is gen.
-func (k *kubeAPI) setPods(n int, gen string) {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-%d","namespace":"ns-%d","uid":"uid-%d","resourceVersion":"%d",`+
-			`"labels":{"app":"web","gen":%q,"shard":"s%d"},"annotations":{"team":"infra"}},`+
-			`"spec":{"nodeName":"node-%d","containers":[{"name":"app","image":"web:1","ports":[{"name":"metrics","containerPort":9100,"protocol":"TCP"}]}]},`+
-			`"status":{"phase":"Running","podIP":"10.%d.%d.%d","hostIP":"192.168.0.%d","conditions":[{"type":"Ready","status":"True"}]}}`,
-			i, i%20, i, i+1, gen, i%7, i%50, i>>16&255, i>>8&255, i&255, i%50)
-	}
-	k.mu.Lock()
-	k.pods, k.n, k.rv = []byte(b.String()), n, n+1
-	k.mu.Unlock()
-}
-
-func (k *kubeAPI) serve(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/api/v1/pods" {
-		http.NotFound(w, r)
-		return
-	}
-	k.mu.Lock()
-	pods, n, rv := k.pods, k.n, k.rv
-	k.mu.Unlock()
-	q := r.URL.Query()
-	if q.Get("watch") != "true" && q.Get("watch") != "1" {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"%d"},"items":[`, rv)
-		_, _ = w.Write(pods)
-		fmt.Fprint(w, "]}")
-		k.listed <- time.Now()
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	if q.Get("sendInitialEvents") == "true" {
-		bw := bufio.NewWriterSize(w, 1<<16)
-		dec := json.NewDecoder(strings.NewReader("[" + string(pods) + "]"))
-		var items []json.RawMessage
-		if err := dec.Decode(&items); err != nil {
-			panic(err)
-		}
-		for _, it := range items[:n] {
-			fmt.Fprintf(bw, `{"type":"ADDED","object":%s}`+"\n", it)
-		}
-		fmt.Fprintf(bw, `{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"%d","annotations":{"k8s.io/initial-events-end":"true"}}}}`+"\n", rv)
-		_ = bw.Flush()
-		k.listed <- time.Now()
-	}
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
-	select {
-	case <-r.Context().Done():
-	case <-k.stop:
-	}
-}
 
 // kubePods is the number of pods of TestKubernetesFirstBurst: enough that
 // the discoverer's first burst (one message per pod once its informer has
@@ -115,8 +28,8 @@ const kubeWait = 2 * time.Minute
 // every content the file ever holds, polled throughout, is absent, the
 // first full set or the second full set, never part of one.
 func TestKubernetesFirstBurst(t *testing.T) {
-	api := newKubeAPI(t)
-	api.setPods(kubePods, "one")
+	api := kubetest.New(t)
+	api.SetPods(kubePods, "one")
 	dir := t.TempDir()
 	outDir := filepath.Join(dir, "out")
 	cfgFile := filepath.Join(dir, "sdhub.yml")
@@ -124,7 +37,7 @@ func TestKubernetesFirstBurst(t *testing.T) {
   - job_name: pods
     kubernetes_sd_configs:
       - role: pod
-        api_server: `+api.srv.URL+"\n")
+        api_server: `+api.URL()+"\n")
 	out := filepath.Join(outDir, "pods.json")
 
 	// watch polls out until stop and fails the test on any content that is
@@ -180,11 +93,11 @@ func TestKubernetesFirstBurst(t *testing.T) {
 	}
 
 	for i, gen := range []string{"one", "two"} {
-		api.setPods(kubePods, gen)
+		api.SetPods(kubePods, gen)
 		p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir)
 		var listed time.Time
 		select {
-		case listed = <-api.listed:
+		case listed = <-api.Listed:
 		case <-time.After(waitTimeout):
 			t.Fatalf("run %d: the pods were not listed within %s", i+1, waitTimeout)
 		}
@@ -210,8 +123,8 @@ func TestKubernetesFirstBurst(t *testing.T) {
 		if code := p.stop(t, syscall.SIGKILL); code != -1 {
 			t.Fatalf("run %d: exit code %d after SIGKILL, want -1", i+1, code)
 		}
-		for len(api.listed) > 0 { // lists of a relisting informer
-			<-api.listed
+		for len(api.Listed) > 0 { // lists of a relisting informer
+			<-api.Listed
 		}
 	}
 }

@@ -3,10 +3,8 @@ package consul
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,15 +12,14 @@ import (
 	"github.com/prometheus/common/model"
 	promconsul "github.com/prometheus/prometheus/discovery/consul"
 	yamlv2 "go.yaml.in/yaml/v2"
-	"gopkg.in/yaml.v3"
+
+	"github.com/sdhub/sdhub/internal/configtest"
 )
 
 func decodeConfig(t testing.TB, data []byte) (*SDConfig, error) {
 	t.Helper()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c SDConfig
-	err := dec.Decode(&c)
+	err := configtest.Strict(data, &c)
 	return &c, err
 }
 
@@ -71,53 +68,22 @@ func TestConfigFiles(t *testing.T) {
 		"bad-http-config.bad.yml":         "line 1: invalid HTTP client settings for consul_sd_configs: at most one of bearer_token & bearer_token_file must be configured",
 		"bad-duration.bad.yml":            `line 1: not a valid duration string: "soon"`,
 	}
-	files, err := filepath.Glob("testdata/*.yml")
-	if err != nil {
-		t.Fatal(err)
+	decode := func(t *testing.T, data []byte) (SDConfig, error) {
+		c, err := decodeConfig(t, data)
+		return *c, err
 	}
-	if len(files) != len(good)+len(bad) {
-		t.Fatalf("testdata has %d files, the tables %d", len(files), len(good)+len(bad))
-	}
-	for _, f := range files {
-		name := filepath.Base(f)
-		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := decodeConfig(t, data)
-			if strings.HasSuffix(name, ".bad.yml") {
-				want, ok := bad[name]
-				if !ok {
-					t.Fatalf("no expected error for %s", name)
-				}
-				if err == nil || err.Error() != want {
-					t.Fatalf("error = %v, want %q", err, want)
-				}
-				return
-			}
-			want, ok := good[name]
-			if !ok {
-				t.Fatalf("no expected config for %s", name)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(*got, want) {
-				t.Fatalf("got %+v\nwant %+v", *got, want)
-			}
-			// Prometheus reads the same file (without sdhub's own key) to
-			// the same settings and defaults.
-			var prom promconsul.SDConfig
-			if err := yamlv2.UnmarshalStrict(bytes.ReplaceAll(data, []byte("max_connections: 8\n"), nil), &prom); err != nil {
-				t.Fatalf("prometheus rejects %s: %v", name, err)
-			}
-			prom.Username, prom.Password = "", ""
-			if mine := toPrometheus(got); !reflect.DeepEqual(mine, &prom) {
-				t.Fatalf("prometheus reads %+v\nsdhub reads %+v", prom, *mine)
-			}
-		})
-	}
+	configtest.Table[SDConfig]{Good: good, Bad: bad, Decode: decode, Then: func(t *testing.T, data []byte, got SDConfig) {
+		// Prometheus reads the same file (without sdhub's own key) to
+		// the same settings and defaults.
+		var prom promconsul.SDConfig
+		if err := yamlv2.UnmarshalStrict(bytes.ReplaceAll(data, []byte("max_connections: 8\n"), nil), &prom); err != nil {
+			t.Fatalf("prometheus rejects it: %v", err)
+		}
+		prom.Username, prom.Password = "", ""
+		if mine := toPrometheus(&got); !reflect.DeepEqual(mine, &prom) {
+			t.Fatalf("prometheus reads %+v\nsdhub reads %+v", prom, *mine)
+		}
+	}}.Run(t)
 }
 
 func TestSetDirectory(t *testing.T) {

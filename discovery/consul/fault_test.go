@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/poll"
 )
 
 func testutilCounter(c prometheus.Counter) float64 { return testutil.ToFloat64(c) }
@@ -443,13 +444,7 @@ func testServerCatchingUp(t *testing.T, https bool) {
 	f.setCatchingUp(true)
 	setDown(false)
 	f.setHealth("critical")
-	deadline := time.Now().Add(10 * time.Second)
-	for f.askedWhileCatchingUp() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no requests while the server caught up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Fatal(t, 10*time.Second, 10*time.Millisecond, "requests while the server caught up", func() bool { return f.askedWhileCatchingUp() >= 3 })
 	f.setCatchingUp(false)
 	col.waitFor(t, 5*time.Second, "web's change once the server caught up", hasTarget(label(labelHealth, "critical")))
 	if n := col.fewest(); n != 1 {
@@ -487,13 +482,9 @@ func TestStreamsBlockOnceStarted(t *testing.T) {
 	}
 	waitBlocking := func(f *fakeConsul, svc ...string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !blocking(f, svc[0]) || len(svc) > 1 && !blocking(f, svc[1]) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no blocking query of %v", svc)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		poll.Fatal(t, 5*time.Second, 10*time.Millisecond, fmt.Sprintf("a blocking query of %v", svc), func() bool {
+			return blocking(f, svc[0]) && (len(svc) == 1 || blocking(f, svc[1]))
+		})
 	}
 
 	f, server := newFakeTLS(t)
@@ -550,12 +541,8 @@ func TestIndexBackwards(t *testing.T) {
 
 func waitCounter(t *testing.T, c prometheus.Counter, atLeast float64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for testutilCounter(c) < atLeast {
-		if time.Now().After(deadline) {
-			t.Fatalf("counter at %v, want at least %v", testutilCounter(c), atLeast)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := poll.Until(10*time.Second, 10*time.Millisecond, "the counter", func() bool { return testutilCounter(c) >= atLeast }); err != nil {
+		t.Fatalf("counter at %v, want at least %v (%v)", testutilCounter(c), atLeast, err)
 	}
 }
 

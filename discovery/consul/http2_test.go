@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sdhub/sdhub/internal/consulagent"
+	"github.com/sdhub/sdhub/internal/poll"
 )
 
 // manyServices registers n services of one instance each on node, with a
@@ -58,16 +59,11 @@ func TestHTTP2Multiplexes(t *testing.T) {
 	waitGauge(t, d, services+2) // and the catalog and nodes detectors
 	// The last queries may still be picking their connection: wait for
 	// the third, and never see a sixth.
-	deadline := time.Now().Add(10 * time.Second)
-	for n := 0; n < 3; {
-		if n = established(t, a.HTTPSPort()); n > 5 {
-			t.Fatalf("%d TCP connections for %v blocking queries, want 3 to 5 (250 streams per connection, and one for the detectors)",
-				n, testutil.ToFloat64(d.metrics.watches))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d TCP connections for %v blocking queries, want 3 to 5", n, testutil.ToFloat64(d.metrics.watches))
-		}
-		time.Sleep(20 * time.Millisecond)
+	n := 0
+	err := poll.Until(10*time.Second, 20*time.Millisecond, "3 TCP connections", func() bool { n = established(t, a.HTTPSPort()); return n >= 3 })
+	if err != nil || n > 5 {
+		t.Fatalf("%d TCP connections for %v blocking queries, want 3 to 5 (250 streams per connection, and one for the detectors) (%v)",
+			n, testutil.ToFloat64(d.metrics.watches), err)
 	}
 	if !d.client.http2.Load() {
 		t.Fatal("the discoverer did not see HTTP/2")
@@ -83,25 +79,20 @@ func TestHTTP2Multiplexes(t *testing.T) {
 	if n := testutil.ToFloat64(d.metrics.watches); n != 0 {
 		t.Errorf("after Run returned: %v blocking queries, want 0", n)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(d.metrics.connections) != 0 || established(t, a.HTTPSPort()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after Run returned: %v connections counted, %d established; want 0", testutil.ToFloat64(d.metrics.connections), established(t, a.HTTPSPort()))
-		}
-		time.Sleep(10 * time.Millisecond)
+	returned := time.Now()
+	if err := poll.Until(5*time.Second, 10*time.Millisecond, "no connection", func() bool {
+		return testutil.ToFloat64(d.metrics.connections) == 0 && established(t, a.HTTPSPort()) == 0
+	}); err != nil {
+		t.Fatalf("after Run returned: %v connections counted, %d established; want 0 (%v)", testutil.ToFloat64(d.metrics.connections), established(t, a.HTTPSPort()), err)
 	}
-	t.Logf("connections closed %v after Run returned", time.Since(deadline.Add(-5*time.Second)))
+	t.Logf("connections closed %v after Run returned", time.Since(returned))
 }
 
 // waitGauge waits until the discoverer holds want blocking queries.
 func waitGauge(t *testing.T, d *Discovery, want int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for testutil.ToFloat64(d.metrics.watches) != float64(want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%v blocking queries in flight, want %d", testutil.ToFloat64(d.metrics.watches), want)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := poll.Until(20*time.Second, 20*time.Millisecond, "the blocking queries", func() bool { return testutil.ToFloat64(d.metrics.watches) == float64(want) }); err != nil {
+		t.Fatalf("%v blocking queries in flight, want %d (%v)", testutil.ToFloat64(d.metrics.watches), want, err)
 	}
 }
 

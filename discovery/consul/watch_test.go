@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sdhub/sdhub/internal/consulagent"
+	"github.com/sdhub/sdhub/internal/poll"
 )
 
 var (
@@ -234,13 +235,7 @@ func testAgentRestart(t *testing.T, https bool) {
 	a.Stop()
 	// While the agent is down every query fails; wait for failures to be
 	// counted, then check nothing was dropped.
-	deadline := time.Now().Add(10 * time.Second)
-	for testutilCounter(d.metrics.rpcFailures) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no failures counted while consul was down")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Fatal(t, 10*time.Second, 20*time.Millisecond, "failures counted while consul was down", func() bool { return testutilCounter(d.metrics.rpcFailures) >= 3 })
 	if got := col.flat(); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("targets changed while consul was down:\n%v\nwant\n%v", got, before)
 	}

@@ -1,27 +1,21 @@
 package file
 
 import (
-	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/configtest"
 )
 
 func decodeConfig(b []byte) (*SDConfig, error) {
 	c := Mechanism.NewConfig().(*SDConfig)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(c)
-	return c, err
+	return c, configtest.Strict(b, c)
 }
 
 func TestConfigFiles(t *testing.T) {
@@ -45,43 +39,10 @@ func TestConfigFiles(t *testing.T) {
 		"unknown-key.bad.yml":      "yaml: unmarshal errors:\n  line 1: field file not found in type file.plain",
 		"files-not-list.bad.yml":   "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `targets...` into []string",
 	}
-	files, err := filepath.Glob("testdata/*.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(good)+len(bad) {
-		t.Fatalf("testdata has %d config files, the tables %d", len(files), len(good)+len(bad))
-	}
-	for _, f := range files {
-		name := filepath.Base(f)
-		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := decodeConfig(b)
-			if strings.HasSuffix(name, ".bad.yml") {
-				want, ok := bad[name]
-				if !ok {
-					t.Fatalf("no expected error for %s", name)
-				}
-				if err == nil || err.Error() != want {
-					t.Fatalf("error = %v, want %q", err, want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, ok := good[name]
-			if !ok {
-				t.Fatalf("no expected config for %s", name)
-			}
-			if !reflect.DeepEqual(*got, want) {
-				t.Fatalf("got %+v, want %+v", *got, want)
-			}
-		})
-	}
+	configtest.Table[SDConfig]{Good: good, Bad: bad, Decode: func(_ *testing.T, b []byte) (SDConfig, error) {
+		c, err := decodeConfig(b)
+		return *c, err
+	}}.Run(t)
 }
 
 func TestValidateFieldErrors(t *testing.T) {

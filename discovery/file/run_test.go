@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/testlog"
 )
 
@@ -300,7 +301,7 @@ func TestRunCancel(t *testing.T) {
 		r := startRun(t, time.Hour, filepath.Join(dir, "*.json"))
 		r.next()
 		writeFile(t, f, `[{"targets": ["x:3"]}]`)
-		poll(t, func() bool { return r.scans() >= 2 })
+		eventually(t, "two scans", func() bool { return r.scans() >= 2 })
 		r.stop()
 	})
 }
@@ -364,19 +365,10 @@ func TestMetricsRegistration(t *testing.T) {
 	}
 }
 
-// poll waits until cond holds, checking every few milliseconds, for at most wait.
-func poll(t *testing.T, cond func() bool) {
+// eventually waits until cond holds, checking every few milliseconds, for at most wait.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(wait)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("condition not met within %v", wait)
-		}
-	}
+	poll.Fatal(t, wait, 5*time.Millisecond, what, cond)
 }
 
 // health records what a discoverer reports.
@@ -462,7 +454,7 @@ func TestRunUnchangedFile(t *testing.T) {
 	r.next()
 	before := r.scans()
 	writeFile(t, a, content)
-	poll(t, func() bool { return r.scans() > before })
+	eventually(t, "another scan", func() bool { return r.scans() > before })
 	writeFile(t, b, `[{"targets": ["b0:2"]}]`)
 	if got, want := flat(r.next()), []string{group(b, 0, "b0:2")}; !slices.Equal(got, want) {
 		t.Fatalf("message %q, want %q", got, want)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
@@ -37,7 +38,12 @@ import (
 //	                                  the count; if the counts never meet
 //	                                  (another kubernetes discoverer of the
 //	                                  role counts into the same series),
-//	                                  kubeQuiet without an update
+//	                                  kubeQuiet without an update. A role
+//	                                  with no object sends nothing: when a
+//	                                  LIST of the role's objects, as the
+//	                                  informers list them, finds none and
+//	                                  none was counted, the empty set after
+//	                                  settleQuiet without a message
 //	kuma                              the first update: one group holding the
 //	                                  full set per xDS response
 //	any other (serverset, nerve)      nothing better is observable: quiet for
@@ -51,6 +57,10 @@ type rule struct {
 	// live, when set, counts the objects the discoverer has listed and
 	// watched so far, for all discoverers counting into the same series.
 	live func() float64
+	// empty, when set, asks the source whether it holds no object at all
+	// (a counted discoverer sends nothing then); failed hears its error.
+	empty  func(context.Context) (bool, error)
+	failed func(error)
 	// logger, when set, hears at debug how the first set of a counted
 	// discoverer came in.
 	logger *slog.Logger
@@ -61,16 +71,7 @@ type rule struct {
 func (r rule) first(ctx context.Context, in <-chan []*targetgroup.Group, base float64) ([]*targetgroup.Group, bool) {
 	switch {
 	case r.one:
-		select {
-		case tgs, ok := <-in:
-			if !ok {
-				<-ctx.Done()
-				return nil, false
-			}
-			return tgs, true
-		case <-ctx.Done():
-			return nil, false
-		}
+		return receive(ctx, in)
 	case r.live != nil:
 		return r.listed(ctx, in, base)
 	default:
@@ -81,16 +82,6 @@ func (r rule) first(ctx context.Context, in <-chan []*targetgroup.Group, base fl
 // listed is the kubernetes rule (see kubeQuiet).
 func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base float64) ([]*targetgroup.Group, bool) {
 	var m merger
-	select {
-	case tgs, ok := <-in:
-		if !ok {
-			<-ctx.Done()
-			return nil, false
-		}
-		m.add(tgs)
-	case <-ctx.Done():
-		return nil, false
-	}
 	start := time.Now()
 	done := func(why string) ([]*targetgroup.Group, bool) {
 		if r.logger != nil {
@@ -98,6 +89,15 @@ func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base f
 		}
 		return m.groups, true
 	}
+	tgs, ok := r.firstOrEmpty(ctx, in, base)
+	switch {
+	case !ok:
+		return nil, false
+	case tgs == nil:
+		m.groups = []*targetgroup.Group{}
+		return done("empty")
+	}
+	m.add(tgs)
 	quiet := time.NewTimer(kubeQuiet)
 	defer quiet.Stop()
 	var confirm *time.Timer
@@ -140,6 +140,81 @@ func (r rule) listed(ctx context.Context, in <-chan []*targetgroup.Group, base f
 	}
 }
 
+// firstOrEmpty receives the discoverer's first message; or, once r.empty
+// says the source holds no object and none was counted since base, nil
+// after settleQuiet without a message. A failed r.empty goes to r.failed
+// and is asked again after a backoff; every r.empty has returned when
+// firstOrEmpty does.
+func (r rule) firstOrEmpty(ctx context.Context, in <-chan []*targetgroup.Group, base float64) ([]*targetgroup.Group, bool) {
+	pctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	type answer struct {
+		empty bool
+		err   error
+	}
+	var probed chan answer // nil: no question out
+	ask := func() {
+		probed = make(chan answer, 1)
+		wg.Add(1)
+		go func(ch chan<- answer) {
+			defer wg.Done()
+			empty, err := r.empty(pctx)
+			ch <- answer{empty, err}
+		}(probed)
+	}
+	if r.empty != nil {
+		ask()
+	}
+	retry := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 30 * time.Second}
+	var again, quiet <-chan time.Time
+	for {
+		select {
+		case tgs, ok := <-in:
+			if !ok {
+				<-ctx.Done()
+				return nil, false
+			}
+			return tgs, true
+		case a := <-probed:
+			probed = nil
+			switch {
+			case a.err != nil:
+				if r.failed != nil {
+					r.failed(a.err)
+				}
+				again = time.After(retry.NextBackOff())
+			case a.empty && r.live()-base == 0:
+				quiet = time.After(settleQuiet)
+			}
+		case <-again:
+			again = nil
+			ask()
+		case <-quiet:
+			if r.live()-base == 0 {
+				return nil, true
+			}
+			quiet = nil // counted meanwhile: its message is on the way
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// receive takes the discoverer's next message from in; ok is false once ctx
+// has ended. A closed in (a discoverer must not close it) waits for ctx.
+func receive(ctx context.Context, in <-chan []*targetgroup.Group) (tgs []*targetgroup.Group, ok bool) {
+	select {
+	case tgs, ok = <-in:
+		if !ok {
+			<-ctx.Done()
+		}
+		return tgs, ok
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
 // merger merges updates by Source: a later group replaces an earlier one of
 // the same Source.
 type merger struct {
@@ -165,14 +240,19 @@ func (m *merger) add(tgs []*targetgroup.Group) {
 }
 
 // ruleFor is the rule of a discoverer built from c whose constructor did
-// (refresh) or did not take refresh metrics, whose metrics read from g.
-func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer, logger *slog.Logger) rule {
+// (refresh) or did not take refresh metrics, whose metrics read from g,
+// reporting to health.
+func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer, health discovery.Health, logger *slog.Logger) rule {
 	if refresh {
 		return rule{one: true}
 	}
 	if live := liveRules[c.Name()]; live != nil {
 		if f := live(c, g); f != nil {
-			return rule{logger: logger, live: f}
+			r := rule{logger: logger, live: f}
+			if probe := emptyProbes[c.Name()]; probe != nil {
+				r.empty, r.failed = probe(c), health.Failed
+			}
+			return r
 		}
 	}
 	if c.Name() == "kuma" {
@@ -187,6 +267,11 @@ func ruleFor(c promdiscovery.Config, refresh bool, g prometheus.Gatherer, logger
 // mechanisms' files fill it, under the build tags that keep the mechanism
 // in a build (a trimmed build, -tags remove_all_sd, has none of them).
 var liveRules = map[string]func(promdiscovery.Config, prometheus.Gatherer) func() float64{}
+
+// emptyProbes ask the source of a mechanism in liveRules whether it holds
+// no object at all, by mechanism name, filled alongside liveRules; each
+// returns the probe for its config, nil if the config is not one it knows.
+var emptyProbes = map[string]func(promdiscovery.Config) func(context.Context) (bool, error){}
 
 // counterValue is the value of name{role=role, event=event} in g, 0 if g
 // has no such series.

@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	_ "github.com/prometheus/prometheus/discovery/xds" // kuma_sd_configs
@@ -34,22 +33,7 @@ func (s silent) WithGroup(string) slog.Handler           { return s }
 // no record; once the source answers, the first refresh's one update is the
 // first update, and the provider is synced.
 func TestRefreshFailureWithoutLog(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	refresh, err := discovery.NewRefreshMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var httpMech discovery.Mechanism
-	for _, m := range Mechanisms() {
-		if m.Name == "http" {
-			httpMech = m
-		}
-	}
-	m, err := httpMech.NewMetrics(reg, refresh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Unregister()
+	reg, refresh, m := mechanismMetrics(t, "http")
 
 	src := newHTTPSource(t, "")
 	src.set("", http.StatusInternalServerError)
@@ -110,8 +94,8 @@ func TestRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := d.(*Discovery).rule; r.one != tc.one || (r.live != nil) != tc.live {
-				t.Fatalf("rule one=%v live=%v, want one=%v live=%v", r.one, r.live != nil, tc.one, tc.live)
+			if r := d.(*Discovery).rule; r.one != tc.one || (r.live != nil) != tc.live || (r.empty != nil) != tc.live {
+				t.Fatalf("rule one=%v live=%v empty=%v, want one=%v live=%v empty=%v", r.one, r.live != nil, r.empty != nil, tc.one, tc.live, tc.live)
 			}
 		})
 	}
@@ -162,13 +146,7 @@ func TestFirstUpdateCounted(t *testing.T) {
 				var listed atomic.Int64
 				const n = 500 // 5 s of burst
 				d := &Discovery{inner: counted{n: n, extra: tc.extra, listed: &listed}, health: newHealth(), rule: rule{live: func() float64 { return float64(listed.Load()) }}}
-				ctx, cancel := context.WithCancel(context.Background())
-				up := make(chan []*targetgroup.Group)
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					d.Run(ctx, up)
-				}()
+				up := run(t, d)
 				start := time.Now()
 				first := <-up
 				if len(first) != n {
@@ -177,8 +155,6 @@ func TestFirstUpdateCounted(t *testing.T) {
 				if waited, want := time.Since(start), n*10*time.Millisecond+tc.wait; waited != want {
 					t.Errorf("first update after %s, want %s", waited, want)
 				}
-				cancel()
-				<-done
 			})
 		})
 	}

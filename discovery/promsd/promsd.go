@@ -33,7 +33,9 @@
 //	                    (prometheus_sd_kubernetes_events_total), plus 100 ms
 //	                    for lagging handlers; 1 s without an update if the
 //	                    counts never meet (another kubernetes discoverer of
-//	                    the role counts into the same series)
+//	                    the role counts into the same series); the empty
+//	                    set, 100 ms after a LIST of the role's objects found
+//	                    none, if none was counted (it sends nothing then)
 //	kuma                the first update (one group, the full set per xDS
 //	                    response)
 //	serverset, nerve,   quiet for 100 ms, at most 2 s after the first
@@ -228,7 +230,7 @@ func (c *SDConfig) NewDiscoverer(o discovery.Options) (discovery.Discoverer, err
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{inner: d, health: health, rule: ruleFor(c.Config, refresh, mm.gather, logger)}, nil
+	return &Discovery{inner: d, health: health, rule: ruleFor(c.Config, refresh, mm.gather, health, logger)}, nil
 }
 
 // Under the quiet rule (see complete.go), the first update of a discoverer
@@ -245,7 +247,8 @@ const (
 // that succeeded, a watch that delivered). Failed for every failed refresh
 // of a refresh-based discoverer, as Prometheus's refresh package counts it
 // in prometheus_sd_refresh_failures_total (it keeps the last targets and
-// sends nothing). Its log records are only logged.
+// sends nothing); for every failed LIST of a kubernetes discoverer's role
+// before its first update (kubeEmpty). Its log records are only logged.
 type Discovery struct {
 	inner  promdiscovery.Discoverer
 	health discovery.Health
@@ -290,13 +293,7 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 		case <-ctx.Done():
 			return
 		}
-		select {
-		case tgs, ok = <-in:
-			if !ok {
-				<-ctx.Done()
-				return
-			}
-		case <-ctx.Done():
+		if tgs, ok = receive(ctx, in); !ok {
 			return
 		}
 	}
@@ -307,16 +304,11 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 // replaces an earlier one of the same Source).
 func settle(ctx context.Context, in <-chan []*targetgroup.Group) ([]*targetgroup.Group, bool) {
 	var m merger
-	select {
-	case tgs, ok := <-in:
-		if !ok {
-			<-ctx.Done()
-			return nil, false
-		}
-		m.add(tgs)
-	case <-ctx.Done():
+	tgs, ok := receive(ctx, in)
+	if !ok {
 		return nil, false
 	}
+	m.add(tgs)
 	burst := debounce.New(settleQuiet, settleMax)
 	defer burst.Stop()
 	burst.Event()

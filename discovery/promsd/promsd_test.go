@@ -300,33 +300,48 @@ func TestHTTPMatchesPrometheus(t *testing.T) {
 	h.waitFor(t, "synced after the recovery", func(_ []string, s int) bool { return s > synced })
 }
 
-// TestMetrics: a mechanism's metrics are Prometheus's, registered once; its
-// refresh metrics are sdhub's, registered once for every mechanism.
-func TestMetrics(t *testing.T) {
+// mechanismMetrics makes the metrics of mechanism name, and the refresh
+// metrics, on a new registry, unregistered when the test ends.
+func mechanismMetrics(t *testing.T, name string) (*prometheus.Registry, *discovery.RefreshMetrics, discovery.Metrics) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var httpMech discovery.Mechanism
-	for _, m := range Mechanisms() {
-		if m.Name == "http" {
-			httpMech = m
-		}
+	m, err := mechanismNamed(t, name).NewMetrics(reg, refresh)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(m.Unregister)
+	return reg, refresh, m
+}
+
+// mechanismNamed is the mechanism name of Mechanisms.
+func mechanismNamed(t *testing.T, name string) discovery.Mechanism {
+	t.Helper()
+	ms := Mechanisms()
+	i := slices.IndexFunc(ms, func(m discovery.Mechanism) bool { return m.Name == name })
+	if i < 0 {
+		t.Fatalf("no mechanism %s", name)
+	}
+	return ms[i]
+}
+
+// TestMetrics: a mechanism's metrics are Prometheus's, registered once; its
+// refresh metrics are sdhub's, registered once for every mechanism.
+func TestMetrics(t *testing.T) {
+	reg, refresh, m := mechanismMetrics(t, "http")
 	{
 		// Twice on one registry is an error, not a second set.
 		reg := prometheus.NewRegistry()
+		httpMech := mechanismNamed(t, "http")
 		if _, err := httpMech.NewMetrics(reg, refresh); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := httpMech.NewMetrics(reg, refresh); err == nil {
 			t.Fatal("registering http's metrics twice succeeded")
 		}
-	}
-	m, err := httpMech.NewMetrics(reg, refresh)
-	if err != nil {
-		t.Fatal(err)
 	}
 
 	src := newHTTPSource(t, "")
@@ -398,13 +413,7 @@ func TestFirstUpdateSettles(t *testing.T) {
 			{group("pod/a", "10.0.0.1:80", "10.0.0.1:81")},
 			{group("pod/b")},
 		}}, health: h}
-		ctx, cancel := context.WithCancel(context.Background())
-		up := make(chan []*targetgroup.Group)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			d.Run(ctx, up)
-		}()
+		up := run(t, d)
 		start := time.Now()
 		first := <-up
 		if got := flatten(first); len(first) != 2 || len(got) != 3 {
@@ -421,8 +430,6 @@ func TestFirstUpdateSettles(t *testing.T) {
 		if _, synced := h.state(); synced != 2 {
 			t.Errorf("synced %d times, want 2", synced)
 		}
-		cancel()
-		<-done
 	})
 }
 
@@ -449,13 +456,7 @@ func (endless) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 func TestFirstUpdateBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := &Discovery{inner: endless{}, health: newHealth()}
-		ctx, cancel := context.WithCancel(context.Background())
-		up := make(chan []*targetgroup.Group)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			d.Run(ctx, up)
-		}()
+		up := run(t, d)
 		start := time.Now()
 		first := <-up
 		if waited := time.Since(start); waited != settleMax {
@@ -464,8 +465,6 @@ func TestFirstUpdateBounded(t *testing.T) {
 		if len(first) < 100 {
 			t.Errorf("first update has %d groups, want the ~%d sent meanwhile", len(first), settleMax/(10*time.Millisecond))
 		}
-		cancel()
-		<-done
 	})
 }
 

@@ -1,10 +1,7 @@
 package static
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,9 +10,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"go.uber.org/goleak"
-	"gopkg.in/yaml.v3"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/configtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -24,9 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // does: yaml.v3, unknown keys rejected.
 func decodeGroups(b []byte) ([]*targetgroup.Group, error) {
 	var groups []*targetgroup.Group
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(&groups)
+	err := configtest.Strict(b, &groups)
 	return groups, err
 }
 
@@ -52,43 +47,14 @@ func TestConfigFiles(t *testing.T) {
 		"bad-label-name.bad.yml":   `"" is not a valid label name`,
 		"targets-not-list.bad.yml": "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `a.examp...` into []string",
 	}
-	files, err := filepath.Glob("testdata/*.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != len(good)+len(bad) {
-		t.Fatalf("testdata has %d files, the tables %d", len(files), len(good)+len(bad))
-	}
-	for _, f := range files {
-		name := filepath.Base(f)
-		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			groups, err := decodeGroups(b)
-			if strings.HasSuffix(name, ".bad.yml") {
-				want, ok := bad[name]
-				if !ok {
-					t.Fatalf("no expected error for %s", name)
-				}
-				if err == nil || err.Error() != want {
-					t.Fatalf("error = %v, want %q", err, want)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, ok := good[name]
-			if !ok {
-				t.Fatalf("no expected config for %s", name)
-			}
-			if got := FromGroups(groups); !reflect.DeepEqual(got, want) {
-				t.Fatalf("got %v, want %v", dump(got), dump(want))
-			}
-		})
-	}
+	show := func(c SDConfig) string { return dump(c) }
+	configtest.Table[SDConfig]{Good: good, Bad: bad, Show: show, Decode: func(_ *testing.T, b []byte) (SDConfig, error) {
+		groups, err := decodeGroups(b)
+		if err != nil {
+			return nil, err
+		}
+		return FromGroups(groups), nil
+	}}.Run(t)
 }
 
 func dump(gs []*targetgroup.Group) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/swarmtest"
 )
 
@@ -67,16 +68,13 @@ func scenario(t *testing.T, e *swarmtest.Engine) {
 
 func waitUpdating(t *testing.T, e *swarmtest.Engine, short string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		state, err := e.Try("service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", e.Name(short))
-		if err == nil && state == string(swarm.UpdateStateUpdating) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service %s: update state %q (err %v), want updating", e.Name(short), state, err)
-		}
-		time.Sleep(100 * time.Millisecond) // bounded poll of the engine
+	var state string
+	var err error
+	if poll.Until(within, 100*time.Millisecond, "updating", func() bool {
+		state, err = e.Try("service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", e.Name(short))
+		return err == nil && state == string(swarm.UpdateStateUpdating)
+	}) != nil {
+		t.Fatalf("service %s: update state %q (err %v), want updating", e.Name(short), state, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sdhub/sdhub/discovery"
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/swarmtest"
 	"github.com/sdhub/sdhub/manager"
 	"github.com/sdhub/sdhub/output"
@@ -99,25 +100,24 @@ func waitFile(t *testing.T, path string, within time.Duration, what string, pred
 	t.Helper()
 	start := time.Now()
 	var last string
-	for {
+	if poll.Until(within, 10*time.Millisecond, what, func() bool {
 		b, err := os.ReadFile(path)
-		if err == nil {
-			var gs []fileGroup
-			if err := json.Unmarshal(b, &gs); err != nil {
-				t.Fatalf("%s: output file is not file_sd JSON: %v\n%s", what, err, b)
-			}
-			if pred(gs) {
-				return time.Since(start)
-			}
-			last = string(b)
-		} else if !errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
+			return false
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: output file did not follow within %v; last content:\n%s", what, within, last)
+		var gs []fileGroup
+		if err := json.Unmarshal(b, &gs); err != nil {
+			t.Fatalf("%s: output file is not file_sd JSON: %v\n%s", what, err, b)
 		}
-		time.Sleep(10 * time.Millisecond) // bounded poll of a file another goroutine writes
+		last = string(b)
+		return pred(gs)
+	}) != nil {
+		t.Fatalf("%s: output file did not follow within %v; last content:\n%s", what, within, last)
 	}
+	return time.Since(start)
 }
 
 func roundAll(ds []time.Duration) []time.Duration {

@@ -33,6 +33,23 @@ func startRun(t *testing.T, d *Discovery) *runner {
 	return r
 }
 
+// watching runs role's discovery on e with ten times the default refresh
+// interval, so that what follows comes from the watch, and waits for its
+// initial state.
+func watching(t *testing.T, e *swarmtest.Engine, role string) (*Discovery, *runner) {
+	t.Helper()
+	c := DefaultSDConfig
+	c.Host, c.Role = e.Host, role
+	c.RefreshInterval = c.RefreshInterval * 10
+	d, err := NewDiscovery(&c, discoveryOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, d)
+	r.waitFor(t, time.Minute, "initial state", func([]string) bool { return true })
+	return d, r
+}
+
 func (r *runner) stop() {
 	r.cancel()
 	<-r.done
@@ -88,15 +105,7 @@ func record(t *testing.T, step string, d time.Duration) {
 func TestWatchFollowsSwarm(t *testing.T) {
 	e := swarmtest.New(t)
 	e.CreateNetwork(t, "net")
-	c := DefaultSDConfig
-	c.Host, c.Role = e.Host, "tasks"
-	c.RefreshInterval = c.RefreshInterval * 10
-	d, err := NewDiscovery(&c, discoveryOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startRun(t, d)
-	r.waitFor(t, time.Minute, "initial state", func([]string) bool { return true })
+	d, r := watching(t, e, "tasks")
 
 	svc := fmt.Sprintf(`__meta_dockerswarm_service_name="%s"`, e.Name("w"))
 	running := func(n int) func([]string) bool {
@@ -138,15 +147,7 @@ func TestWatchFollowsSwarm(t *testing.T) {
 // TestWatchNodes: a node label change reaches the nodes role within seconds.
 func TestWatchNodes(t *testing.T) {
 	e := swarmtest.New(t)
-	c := DefaultSDConfig
-	c.Host, c.Role = e.Host, "nodes"
-	c.RefreshInterval = c.RefreshInterval * 10
-	d, err := NewDiscovery(&c, discoveryOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := startRun(t, d)
-	r.waitFor(t, time.Minute, "initial state", func([]string) bool { return true })
+	_, r := watching(t, e, "nodes")
 	key := "sdhub_watch_" + strings.ReplaceAll(strings.TrimSuffix(e.Prefix, "-"), "-", "_")
 	e.Docker(t, "node", "update", "--label-add", key+"=1", e.NodeID)
 	t.Cleanup(func() { _, _ = e.Try("node", "update", "--label-rm", key, e.NodeID) })

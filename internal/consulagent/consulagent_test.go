@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/testenv"
 )
 
@@ -29,16 +30,13 @@ func TestStartRestartKeepsCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The agent re-registers its own services from its data directory.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		body, err := a.get(ctx, "/v1/catalog/services")
-		if err == nil && strings.Contains(body, `"web"`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service web missing after restart: %q, %v", body, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var body string
+	var err error
+	if poll.Until(30*time.Second, 50*time.Millisecond, "service web", func() bool {
+		body, err = a.get(ctx, "/v1/catalog/services")
+		return err == nil && strings.Contains(body, `"web"`)
+	}) != nil {
+		t.Fatalf("service web missing after restart: %q, %v", body, err)
 	}
 }
 

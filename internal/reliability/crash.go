@@ -44,21 +44,15 @@ const crashGroups = 50
 // milliseconds of the writer creating a temp file, that is mid-write.
 func Crash(ctx context.Context, o CrashOptions) (r Result) {
 	r = Result{Scenario: "crash consistency (SIGKILL)"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 
-	in, out := filepath.Join(o.Dir, "in"), filepath.Join(o.Dir, "out")
-	for _, d := range []string{in, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			r.Fail("%v", err)
-			return r
-		}
+	ps, err := makeDirs(o.Dir)
+	if r.failOn(err) {
+		return r
 	}
-	input := filepath.Join(in, "big.json")
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	cfgText := fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n  - job_name: small\n    static_configs:\n      - targets: [\"a:1\", \"b:2\"]\n", input)
-	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
-		r.Fail("%v", err)
+	out := ps.out
+	input := filepath.Join(ps.in, "big.json")
+	if r.failOn(ps.writeConfig(fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n  - job_name: small\n    static_configs:\n      - targets: [\"a:1\", \"b:2\"]\n", input))) {
 		return r
 	}
 
@@ -78,8 +72,7 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 		mu.Unlock()
 		return nil
 	}
-	if err := put(0); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(put(0)) {
 		return r
 	}
 	wctx, stopWriter := context.WithCancel(ctx)
@@ -151,20 +144,17 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 	)
 	// The writer makes its temp files in the staging directory: watch it
 	// from the start (sdhub empties it at start and keeps it).
-	if err := os.MkdirAll(StagingDir(out), 0o755); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(os.MkdirAll(StagingDir(out), 0o755)) {
 		return r
 	}
 	w, err := WatchDir(StagingDir(out))
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	defer w.Close()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
-	args := []string{"--config.file=" + cfg, "--output.dir=" + out, "--output.flush-interval=20ms"}
 	for i := 0; i < o.Kills && ctx.Err() == nil; i++ {
-		p, err := Start(o.Bin, args...)
+		p, err := ps.start(o.Bin, fastFlush)
 		if err != nil {
 			r.Fail("start %d: %v", i, err)
 			break
@@ -212,7 +202,7 @@ func Crash(ctx context.Context, o CrashOptions) (r Result) {
 	if err := stop(); err != nil {
 		r.Fail("input writer: %v", err)
 	}
-	p, err := Start(o.Bin, args...)
+	p, err := ps.start(o.Bin, fastFlush)
 	if err != nil {
 		r.Fail("final start: %v", err)
 		return r

@@ -28,16 +28,13 @@ const skipNoMount = "cannot mount a tmpfs"
 // recover, with no temp file left behind.
 func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
 	r = Result{Scenario: "output dir full / read-only"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 
-	in, out := filepath.Join(o.Dir, "in"), filepath.Join(o.Dir, "out")
-	for _, d := range []string{in, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			r.Fail("%v", err)
-			return r
-		}
+	ps, err := makeDirs(o.Dir)
+	if r.failOn(err) {
+		return r
 	}
+	out := ps.out
 	if err := syscall.Mount("tmpfs", out, "tmpfs", 0, "size=256k,mode=0755"); err != nil {
 		r.Skipped = fmt.Sprintf("%s at %s (need root): %v", skipNoMount, out, err)
 		return r
@@ -48,11 +45,8 @@ func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
 		}
 	}()
 
-	input := filepath.Join(in, "big.json")
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	cfgText := fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n  - job_name: small\n    static_configs:\n      - targets: [\"a:1\"]\n", input)
-	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
-		r.Fail("%v", err)
+	input := filepath.Join(ps.in, "big.json")
+	if r.failOn(ps.writeConfig(fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n  - job_name: small\n    static_configs:\n      - targets: [\"a:1\"]\n", input))) {
 		return r
 	}
 	bigPath := filepath.Join(out, "big.json")
@@ -63,35 +57,22 @@ func DiskFull(ctx context.Context, o DiskOptions) (r Result) {
 		}
 	}
 	setInput := func(n, k int) bool {
-		if err := WriteFileAtomic(input, diskInput(n, k)); err != nil {
-			r.Fail("%v", err)
-			return false
-		}
-		return true
+		return !r.failOn(WriteFileAtomic(input, diskInput(n, k)))
 	}
 	if !setInput(1000, 1) {
 		return r
 	}
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
-	defer func() {
-		if err := p.Stop(); err != nil {
-			r.Fail("%v", err)
-		}
-		if r.Failures > 0 {
-			r.Errors = append(r.Errors, "sdhub log tail: "+tail(p.Log(), 2000))
-		}
-	}()
+	defer r.stop(p, 2000)
 
 	failures := func(job string) float64 {
 		v, _ := p.Metric(fmt.Sprintf(`sdhub_output_write_failures_total{job=%q}`, job))
 		return v
 	}
-	if err := Eventually("1000 targets written and ready", func() bool { return hasTargets(1000, 1)() && allWritten(p) }); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(Eventually("1000 targets written and ready", func() bool { return hasTargets(1000, 1)() && allWritten(p) })) {
 		return r
 	}
 

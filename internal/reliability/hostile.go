@@ -40,18 +40,15 @@ var hostileJobNames = []string{"a..b", "x:y", "ünï cödé", "100%", "CON", "a%
 // hands them to the consuming job's relabelling, as with native SD.
 func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 	r = Result{Scenario: "hostile values"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
-	in, out := filepath.Join(o.Dir, "in"), filepath.Join(o.Dir, "out")
-	for _, d := range []string{in, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			r.Fail("%v", err)
-			return r
-		}
+	defer r.timed(time.Now())
+	ps, err := makeDirs(o.Dir)
+	if r.failOn(err) {
+		return r
 	}
+	out := ps.out
 
 	// 1. Odd names the loader accepts, and a file_sd job with hostile values.
-	input := filepath.Join(in, "hostile.json")
+	input := filepath.Join(ps.in, "hostile.json")
 	huge := strings.Repeat("h", 1<<20)
 	groups := []map[string]any{
 		{"targets": []string{"good-1:9100", "good-2:9100"}, "labels": map[string]string{"env": "prod"}},
@@ -62,12 +59,7 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 		{"targets": []string{"[::1]:9100"}},
 	}
 	data, err := json.Marshal(groups)
-	if err != nil {
-		r.Fail("%v", err)
-		return r
-	}
-	if err := WriteFileAtomic(input, data); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) || r.failOn(WriteFileAtomic(input, data)) {
 		return r
 	}
 	var cfg strings.Builder
@@ -76,30 +68,21 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 	for i, j := range hostileJobNames { // distinct targets: Prometheus merges equal ones
 		fmt.Fprintf(&cfg, "  - job_name: %q\n    static_configs:\n      - targets: [\"t%d:1\"]\n", j, i)
 	}
-	good := filepath.Join(o.Dir, "sdhub.yml")
-	if err := os.WriteFile(good, []byte(cfg.String()), 0o644); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(ps.writeConfig(cfg.String())) {
 		return r
 	}
 	r.Runs++
-	p, err := Start(o.Bin, "--config.file="+good, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
-	defer func() {
-		if err := p.Stop(); err != nil {
-			r.Fail("%v", err)
-		}
-	}()
-	if err := Eventually("every file written", func() bool { return allWritten(p) }); err != nil {
-		r.Fail("%v", err)
+	defer r.stop(p, 0)
+	if r.failOn(Eventually("every file written", func() bool { return allWritten(p) })) {
 		return r
 	}
 	wantTargets := []string{"", "[::1]:9100", "good-1:9100", "good-2:9100", "huge:1", "nl:1", "slash:1/metrics"}
 	file, err := os.ReadFile(filepath.Join(out, "hostile.json"))
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	entries, err := ParseFileSD(file)
@@ -118,7 +101,7 @@ func Hostile(ctx context.Context, o HostileOptions) (r Result) {
 		r.Fail("sdhub_output_dropped_targets{job=\"hostile\"} = %v (%v), want 1", v, err)
 	}
 	files, _ := os.ReadDir(out)
-	outside, err := OutsideFiles(o.Dir, out, input, good)
+	outside, err := OutsideFiles(o.Dir, out, input, ps.cfg)
 	if err != nil || len(outside) > 0 {
 		r.Fail("files outside the output directory: %v (%v)", outside, err)
 	}

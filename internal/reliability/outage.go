@@ -39,8 +39,7 @@ type ConsulOptions struct {
 // until Consul answers; then it is ready with the same targets.
 func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	r = Result{Scenario: "consul outage"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 
 	agent, err := consulagent.Start(ctx, o.ConsulBin, consulagent.Options{})
 	if err != nil {
@@ -49,8 +48,7 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 	}
 	defer agent.Close()
 	cl, err := api.NewClient(&api.Config{Address: agent.Addr()})
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	register := func(svc, node string, i int) error {
@@ -73,19 +71,17 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		}
 	}
 
-	out := filepath.Join(o.Dir, "out")
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
+	ps := newPaths(o.Dir)
 	// Only the scenario's services: the agent's own "consul" service
 	// changes health while the agent restarts.
 	var names []string
 	for s := 0; s < o.Services; s++ {
 		names = append(names, fmt.Sprintf("%q", fmt.Sprintf("svc%d", s)))
 	}
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("scrape_configs:\n  - job_name: svc\n    consul_sd_configs:\n      - server: %q\n        refresh_interval: 1s\n        services: [%s]\n  - job_name: static\n    static_configs:\n      - targets: [\"s:1\"]\n", agent.Addr(), strings.Join(names, ", "))), 0o644); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(ps.writeConfig(fmt.Sprintf("scrape_configs:\n  - job_name: svc\n    consul_sd_configs:\n      - server: %q\n        refresh_interval: 1s\n        services: [%s]\n  - job_name: static\n    static_configs:\n      - targets: [\"s:1\"]\n", agent.Addr(), strings.Join(names, ", ")))) {
 		return r
 	}
-	svcPath := filepath.Join(out, "svc.json")
+	svcPath := filepath.Join(ps.out, "svc.json")
 	count := func() int {
 		b, err := os.ReadFile(svcPath)
 		if err != nil {
@@ -104,9 +100,8 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		}
 		return n
 	}
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
 	stopP := sync.OnceValue(p.Stop)
@@ -118,9 +113,8 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 
 	// Mid-run outage. The watcher reads every version of the file.
 	r.Runs++
-	w, err := WatchDir(out)
-	if err != nil {
-		r.Fail("%v", err)
+	w, err := WatchDir(ps.out)
+	if r.failOn(err) {
 		return r
 	}
 	defer w.Close()
@@ -190,14 +184,12 @@ func ConsulOutage(ctx context.Context, o ConsulOptions) (r Result) {
 		r.Fail("%v", err)
 	}
 	old, err := os.ReadFile(svcPath)
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	agent.Stop()
-	p2, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p2, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
 	defer func() { _ = p2.Stop() }()

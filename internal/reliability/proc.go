@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/procfs"
 
+	"github.com/sdhub/sdhub/internal/poll"
 	"github.com/sdhub/sdhub/internal/sdhubtest"
 )
 
@@ -240,16 +241,7 @@ func (p *Proc) RSS() (rss, peak int64, err error) {
 
 // Eventually polls cond every 10 ms until it holds or WaitTimeout passes.
 func Eventually(what string, cond func() bool) error {
-	deadline := time.Now().Add(WaitTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", WaitTimeout, what)
-		}
-		<-tick.C
-	}
-	return nil
+	return poll.Until(WaitTimeout, 10*time.Millisecond, what, cond)
 }
 
 // WriteFileAtomic replaces path with data by a rename.

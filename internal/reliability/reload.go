@@ -71,42 +71,28 @@ var reloadConfigs = []struct {
 // descriptors before and after, and the outputs at the end.
 func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	r = Result{Scenario: "reload storm"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
-	in, out := filepath.Join(o.Dir, "in"), filepath.Join(o.Dir, "out")
-	for _, d := range []string{in, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			r.Fail("%v", err)
-			return r
-		}
+	defer r.timed(time.Now())
+	ps, err := makeDirs(o.Dir)
+	if r.failOn(err) {
+		return r
 	}
+	out := ps.out
 	for name, body := range map[string]string{"keep.json": `[{"targets":["f:1"]}]`, "b.json": `[{"targets":["b:1","b:2"]}]`} {
-		if err := os.WriteFile(filepath.Join(in, name), []byte(body), 0o644); err != nil {
-			r.Fail("%v", err)
+		if r.failOn(os.WriteFile(filepath.Join(ps.in, name), []byte(body), 0o644)) {
 			return r
 		}
 	}
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
 	setConfig := func(i int) error {
-		return WriteFileAtomic(cfg, []byte("scrape_configs:"+fmt.Sprintf(reloadConfigs[i%len(reloadConfigs)].jobs, in)))
+		return WriteFileAtomic(ps.cfg, []byte("scrape_configs:"+fmt.Sprintf(reloadConfigs[i%len(reloadConfigs)].jobs, ps.in)))
 	}
-	if err := setConfig(0); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(setConfig(0)) {
 		return r
 	}
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--web.enable-lifecycle", "--output.flush-interval=10ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, "--web.enable-lifecycle", "--output.flush-interval=10ms")
+	if r.failOn(err) {
 		return r
 	}
-	defer func() {
-		if err := p.Stop(); err != nil {
-			r.Fail("%v", err)
-		}
-		if r.Failures > 0 {
-			r.Errors = append(r.Errors, "sdhub log tail: "+tail(p.Log(), 3000))
-		}
-	}()
+	defer r.stop(p, 3000)
 
 	reload := func(i int) error {
 		if err := setConfig(i); err != nil {
@@ -160,8 +146,7 @@ func ReloadStorm(ctx context.Context, o ReloadOptions) (r Result) {
 	var missing, looks atomic.Int64
 	var wg sync.WaitGroup
 	w, err := WatchDir(out)
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	defer w.Close()

@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -38,12 +36,10 @@ type SecretsOptions struct {
 // for the secrets.
 func Secrets(ctx context.Context, o SecretsOptions) (r Result) {
 	r = Result{Scenario: "secrets never shown"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	closed := l.Addr().String() // nothing listens there once closed
@@ -78,15 +74,13 @@ func Secrets(ctx context.Context, o SecretsOptions) (r Result) {
         role: services
         basic_auth: {username: u, password: %[7]s}
 `, closed, secretValues[0], secretValues[1], secretValues[2], secretValues[3], secretValues[4], secretValues[5])
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	if err := os.WriteFile(cfg, []byte(cfgText), 0o644); err != nil {
-		r.Fail("%v", err)
+	ps := newPaths(o.Dir)
+	cfg := ps.cfg
+	if r.failOn(ps.writeConfig(cfgText)) {
 		return r
 	}
-	out := filepath.Join(o.Dir, "out")
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--web.enable-lifecycle") // Start sets --log.level=debug
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, "--web.enable-lifecycle") // Start sets --log.level=debug
+	if r.failOn(err) {
 		return r
 	}
 	defer func() { _ = p.Stop() }()

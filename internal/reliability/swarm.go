@@ -74,8 +74,7 @@ func SwarmAvailable(ctx context.Context) (bool, string) {
 // nothing.
 func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	r = Result{Scenario: "docker engine outage"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -103,32 +102,28 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 		}
 	}()
 	for i := 0; i < 3; i++ {
-		if err := create(i); err != nil {
-			r.Fail("%v", err)
+		if r.failOn(create(i)) {
 			return r
 		}
 	}
 	px, err := NewProxy(o.Network, o.Address)
-	if err != nil {
-		r.Fail("%v", err)
+	if r.failOn(err) {
 		return r
 	}
 	defer px.Cut()
 
-	out := filepath.Join(o.Dir, "out")
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`scrape_configs:
+	ps := newPaths(o.Dir)
+	if r.failOn(ps.writeConfig(fmt.Sprintf(`scrape_configs:
   - job_name: swarm
     dockerswarm_sd_configs:
       - host: tcp://%s
         role: services
         refresh_interval: 5s
         filters: [{name: label, values: [sdhub.reliability=%s]}]
-`, px.Addr, tag)), 0o644); err != nil {
-		r.Fail("%v", err)
+`, px.Addr, tag))) {
 		return r
 	}
-	path := filepath.Join(out, "swarm.json")
+	path := filepath.Join(ps.out, "swarm.json")
 	services := func() int {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -144,9 +139,8 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 		}
 		return len(seen)
 	}
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
 	stopP := sync.OnceValue(p.Stop)
@@ -162,9 +156,8 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	failures := func(p *Proc) float64 { v, _ := p.MetricSum("prometheus_sd_refresh_failures_total"); return v }
 	before := failures(p)
 	// Every version of the file while the engine is cut: there must be none.
-	w, err := WatchDir(out)
-	if err != nil {
-		r.Fail("%v", err)
+	w, err := WatchDir(ps.out)
+	if r.failOn(err) {
 		return r
 	}
 	defer w.Close()
@@ -189,13 +182,11 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 		}
 	}
 	_ = w.Close()
-	if err := px.Restore(); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(px.Restore()) {
 		return r
 	}
 	back := time.Now()
-	if err := create(3); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(create(3)) {
 		return r
 	}
 	if err := Eventually("the new service in swarm.json", func() bool { return services() == 4 }); err != nil {
@@ -210,9 +201,8 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	}
 	old, _ = os.ReadFile(path)
 	px.Cut()
-	p2, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=20ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p2, err := ps.start(o.Bin, fastFlush)
+	if r.failOn(err) {
 		return r
 	}
 	defer func() { _ = p2.Stop() }()
@@ -225,8 +215,7 @@ func SwarmOutage(ctx context.Context, o SwarmOptions) (r Result) {
 	if jobHealthy(p2, "swarm") || jobServed(p2, "swarm") {
 		r.Fail("job swarm is healthy or served over http_sd while the engine is unreachable")
 	}
-	if err := px.Restore(); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(px.Restore()) {
 		return r
 	}
 	if err := Eventually("job swarm healthy once the engine answers", func() bool { return jobHealthy(p2, "swarm") && jobServed(p2, "swarm") }); err != nil {

@@ -38,8 +38,7 @@ type WriterOptions struct {
 // time from a change of the input to the new output.
 func WriterCost(ctx context.Context, o WriterOptions) (r Result) {
 	r = Result{Scenario: "writer cost"}
-	start := time.Now()
-	defer func() { r.Duration = time.Since(start) }()
+	defer r.timed(time.Now())
 	var perTarget []float64
 	for _, n := range o.Sizes {
 		dir := filepath.Join(o.Dir, fmt.Sprintf("w%d", n))
@@ -92,14 +91,12 @@ func WriterCost(ctx context.Context, o WriterOptions) (r Result) {
 // rssOf runs sdhub on a file_sd job of o.RSSTargets consul-like targets.
 func rssOf(ctx context.Context, o WriterOptions, r *Result) {
 	r.Runs++
-	in, out := filepath.Join(o.Dir, "in"), filepath.Join(o.Dir, "out")
-	for _, d := range []string{in, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			r.Fail("%v", err)
-			return
-		}
+	ps, err := makeDirs(o.Dir)
+	if r.failOn(err) {
+		return
 	}
-	input := filepath.Join(in, "big.json")
+	out := ps.out
+	input := filepath.Join(ps.in, "big.json")
 	put := func(k int) error {
 		data, err := fileSDInput(consulLike(o.RSSTargets, k))
 		if err != nil {
@@ -107,18 +104,11 @@ func rssOf(ctx context.Context, o WriterOptions, r *Result) {
 		}
 		return WriteFileAtomic(input, data)
 	}
-	if err := put(0); err != nil {
-		r.Fail("%v", err)
+	if r.failOn(put(0)) || r.failOn(ps.writeConfig(fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n", input))) {
 		return
 	}
-	cfg := filepath.Join(o.Dir, "sdhub.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n", input)), 0o644); err != nil {
-		r.Fail("%v", err)
-		return
-	}
-	p, err := Start(o.Bin, "--config.file="+cfg, "--output.dir="+out, "--output.flush-interval=10ms")
-	if err != nil {
-		r.Fail("%v", err)
+	p, err := ps.start(o.Bin, "--output.flush-interval=10ms")
+	if r.failOn(err) {
 		return
 	}
 	defer func() { _ = p.Stop() }()
