@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/config"
@@ -107,42 +108,56 @@ func kubeEmpty(ctx context.Context, c *kubernetes.SDConfig) (bool, error) {
 	return true, nil
 }
 
-// kubeClientConfig is the client config Prometheus's kubernetes.New builds
-// from c, and the pod's own namespace when it runs in the cluster and c
-// asks for it.
+// kubeClientConfig is the client of c's API server, reached as c says:
+// through c.KubeConfig, at c.APIServer with c.HTTPClientConfig, or from
+// inside the cluster (the pod's service account). The second result is the
+// pod's own namespace, when c includes it and sdhub runs in a pod.
 func kubeClientConfig(c *kubernetes.SDConfig) (*rest.Config, string, error) {
 	var (
 		kcfg *rest.Config
 		own  string
-		err  error
 	)
 	switch {
 	case c.KubeConfig != "":
-		if kcfg, err = clientcmd.BuildConfigFromFlags("", c.KubeConfig); err != nil {
-			return nil, "", err
-		}
-	case c.APIServer.URL == nil:
-		if kcfg, err = rest.InClusterConfig(); err != nil {
-			return nil, "", err
-		}
-		if c.NamespaceDiscovery.IncludeOwnNamespace {
-			b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-			if err != nil {
-				return nil, "", fmt.Errorf("could not determine the pod's namespace: %w", err)
-			}
-			if len(b) == 0 {
-				return nil, "", errors.New("could not read own namespace name (empty file)")
-			}
-			own = string(b)
-		}
-	default:
-		rt, err := config.NewRoundTripperFromConfig(c.HTTPClientConfig, "kubernetes_sd")
+		k, err := clientcmd.BuildConfigFromFlags("", c.KubeConfig)
 		if err != nil {
-			return nil, "", err
+			return nil, "", fmt.Errorf("kubernetes_sd_configs kubeconfig_file %s: %w", c.KubeConfig, err)
+		}
+		kcfg = k
+	case c.APIServer.URL != nil:
+		rt, err := config.NewRoundTripperFromConfig(c.HTTPClientConfig, "sdhub_kubernetes_list")
+		if err != nil {
+			return nil, "", fmt.Errorf("kubernetes_sd_configs api_server %s: %w", c.APIServer.String(), err)
 		}
 		kcfg = &rest.Config{Host: c.APIServer.String(), Transport: rt}
+	default:
+		k, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubernetes_sd_configs without api_server nor kubeconfig_file, and not in a pod: %w", err)
+		}
+		kcfg = k
+		if c.NamespaceDiscovery.IncludeOwnNamespace {
+			if own, err = podNamespace(); err != nil {
+				return nil, "", err
+			}
+		}
 	}
 	kcfg.UserAgent = version.PrometheusUserAgent()
 	kcfg.ContentType = "application/vnd.kubernetes.protobuf"
 	return kcfg, own, nil
+}
+
+// serviceAccountNamespace is where Kubernetes puts a pod's namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// podNamespace is the namespace of the pod sdhub runs in.
+func podNamespace() (string, error) {
+	b, err := os.ReadFile(serviceAccountNamespace)
+	if ns := strings.TrimSpace(string(b)); err == nil && ns != "" {
+		return ns, nil
+	}
+	if err == nil {
+		err = errors.New("the file is empty")
+	}
+	return "", fmt.Errorf("kubernetes_sd_configs namespaces.own_namespace: reading the pod's namespace from %s: %w", serviceAccountNamespace, err)
 }
