@@ -20,12 +20,13 @@ import (
 )
 
 // TestSdhubReplicas runs two sdhub processes on one real Consul agent
-// under 2 changes per second (instances added and removed, tags and meta
-// changed, over 8 services), SIGKILLs one mid-run and starts it again, and checks that
-// both serve the same bytes once the catalog is quiet: the whole job,
-// every shard of two fleet splits, and every file of the output
-// directory; that each change reaches both within 2 s; and that a real
-// Prometheus reading each replica over http_sd holds the same targets.
+// under 2 changes per second over 8 services (instances added and
+// removed, tags and meta changed), SIGKILLs one mid-run and starts it
+// again, and checks that both serve the same bytes once the catalog is
+// quiet: the whole job, every shard of two fleet splits, and every file of
+// the output directory; that each change reaches both within 2 s; and
+// that a real Prometheus reading each replica over http_sd holds the same
+// targets.
 func TestSdhubReplicas(t *testing.T) {
 	// The changes go to the services in turn: each service gets one in
 	// services, well within its change budget (discovery/consul reads a
