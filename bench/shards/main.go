@@ -106,9 +106,7 @@ func run(cfg config, w io.Writer) error {
 		}
 		rng := rand.New(rand.NewPCG(cfg.seed, uint64(k)))
 		keys := addresses(rng, k)
-		if err := hashmodRow(&sum, keys, cfg.minN, cfg.maxN); err != nil {
-			return err
-		}
+		hashmodRow(&sum, keys, min(trials, k-1), cfg.minN, cfg.maxN)
 		for _, r := range cfg.replicas {
 			table(&b, &sum, keys, min(trials, k-1), r, cfg.minN, cfg.maxN)
 		}
@@ -126,31 +124,45 @@ type cell struct {
 	churn, churnWorst  float64 // one target added or removed: mean and worst ratio to R
 }
 
+// splitFunc splits keys over n shards, each key in r of them.
+type splitFunc func(keys []string, n, r int) [][]int
+
+func assign(s shard.Strategy) splitFunc {
+	return func(keys []string, n, r int) [][]int { return shard.Assign(job, keys, nil, n, r, s) }
+}
+
+// cellsFor computes the figures of split for every N from minN to maxN.
+func cellsFor(split splitFunc, keys []string, trials, r, minN, maxN int) []cell {
+	// The split for every N from minN-1 to maxN+1.
+	splits := make(map[int][][]int)
+	for n := max(minN-1, r); n <= maxN+1; n++ {
+		splits[n] = split(keys, n, r)
+	}
+	var cells []cell
+	for n := minN; n <= maxN; n++ {
+		if n < r {
+			cells = append(cells, cell{balance: -1})
+			continue
+		}
+		c := cell{balance: balance(splits[n], n, r), grow: -1, shrink: -1}
+		total := float64(len(keys) * r)
+		c.grow = float64(shard.Moved(splits[n], splits[n+1])) / total
+		c.growMin = 1 / float64(n+1)
+		if old, ok := splits[n-1]; ok {
+			c.shrink = float64(shard.Moved(splits[n], old)) / total
+			c.shrinkMin = 1 / float64(n)
+		}
+		c.churn, c.churnWorst = churn(split, keys, trials, n, r)
+		cells = append(cells, c)
+	}
+	return cells
+}
+
 func table(b, sum *strings.Builder, keys []string, trials, r, minN, maxN int) {
 	strategies := []shard.Strategy{shard.Rendezvous, shard.BoundedLoad}
 	cells := make([][]cell, len(strategies))
 	for si, s := range strategies {
-		// The split for every N from minN-1 to maxN+1.
-		splits := make(map[int][][]int)
-		for n := max(minN-1, r); n <= maxN+1; n++ {
-			splits[n] = shard.Assign(job, keys, nil, n, r, s)
-		}
-		for n := minN; n <= maxN; n++ {
-			if n < r {
-				cells[si] = append(cells[si], cell{balance: -1})
-				continue
-			}
-			c := cell{balance: balance(splits[n], n, r), grow: -1, shrink: -1}
-			total := float64(len(keys) * r)
-			c.grow = float64(shard.Moved(splits[n], splits[n+1])) / total
-			c.growMin = 1 / float64(n+1)
-			if old, ok := splits[n-1]; ok {
-				c.shrink = float64(shard.Moved(splits[n], old)) / total
-				c.shrinkMin = 1 / float64(n)
-			}
-			c.churn, c.churnWorst = churn(keys, trials, n, r, s)
-			cells[si] = append(cells[si], c)
-		}
+		cells[si] = cellsFor(assign(s), keys, trials, r, minN, maxN)
 	}
 	fmt.Fprintf(b, "### %d targets, R = %d\n\n", len(keys), r)
 	b.WriteString("| N | largest / mean, rendezvous | largest / mean, bounded-load | N → N+1 moved, rendezvous | N → N+1 moved, bounded-load | N → N−1 moved, rendezvous | N → N−1 moved, bounded-load | one target added or removed, bounded-load: mean (worst) |\n")
@@ -164,14 +176,19 @@ func table(b, sum *strings.Builder, keys []string, trials, r, minN, maxN int) {
 	}
 	b.WriteString("\n")
 	for si, s := range strategies {
-		var st stats
-		for _, c := range cells[si] {
-			st.add(c)
-		}
-		fmt.Fprintf(sum, "| %d | %d | %s | %.3f | %.2f (%.2f) | %.2f (%.2f) | %.2f (%.2f) |\n", len(keys), r, s,
-			st.balance, st.grow/st.growMin, st.growWorst, st.shrink/st.shrinkMin, st.shrinkWorst,
-			st.churn/float64(st.n), st.churnWorst)
+		summaryRow(sum, len(keys), r, string(s), cells[si])
 	}
+}
+
+// summaryRow adds the summary of one strategy's cells over N.
+func summaryRow(sum *strings.Builder, k, r int, name string, cells []cell) {
+	var st stats
+	for _, c := range cells {
+		st.add(c)
+	}
+	fmt.Fprintf(sum, "| %d | %d | %s | %.3f | %.2f (%.2f) | %.2f (%.2f) | %.2f (%.2f) |\n", k, r, name,
+		st.balance, st.grow/st.growMin, st.growWorst, st.shrink/st.shrinkMin, st.shrinkWorst,
+		st.churn/float64(st.n), st.churnWorst)
 }
 
 // stats sums the cells of one strategy over N.
@@ -225,15 +242,15 @@ func balance(split [][]int, n, r int) float64 {
 // included, over R. The split depends only on the set of targets, so
 // removing a target from a set is the same change in reverse, and moves
 // the same replicas.
-func churn(keys []string, trials, n, r int, s shard.Strategy) (mean, worst float64) {
+func churn(split splitFunc, keys []string, trials, n, r int) (mean, worst float64) {
 	if trials == 0 {
 		return 0, 0
 	}
 	k := len(keys) - trials
-	before := shard.Assign(job, keys[:k], nil, n, r, s)
+	before := split(keys[:k], n, r)
 	sum := 0.0
 	for ; k < len(keys); k++ {
-		after := shard.Assign(job, keys[:k+1], nil, n, r, s)
+		after := split(keys[:k+1], n, r)
 		x := float64(shard.Moved(before, after[:k])+r) / float64(r)
 		sum += x
 		worst = max(worst, x)
@@ -245,35 +262,15 @@ func churn(keys []string, trials, n, r int, s shard.Strategy) (mean, worst float
 // hashmodRow adds the summary row of the manual sharding a Prometheus
 // fleet does without sdhub: each server's job keeps the targets whose
 // hashmod of __address__ over N is its own number, with Prometheus's own
-// relabel package (R = 1: hashmod has no replicas). A target is placed by
-// its address alone, so one target added moves nothing else.
-func hashmodRow(sum *strings.Builder, keys []string, minN, maxN int) error {
-	splits := map[int][][]int{}
-	for n := max(minN-1, 1); n <= maxN+1; n++ {
-		split, err := hashmodSplit(keys, n)
-		if err != nil {
-			return err
-		}
-		splits[n] = split
-	}
-	var st stats
-	for n := minN; n <= maxN; n++ {
-		total := float64(len(keys))
-		st.add(cell{
-			balance: balance(splits[n], n, 1),
-			grow:    float64(shard.Moved(splits[n], splits[n+1])) / total, growMin: 1 / float64(n+1),
-			shrink: float64(shard.Moved(splits[n], splits[n-1])) / total, shrinkMin: 1 / float64(n),
-			churn: 1, churnWorst: 1,
-		})
-	}
-	fmt.Fprintf(sum, "| %d | 1 | hashmod (Prometheus relabel_configs) | %.3f | %.2f (%.2f) | %.2f (%.2f) | %.2f (%.2f) |\n", len(keys),
-		st.balance, st.grow/st.growMin, st.growWorst, st.shrink/st.shrinkMin, st.shrinkWorst, st.churn/float64(st.n), st.churnWorst)
-	return nil
+// relabel package (R = 1: hashmod has no replicas).
+func hashmodRow(sum *strings.Builder, keys []string, trials, minN, maxN int) {
+	split := func(keys []string, n, _ int) [][]int { return hashmodSplit(keys, n) }
+	summaryRow(sum, len(keys), 1, "hashmod (Prometheus relabel_configs)", cellsFor(split, keys, trials, 1, minN, maxN))
 }
 
 // hashmodSplit is the shard of each key under `action: hashmod` with
 // modulus n on __address__, run by Prometheus's relabel package.
-func hashmodSplit(keys []string, n int) ([][]int, error) {
+func hashmodSplit(keys []string, n int) [][]int {
 	rule := &relabel.Config{
 		SourceLabels: model.LabelNames{model.AddressLabel}, Separator: ";", Modulus: uint64(n),
 		TargetLabel: "__tmp_hash", Action: relabel.HashMod, Regex: relabel.DefaultRelabelConfig.Regex,
@@ -286,9 +283,9 @@ func hashmodSplit(keys []string, n int) ([][]int, error) {
 		relabel.ProcessBuilder(lb, rule)
 		v, err := strconv.Atoi(lb.Get("__tmp_hash"))
 		if err != nil {
-			return nil, fmt.Errorf("hashmod of %s: %q: %w", k, lb.Get("__tmp_hash"), err)
+			panic(fmt.Sprintf("hashmod of %s gave %q: %v", k, lb.Get("__tmp_hash"), err))
 		}
 		out[i] = []int{v}
 	}
-	return out, nil
+	return out
 }
