@@ -218,7 +218,7 @@ func (f *files) removeObsolete(wanted, laidOut func(name string) bool, removed p
 					_ = os.Remove(filepath.Join(f.dir, e.Name(), p.Name())) // when empty
 				}
 			}
-			if len(parts) > 0 {
+			if !laidOut(filepath.Join(e.Name(), "0", partFileName)) {
 				_ = os.Remove(filepath.Join(f.dir, e.Name())) // when empty
 			}
 		}
