@@ -54,11 +54,11 @@ func shardQuery(opts generateOptions) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--strategy: %w", err)
 	}
-	if sp.Shards <= 1 && sp.Shard == 0 && max(sp.Replicas, 1) == 1 && sp.WeightLabel == "" {
+	if sp.Shards <= 1 && sp.Shard == 0 && max(sp.Replicas, 1) == 1 && strategy == shard.Rendezvous && sp.WeightLabel == "" {
 		return "", nil
 	}
 	if opts.httpSDURL == "" {
-		return "", fmt.Errorf("--shards, --shard, --replicas and --weight-label split jobs through http_sd: they need --http-sd-url")
+		return "", fmt.Errorf("--shards, --shard, --replicas, --strategy and --weight-label split jobs through http_sd: they need --http-sd-url")
 	}
 	if err := shard.Validate(sp.Shard, sp.Shards); err != nil {
 		return "", fmt.Errorf("--shard and --shards: %w", err)

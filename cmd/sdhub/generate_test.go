@@ -191,7 +191,8 @@ func TestGenerateErrors(t *testing.T) {
 		opts generateOptions
 		want string
 	}{
-		{generateOptions{shard: output.ShardSpec{Shards: 4}}, "--shards, --shard, --replicas and --weight-label split jobs through http_sd: they need --http-sd-url"},
+		{generateOptions{shard: output.ShardSpec{Shards: 4}}, "--shards, --shard, --replicas, --strategy and --weight-label split jobs through http_sd: they need --http-sd-url"},
+		{generateOptions{strategy: "bounded-load"}, "--shards, --shard, --replicas, --strategy and --weight-label split jobs through http_sd: they need --http-sd-url"},
 		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 4, Shard: 4}}, "--shard and --shards: invalid shard 4 (must be from 0 to shards-1 = 3)"},
 		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 2, Replicas: 3}}, "--replicas: " + shard.ValidateReplicas(3, 2).Error()},
 		{generateOptions{httpSDURL: "http://sdhub:9099", shard: output.ShardSpec{Shards: 2, WeightLabel: "w"}}, "--weight-label needs --strategy=bounded-load"},

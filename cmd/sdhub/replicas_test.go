@@ -67,8 +67,9 @@ func TestSdhubReplicas(t *testing.T) {
 	replicaB := func() *sdhubProc { mu.Lock(); defer mu.Unlock(); return b }
 
 	// serve reads a replica's job, nil while it does not answer 200.
+	httpClient := &http.Client{Timeout: 5 * time.Second}
 	serve := func(p *sdhubProc, query string) []byte {
-		resp, err := http.Get("http://" + p.addr + "/api/v1/sd/web" + query)
+		resp, err := httpClient.Get("http://" + p.addr + "/api/v1/sd/web" + query)
 		if err != nil {
 			return nil
 		}
