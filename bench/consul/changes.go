@@ -63,7 +63,7 @@ type catalogModel struct {
 func newCatalogModel(cat *catalog, seed uint64) *catalogModel {
 	m := &catalogModel{rng: rand.New(rand.NewPCG(seed, 1)), cat: cat, services: map[string][]*benchInstance{},
 		nodes: map[string]string{}, touched: map[string]bool{}}
-	for i := range benchNodes {
+	for i := range cat.nodes {
 		m.nodes[nodeName(i)] = nodeAddr(i, 0)
 	}
 	for s := range cat.n {
@@ -153,7 +153,7 @@ func (m *catalogModel) next() change {
 			in.node = fmt.Sprintf("bench-extra-%03d", m.seq)
 			c.ops = append(c.ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: in.node, Address: fmt.Sprintf("10.99.%d.%d", m.seq/250, m.seq%250+1)}}})
 		} else {
-			in.node = nodeName(m.rng.IntN(benchNodes))
+			in.node = nodeName(m.rng.IntN(m.cat.nodes))
 		}
 		c.ops = append(c.ops, serviceSet(in, "", defaultTags(svc), nil))
 		if checked {
@@ -230,7 +230,7 @@ func (m *catalogModel) next() change {
 		c.expect = fmt.Sprintf("id %s %s __meta_consul_health=%s", svc, in.id, status)
 	case 10: // a new service
 		svc := fmt.Sprintf("new-%05d", m.seq)
-		in := &benchInstance{id: svc + "-00", svc: svc, node: nodeName(m.rng.IntN(benchNodes)), port: 30000 + m.seq, checked: true, status: api.HealthPassing}
+		in := &benchInstance{id: svc + "-00", svc: svc, node: nodeName(m.rng.IntN(m.cat.nodes)), port: 30000 + m.seq, checked: true, status: api.HealthPassing}
 		c.ops = api.TxnOps{serviceSet(in, "", []string{"bench"}, nil), checkOp(in.node, in.id, svc, api.HealthPassing)}
 		m.services[svc] = []*benchInstance{in}
 		m.touched[svc] = true

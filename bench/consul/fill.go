@@ -8,25 +8,24 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-const benchNodes = 50
-
 // catalog writes the benchmark's catalog through Consul's transaction
-// endpoint: n services of m instances each, spread over 50 external nodes.
+// endpoint: n services of m instances each, spread over nodes external
+// nodes (50 by default, a catalog-sync shape; 2,500 is a VM fleet's).
 // Every instance has one check, except those of every tenth service
 // (services 9, 19, ...), which have none, as catalog-registered external
 // services and consul-k8s's synced services have none. The check passes,
 // except on instance 0 of every hundredth service, where it is critical.
 type catalog struct {
-	c    *api.Client
-	n, m int
+	c           *api.Client
+	n, m, nodes int
 }
 
-func newCatalog(addr string, n, m int) (*catalog, error) {
+func newCatalog(addr string, n, m, nodes int) (*catalog, error) {
 	c, err := api.NewClient(&api.Config{Address: addr, Scheme: "http"})
 	if err != nil {
 		return nil, err
 	}
-	return &catalog{c: c, n: n, m: m}, nil
+	return &catalog{c: c, n: n, m: m, nodes: nodes}, nil
 }
 
 func nodeName(i int) string           { return fmt.Sprintf("bench-node-%02d", i) }
@@ -42,7 +41,7 @@ func fillStatus(svc, inst int) string {
 	return api.HealthPassing
 }
 
-func (c *catalog) instanceNode(svc, inst int) int { return (svc*c.m + inst) % benchNodes }
+func (c *catalog) instanceNode(svc, inst int) int { return (svc*c.m + inst) % c.nodes }
 
 func checkOp(node, id, svc, status string) *api.TxnOp {
 	return &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
@@ -53,13 +52,16 @@ func checkOp(node, id, svc, status string) *api.TxnOp {
 // fill registers everything, 64 operations per transaction, 4 at a time.
 func (c *catalog) fill(ctx context.Context) error {
 	var ops api.TxnOps
-	for i := range benchNodes {
+	for i := range c.nodes {
 		ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
 			Node: nodeName(i), Address: nodeAddr(i, 0), Meta: map[string]string{"rack": fmt.Sprintf("r%d", i%5)},
 		}}})
-	}
-	if err := c.txn(ctx, ops); err != nil {
-		return err
+		if len(ops) == 64 || i == c.nodes-1 {
+			if err := c.txn(ctx, ops); err != nil {
+				return err
+			}
+			ops = nil
+		}
 	}
 	batches := make(chan api.TxnOps)
 	errs := make(chan error, 4)

@@ -53,6 +53,7 @@ type benchConfig struct {
 	duration, idle   time.Duration
 	settle, complete time.Duration
 	agentLimit       int
+	nodes            int
 	protos, sides    []string
 	seed             uint64
 	profile          string
@@ -62,6 +63,7 @@ func main() {
 	var (
 		a          sideArgs
 		size       = flag.String("size", "5000x10", "catalog size, services x instances")
+		nodes      = flag.Int("nodes", 50, "nodes the instances are spread over (50: a catalog-sync shape; 2500: a VM fleet's)")
 		rate       = flag.Float64("rate", 2, "changes per second")
 		duration   = flag.Duration("duration", 60*time.Second, "how long changes are made")
 		idle       = flag.Duration("idle", 330*time.Second, "the idle window, once a side is complete: long enough for sdhub's blocking queries (5 minutes, plus Consul's jitter of up to 1/16) to return once, and Prometheus's (2 minutes, each after a 30 s tick) twice")
@@ -69,7 +71,7 @@ func main() {
 		complete   = flag.Duration("peer-timeout", 2*time.Minute, "how long a side may take to complete")
 		agentLimit = flag.Int("agent-limit", 15000, "http_max_conns_per_client of the agent, raised out of Prometheus's way (sdhub stays under Consul's default, 200)")
 		protos     = flag.String("protos", "http,https", "protocols to run, in turn")
-		sides      = flag.String("sides", "sdhub,prometheus", "sides to run")
+		sides      = flag.String("sides", "sdhub,prometheus", "sides to run: sdhub (its defaults), sdhub-plain (max_connections: 16, which over HTTP/1.1 leaves no connection for a stream per service: the catalog-wide watch alone), prometheus")
 		seed       = flag.Uint64("seed", 1, "seed of the changes")
 	)
 	flag.StringVar(&a.side, "side", "", "internal: run one side and report on stdout")
@@ -87,7 +89,7 @@ func main() {
 		return
 	}
 	cfg := benchConfig{profile: a.profile, rate: *rate, duration: *duration, idle: *idle, settle: *settle, complete: *complete,
-		agentLimit: *agentLimit, protos: strings.Split(*protos, ","), sides: strings.Split(*sides, ","), seed: *seed}
+		agentLimit: *agentLimit, nodes: *nodes, protos: strings.Split(*protos, ","), sides: strings.Split(*sides, ","), seed: *seed}
 	if _, err := fmt.Sscanf(*size, "%dx%d", &cfg.n, &cfg.m); err != nil || cfg.n <= 0 || cfg.m <= 0 {
 		fmt.Fprintf(os.Stderr, "consul-bench: invalid size %q (want NxM, e.g. 5000x10)\n", *size)
 		os.Exit(2)
@@ -121,7 +123,7 @@ func run(cfg benchConfig) error {
 		return err
 	}
 	defer ca.Close()
-	cat, err := newCatalog(ca.Addr(), cfg.n, cfg.m)
+	cat, err := newCatalog(ca.Addr(), cfg.n, cfg.m, cfg.nodes)
 	if err != nil {
 		return err
 	}
@@ -130,8 +132,8 @@ func run(cfg benchConfig) error {
 	if err := cat.fill(ctx); err != nil {
 		return fmt.Errorf("filling the catalog: %w", err)
 	}
-	fmt.Printf("consul %s; %d services x %d instances = %d targets, one check per instance but on every tenth service; filled in %v\n",
-		consulagent.Version, cfg.n, cfg.m, cfg.n*cfg.m, time.Since(start).Round(time.Second))
+	fmt.Printf("consul %s; %d services x %d instances = %d targets on %d nodes, one check per instance but on every tenth service; filled in %v\n",
+		consulagent.Version, cfg.n, cfg.m, cfg.n*cfg.m, cfg.nodes, time.Since(start).Round(time.Second))
 	fmt.Printf("one agent, http_max_conns_per_client %d (Consul's default is 200); the sides run one after the other\n", cfg.agentLimit)
 	<-time.After(10 * time.Second) // the agent settles after the fill
 	if err := requestCosts(a); err != nil {

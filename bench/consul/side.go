@@ -98,9 +98,12 @@ func runSide(a sideArgs) error {
 		}
 	}()
 	switch a.side {
-	case "sdhub":
+	case "sdhub", "sdhub-plain":
 		c := consul.DefaultSDConfig
 		c.Server = a.server
+		if a.side == "sdhub-plain" {
+			c.MaxConnections = consul.DefaultMaxConnections
+		}
 		if a.proto == "https" {
 			c.Scheme, c.HTTPClientConfig.TLSConfig = "https", config.TLSConfig{CAFile: a.caFile}
 		}
@@ -168,7 +171,7 @@ func runSide(a sideArgs) error {
 			}
 		}
 	default:
-		return fmt.Errorf("unknown side %q (one of: sdhub, prometheus)", a.side)
+		return fmt.Errorf("unknown side %q (one of: sdhub, sdhub-plain, prometheus)", a.side)
 	}
 	emit("final %d %.0f %d %.2f", outp.targets(), gathered(reg, "prometheus_sd_consul_rpc_failures_total"), peakRSS(), cpuSeconds())
 	fmt.Fprintf(os.Stderr, "consul-bench: %s over %s sent %s\n", a.side, a.proto, requestMix(reg))

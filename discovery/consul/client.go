@@ -28,15 +28,17 @@ import (
 //
 // It has two pools of connections, each an http.Client of its own with the
 // file's HTTP settings, dialling through a gate that bounds its connections.
-// reads carries the detectors, the reads and the probes; over HTTP/1.1 it
-// holds every connection. streams carries one blocking query per service;
-// it is used only once the agent has answered over HTTP/2 (Consul's HTTPS
-// listener negotiates it), and then reads keeps one connection and streams
-// the rest.
+// reads carries the detectors, the reads and the probes. streams carries
+// one blocking query per service, and is used only when useStreams says
+// so: over HTTP/2 (Consul's HTTPS listener negotiates it) reads then keeps
+// one connection and streams the rest; over HTTP/1.1, where a blocking
+// query holds a connection, only when the agent allows enough connections
+// per client for them (see streamSlots).
 type client struct {
 	reads, streams *pool
 	conns          *connCount
-	max            int // max_connections
+	max            int  // max_connections, or its default
+	auto           bool // max_connections was left to its default
 	ep             endpoint
 	token          string
 	dc             string // configured datacenter; "" lets the agent pick its own
@@ -65,6 +67,7 @@ func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, erro
 		reads:     reads,
 		conns:     conns,
 		max:       maxConns,
+		auto:      c.MaxConnections == 0,
 		ep:        ep,
 		token:     string(c.Token),
 		dc:        c.Datacenter,
@@ -74,7 +77,7 @@ func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, erro
 	}
 	cl.catchUpGate = make(chan struct{}, 1)
 	cl.catchUp.Store(true)
-	if ep.scheme == "https" && ep.unixSocket == "" {
+	if ep.unixSocket == "" {
 		// Refuses to dial until useStreams.
 		if cl.streams, err = newPool(c.HTTPClientConfig, newConnGate(0, true, conns, "")); err != nil {
 			return nil, err
@@ -83,18 +86,53 @@ func newClient(c *SDConfig, maxConns int, gauge prometheus.Gauge) (*client, erro
 	return cl, nil
 }
 
-// useStreams reports whether the agent speaks HTTP/2, and if so hands every
-// connection but one to the streams pool. Call it once, after the first
-// request, before any request on streams.
-func (c *client) useStreams() bool {
-	if c.streams == nil || !c.http2.Load() {
-		return false
+// useStreams reports whether services get a stream of their own, and if
+// so sets the pools up for them. Call it once, after the first request,
+// before any request on streams. Over HTTP/2 it hands every connection but
+// one to the streams pool, whose connections each carry up to 250 streams
+// (slots is 0: a stream that finds no room is refused and retries). Over
+// HTTP/1.1 slots is the number of streams, one connection each, that
+// streamSlots allows; 0 streams means none.
+func (c *client) useStreams(agentLimit int) (streams bool, slots int) {
+	if c.streams == nil {
+		return false, 0
 	}
-	c.reads.serial = make(chan struct{}, 1)
-	c.streams.serial = make(chan struct{}, 1)
-	open := c.reads.gate.setLimit(1)
-	c.streams.gate.setLimit(c.max - max(open, 1))
-	return true
+	if c.http2.Load() {
+		c.reads.serial = make(chan struct{}, 1)
+		c.streams.serial = make(chan struct{}, 1)
+		open := c.reads.gate.setLimit(1)
+		c.streams.gate.setLimit(c.max - max(open, 1))
+		return true, 0
+	}
+	reads, slots := streamSlots(c.max, c.auto, agentLimit)
+	if slots == 0 {
+		return false, 0
+	}
+	c.reads.gate.setLimit(reads)
+	c.streams.gate.setLimit(slots)
+	return true, slots
+}
+
+// streamSlots divides the connections of an HTTP/1.1 discoverer between
+// reads (the detectors, the reads and probes of the plain watch) and
+// streams. With max_connections set, it is the bound of both together:
+// reads keep up to DefaultMaxConnections and streams get the rest. Left
+// to its default, the bound is half of what the agent allows one client
+// (http_max_conns_per_client, 200 by default), so that other clients on
+// the same address (a Prometheus still on its own consul SD, an exporter)
+// keep the other half; an agent that does not say (an ACL token without
+// agent:read) gets today's bound and no streams. Services beyond the
+// slots are covered by the plain watch.
+func streamSlots(maxConns int, auto bool, agentLimit int) (reads, slots int) {
+	bound := maxConns
+	if auto {
+		if agentLimit <= 0 {
+			return maxConns, 0
+		}
+		bound = agentLimit / 2
+	}
+	reads = min(maxConns, DefaultMaxConnections)
+	return reads, max(0, bound-reads)
 }
 
 // pool is one http.Client and the gate its connections are dialled through.
@@ -294,20 +332,22 @@ func serverFault(ctx context.Context, err error) bool {
 // selfPath answers without an X-Consul-Index.
 const selfPath = "/v1/agent/self"
 
-// datacenter asks the agent for its datacenter (GET /v1/agent/self).
-func (c *client) datacenter(ctx context.Context, timeout time.Duration) (string, error) {
-	var self struct {
-		Config struct{ Datacenter string }
-	}
-	if _, err := c.get(ctx, c.reads, query{path: selfPath, timeout: timeout}, func(b []byte) error {
+// agentSelf is what sdhub reads of GET /v1/agent/self.
+type agentSelf struct {
+	Config struct{ Datacenter string }
+	// DebugConfig.HTTPMaxConnsPerClient is the agent's
+	// http_max_conns_per_client (limits.http_max_conns_per_client).
+	DebugConfig struct{ HTTPMaxConnsPerClient int }
+}
+
+// self asks the agent for its datacenter and its connection limit per
+// client (GET /v1/agent/self, which needs agent:read).
+func (c *client) self(ctx context.Context, timeout time.Duration) (agentSelf, error) {
+	var self agentSelf
+	_, err := c.get(ctx, c.reads, query{path: selfPath, timeout: timeout}, func(b []byte) error {
 		return json.Unmarshal(b, &self)
-	}); err != nil {
-		return "", err
-	}
-	if self.Config.Datacenter == "" {
-		return "", errors.New("agent reported no datacenter in /v1/agent/self")
-	}
-	return self.Config.Datacenter, nil
+	})
+	return self, err
 }
 
 // close closes every connection, idle or not, and any that a dial still
@@ -378,6 +418,12 @@ func (g *connGate) setLimit(n int) int {
 	close(g.free)
 	g.free = make(chan struct{})
 	return g.open
+}
+
+func (g *connGate) limitNow() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.limit
 }
 
 func (g *connGate) acquire(ctx context.Context) error {

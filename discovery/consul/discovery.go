@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -234,14 +235,29 @@ type instRef struct {
 
 // datacenter is the configured datacenter, else the agent's.
 func (d *Discovery) datacenter(ctx context.Context) (string, error) {
+	dc, _, err := d.agent(ctx)
+	return dc, err
+}
+
+// agent returns the datacenter (the configured one, or the agent's) and
+// the agent's connection limit per client, 0 when unknown. With a
+// datacenter configured, a failure to read the agent only leaves the limit
+// unknown.
+func (d *Discovery) agent(ctx context.Context) (dc string, limit int, err error) {
+	self, err := d.client.self(ctx, d.readTimeout)
 	if d.client.dc != "" {
-		return d.client.dc, nil
+		if err != nil {
+			d.logger.Debug("Could not read the agent's connection limit per client", "err", err)
+		}
+		return d.client.dc, self.DebugConfig.HTTPMaxConnsPerClient, nil
 	}
-	dc, err := d.client.datacenter(ctx, d.readTimeout)
 	if err != nil {
-		return "", fmt.Errorf("retrieving datacenter name: %w", err)
+		return "", 0, fmt.Errorf("retrieving datacenter name: %w", err)
 	}
-	return dc, nil
+	if self.Config.Datacenter == "" {
+		return "", 0, errors.New("retrieving datacenter name: agent reported no datacenter in /v1/agent/self")
+	}
+	return self.Config.Datacenter, self.DebugConfig.HTTPMaxConnsPerClient, nil
 }
 
 // refresh reads the whole state once: every watched service's group,
@@ -297,10 +313,13 @@ func (d *Discovery) refresh(ctx context.Context) ([]*targetgroup.Group, error) {
 func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	defer d.client.close()
 	bo := d.newBackoff()
-	var dc string
+	var (
+		dc    string
+		limit int
+	)
 	for {
 		var err error
-		if dc, err = d.datacenter(ctx); err == nil {
+		if dc, limit, err = d.agent(ctx); err == nil {
 			break
 		}
 		d.logger.Warn("Error retrieving datacenter name", "err", d.failed(err))
@@ -323,11 +342,16 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 			return
 		}
 	}
-	streams := d.client.useStreams()
-	if streams {
+	streams, slots := d.client.useStreams(limit)
+	switch {
+	case streams && slots == 0:
 		d.logger.Debug("Consul speaks HTTP/2: one blocking query per service")
+	case streams:
+		d.logger.Debug("A blocking query per service, one connection each, up to the slots the agent's connection limit leaves", "slots", slots, "http_max_conns_per_client", limit)
 	}
-	newWatcher(d, dc, cat, index, streams).run(ctx, up)
+	w := newWatcher(d, dc, cat, index, streams)
+	w.slots = slots
+	w.run(ctx, up)
 }
 
 // sleepCtx waits for dur or ctx, reporting whether dur elapsed.

@@ -186,7 +186,8 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.URL.Path == "/v1/agent/self" {
-		_, _ = w.Write([]byte(`{"Config":{"Datacenter":"dc1"}}`))
+		// As a real agent says it, with Consul's default limit.
+		_, _ = w.Write([]byte(`{"Config":{"Datacenter":"dc1"},"DebugConfig":{"HTTPMaxConnsPerClient":200}}`))
 		return
 	}
 	f.mu.Lock()
@@ -340,12 +341,13 @@ func TestRefreshFaults(t *testing.T) {
 // propagates the change. Over HTTP the faults hit the workers' reads, over
 // HTTPS the service's stream.
 func TestRunStaleOverIncomplete(t *testing.T) {
-	for _, https := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testRunStaleOverIncomplete(t, https) })
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testRunStaleOverIncomplete(t, m) })
 	}
 }
 
-func testRunStaleOverIncomplete(t *testing.T, https bool) {
+func testRunStaleOverIncomplete(t *testing.T, m watchMode) {
+	https := m.https
 	for _, fault := range []struct {
 		name   string
 		status int
@@ -365,15 +367,11 @@ func testRunStaleOverIncomplete(t *testing.T, https bool) {
 			}
 			setFailing := f.faultWhile("/v1/health/service/web", fault.status, fault.body, fault.hang)
 
-			d := fastDiscovery(t, server)
+			d := fastDiscovery(t, server+m.yml)
 			ctx, cancel := context.WithCancel(context.Background())
 			col := collect(ctx, d)
 			defer func() { cancel(); <-col.done }()
-			defer func() {
-				if got := d.client.http2.Load(); got != https {
-					t.Errorf("HTTP/2 used: %v, want %v", got, https)
-				}
-			}()
+			defer m.check(t, d)
 
 			// Start-up with a failing service: nothing is sent.
 			waitCounter(t, d.metrics.rpcFailures, 2)
@@ -382,8 +380,8 @@ func testRunStaleOverIncomplete(t *testing.T, https bool) {
 			}
 			setFailing(false)
 			col.waitFor(t, 5*time.Second, "complete state", hasTarget(label(labelHealth, "passing")))
-			if https && fault.status == noKnownLeader {
-				// Over HTTPS a change comes with a service's blocking
+			if m.streams && fault.status == noKnownLeader {
+				// With streams a change comes with a service's blocking
 				// query, which Consul's streaming backend answers with
 				// X-Consul-KnownLeader: false whatever the leader: only
 				// first reads are held to it.
@@ -410,24 +408,25 @@ func testRunStaleOverIncomplete(t *testing.T, https bool) {
 // Neither at start nor after an outage does sdhub take that state: it reads
 // consistently until answered.
 func TestServerCatchingUp(t *testing.T) {
-	for _, https := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testServerCatchingUp(t, https) })
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testServerCatchingUp(t, m) })
 	}
 }
 
-func testServerCatchingUp(t *testing.T, https bool) {
+func testServerCatchingUp(t *testing.T, m watchMode) {
 	f, server := newFake(t)
-	if https {
+	if m.https {
 		f, server = newFakeTLS(t)
 	}
 	f.setCatchingUp(true)
 	setDown := f.faultWhile("", http.StatusBadGateway, "gone", false)
 	setDown(false)
 
-	d := fastDiscovery(t, server)
+	d := fastDiscovery(t, server+m.yml)
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
 	defer func() { cancel(); <-col.done }()
+	defer m.check(t, d)
 
 	// At start: the refused consistent reads are failures, nothing is sent.
 	waitCounter(t, d.metrics.rpcFailures, 3)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -22,18 +23,24 @@ import (
 // writer registers catalog entries on a real agent. It is the consul api
 // client with an explicit address, used only to write test fixtures.
 type writer struct {
-	t testing.TB
-	c *api.Client
+	t  testing.TB
+	c  *api.Client
+	tr *http.Transport
 }
 
 func newWriter(t testing.TB, a *consulagent.Agent) *writer {
 	t.Helper()
-	c, err := api.NewClient(&api.Config{Address: a.Addr(), Scheme: "http"})
+	tr := &http.Transport{}
+	c, err := api.NewClient(&api.Config{Address: a.Addr(), Scheme: "http", Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &writer{t: t, c: c}
+	return &writer{t: t, c: c, tr: tr}
 }
+
+// closeIdle closes the writer's idle connections, so that the agent's
+// HTTP port counts only the discoverer's.
+func (w *writer) closeIdle() { w.tr.CloseIdleConnections() }
 
 // node describes an external node of the fixture catalog.
 type node struct {
@@ -307,4 +314,33 @@ func newTestDiscovery(t testing.TB, yml string) *Discovery {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// watchMode is one of the ways the watch runs (docs/mechanisms/consul.md):
+// over HTTP/1.1 with the plain watch (max_connections set to the default,
+// which leaves no connection for streams) or with a stream per service
+// (max_connections left to its default, the agent allowing 200 per
+// client), and over HTTP/2 with a stream per service.
+type watchMode struct {
+	name    string
+	https   bool
+	streams bool
+	yml     string // more config lines
+}
+
+var watchModes = []watchMode{
+	{name: "http", yml: "\nmax_connections: 16\n"},
+	{name: "http-streams", streams: true},
+	{name: "https", https: true, streams: true},
+}
+
+// check fails t unless d runs in m's mode; call it once d has sent.
+func (m watchMode) check(t *testing.T, d *Discovery) {
+	t.Helper()
+	if got := d.client.http2.Load(); got != m.https {
+		t.Errorf("HTTP/2 in use: %v, want %v", got, m.https)
+	}
+	if got := d.client.streams != nil && d.client.streams.gate.limitNow() > 0; got != m.streams {
+		t.Errorf("streams in use: %v, want %v", got, m.streams)
+	}
 }

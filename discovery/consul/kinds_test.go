@@ -26,23 +26,21 @@ func sdConfig(a *consulagent.Agent, https bool) string {
 	return fmt.Sprintf("server: %s\nscheme: https\ntls_config:\n  ca_file: %s\n", a.HTTPSAddr(), a.CAFile())
 }
 
-// TestEveryKindOfChange makes each kind of change on a real agent, over
-// HTTP (the catalog-wide watch) and HTTPS (a stream per service over
-// HTTP/2), and requires the discoverer's groups to follow within
+// TestEveryKindOfChange makes each kind of change on a real agent, in each
+// of the watch's modes (watchModes), and requires the discoverer's groups to follow within
 // changeBound, at the default refresh_interval. Each change comes right
 // after the previous one was seen, several on one service or node, so the
 // first-change-after-a-quiet-spell case is not the only one. Afterwards
 // Prometheus's own consul discoverer, on the same agent and config, must
 // find the same targets, label for label.
 func TestEveryKindOfChange(t *testing.T) {
-	for _, https := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) {
-			testEveryKindOfChange(t, https)
-		})
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testEveryKindOfChange(t, m) })
 	}
 }
 
-func testEveryKindOfChange(t *testing.T, https bool) {
+func testEveryKindOfChange(t *testing.T, m watchMode) {
+	https := m.https
 	a := consulagent.StartT(t, consulagent.Options{TLS: https})
 	w := newWriter(t, a)
 	var (
@@ -61,15 +59,13 @@ func testEveryKindOfChange(t *testing.T, https bool) {
 	w.register(instance{node: nB, id: "db-1", name: "db", port: 5432, checks: map[string]string{"db-1-tcp": "passing"}})
 	w.register(instance{node: nB, id: "cache-1", name: "cache", port: 6379})
 
-	yml := sdConfig(a, https) + noAgent
+	yml := sdConfig(a, https) + m.yml + noAgent
 	d := newTestDiscovery(t, yml)
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
 	defer func() { cancel(); <-col.done }()
 	col.waitFor(t, 20*time.Second, "initial", func(s []string) bool { return len(s) == 5 })
-	if got := d.client.http2.Load(); got != https {
-		t.Fatalf("HTTP/2 in use: %v, want %v", got, https)
-	}
+	m.check(t, d)
 
 	health := func(id, status string) func([]string) bool {
 		return hasTarget(label(labelServiceID, id), label(labelHealth, status))

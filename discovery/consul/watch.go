@@ -75,7 +75,8 @@ type watcher struct {
 	hashes       map[string]uint64             // hash of the body each group was decoded from
 	complete     bool                          // the full state was sent
 
-	streaming  bool                          // HTTP/2: a stream per service
+	streaming  bool                          // a stream per service, as far as slots allow
+	slots      int                           // HTTP/1.1: the most streams at once; 0: no count (HTTP/2)
 	streams    map[string]context.CancelFunc // running streams
 	firstReads chan struct{}                 // see firstReads
 	// started is closed once the watch was first complete (or
@@ -243,7 +244,7 @@ func (w *watcher) work(ctx context.Context) {
 
 // watch starts watching a service that is new to the watch.
 func (w *watcher) watch(ctx context.Context, name string) {
-	if w.streaming {
+	if w.streaming && (w.slots == 0 || len(w.streams) < w.slots) {
 		w.startStream(ctx, name)
 		return
 	}

@@ -214,18 +214,19 @@ func TestChangeBudget(t *testing.T) {
 // while it is down, and changes flow again once it is back; over HTTP and
 // over HTTPS, where every service's stream fails and reconnects.
 func TestAgentRestart(t *testing.T) {
-	for _, https := range []bool{false, true} {
-		t.Run(map[bool]string{false: "http", true: "https"}[https], func(t *testing.T) { testAgentRestart(t, https) })
+	for _, m := range watchModes {
+		t.Run(m.name, func(t *testing.T) { testAgentRestart(t, m) })
 	}
 }
 
-func testAgentRestart(t *testing.T, https bool) {
-	a := consulagent.StartT(t, consulagent.Options{TLS: https})
+func testAgentRestart(t *testing.T, m watchMode) {
+	a := consulagent.StartT(t, consulagent.Options{TLS: m.https})
 	w := newWriter(t, a)
 	w.register(web("web-1", nodeA, 80, "passing"))
 	w.register(web("web-2", nodeB, 81, "passing"))
 
-	d := newTestDiscovery(t, sdConfig(a, https)+"refresh_interval: 1s\n"+noAgent)
+	d := newTestDiscovery(t, sdConfig(a, m.https)+m.yml+"refresh_interval: 1s\n"+noAgent)
+	defer m.check(t, d)
 	d.backoffMax = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
