@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -164,4 +165,71 @@ func testStreamOverflow(t *testing.T, https bool, services, maxConns, streams in
 	if peak := d.client.conns.peak.Load(); peak > int64(maxConns) {
 		t.Fatalf("peak %d connections, want at most %d", peak, maxConns)
 	}
+}
+
+// TestStreamsMeetAgentLimit: over HTTP/1.1 the streams' slots are half
+// of what the agent allows one client (40 here: 4 slots), but other
+// clients on the same address may hold the rest. Here the test holds all
+// but 6 of the agent's connections while the discoverer starts, so one of
+// its streams is refused by the agent (429): the discoverer then ends its
+// streams and watches every service with the catalog-wide watch alone,
+// which completes within what is left; once the other clients let go,
+// every service follows a node change and a new instance.
+func TestStreamsMeetAgentLimit(t *testing.T) {
+	const limit, services = 40, 10
+	a := consulagent.StartT(t, consulagent.Options{MaxConnsPerClient: limit})
+	w := newWriter(t, a)
+	manyServices(w, services, nodeA, 80)
+	w.closeIdle()
+	var held []net.Conn
+	release := func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+		held = nil
+	}
+	defer release()
+	for range limit - 6 {
+		c, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+
+	d := newTestDiscovery(t, sdConfig(a, false)+noAgent)
+	ctx, cancel := context.WithCancel(context.Background())
+	col := collect(ctx, d)
+	defer func() { cancel(); <-col.done }()
+	col.waitFor(t, 30*time.Second, "complete", func(s []string) bool { return len(s) == services })
+	// The plain watch's four detectors, no stream.
+	waitGauge(t, d, 4)
+	release()
+
+	every := func(cond func(string) bool) func([]string) bool {
+		return func(s []string) bool {
+			n := 0
+			for _, t := range s {
+				if cond(t) {
+					n++
+				}
+			}
+			return n == services
+		}
+	}
+	n := nodeA
+	n.meta = map[string]string{"rack": "r3"}
+	w.registerNode(n)
+	col.waitFor(t, 20*time.Second, "node change on every service", every(func(s string) bool {
+		return strings.Contains(s, label(labelNodeMeta+"rack", "r3"))
+	}))
+	var extra []instance
+	for i := range services {
+		extra = append(extra, instance{node: nodeB, id: fmt.Sprintf("svc-%04d-b", i), name: fmt.Sprintf("svc-%04d", i), port: 81})
+	}
+	w.registerNode(nodeB)
+	w.registerMany(extra)
+	col.waitFor(t, 20*time.Second, "a new instance of every service", every(func(s string) bool {
+		return strings.Contains(s, label(labelNode, "node-b"))
+	}))
 }

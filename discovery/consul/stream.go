@@ -3,6 +3,9 @@ package consul
 import (
 	"context"
 	"errors"
+	"maps"
+	"net/http"
+	"slices"
 	"time"
 )
 
@@ -14,9 +17,20 @@ import (
 // The answer is the service's new state, so no other read is needed.
 //
 // When every connection of the pool carries as many streams as the agent
-// allows, a stream's query is refused before it is sent (errConnLimit):
-// the plain watch then covers that service, and the stream keeps trying
-// with backoff until a connection has room again.
+// allows, a stream's query is refused before it is sent (errConnLimit), or
+// by the agent (429, its limit per client): the plain watch then covers
+// that service, and the stream keeps trying with backoff until a
+// connection has room again.
+
+// tooManyConns reports whether the agent refused a connection for its
+// limit per client (429). Over HTTP/1.1 other clients on the same address,
+// or other consul_sd_configs entries of this hub, may hold what the slots
+// counted on: the stream is refused as when the pool is full, and the
+// plain watch covers the service meanwhile.
+func tooManyConns(err error) bool {
+	var st *errStatus
+	return errors.As(err, &st) && st.code == http.StatusTooManyRequests
+}
 
 // streamResult is a stream's news.
 type streamResult struct {
@@ -94,7 +108,7 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, first chan stru
 			return
 		}
 		if err != nil {
-			refused := errors.Is(err, errConnLimit)
+			refused := errors.Is(err, errConnLimit) || tooManyConns(err)
 			// Each error is reported; a refusal only when it begins (it
 			// is no fault of Consul's, and costs no request).
 			if (!refused || !refuse) && !send(streamResult{err: err, refused: refused}) {
@@ -137,6 +151,8 @@ func (w *watcher) onStream(ctx context.Context, r streamResult) {
 		return // forgotten meanwhile
 	}
 	switch {
+	case r.refused && w.slots > 0 && tooManyConns(r.err):
+		w.dropStreams(ctx)
 	case r.refused:
 		if !w.refused[name] {
 			w.refused[name] = true
@@ -169,5 +185,30 @@ func (w *watcher) onStream(ctx context.Context, r streamResult) {
 			w.hashes[name] = r.read.hash
 			w.setGroup(name, w.withNewerNodes(r.read.group, r.read.index))
 		}
+	}
+}
+
+// dropStreams ends every stream and hands their services to the plain
+// watch, for good. Over HTTP/1.1 the agent refused a stream's connection
+// (429): other clients on the address hold what the slots counted on, and
+// streams holding connections would starve the plain watch's detectors and
+// reads, whose connections the agent refuses too. The plain watch alone
+// keeps within max_connections, as it did before the slots.
+func (w *watcher) dropStreams(ctx context.Context) {
+	w.d.logger.Warn("The Consul agent refused a connection for its limit per client (429): every service is watched with the catalog-wide watch from now on", "streams", len(w.streams))
+	names := slices.Sorted(maps.Keys(w.streams))
+	for _, name := range names {
+		w.streams[name]()
+		delete(w.streams, name)
+		delete(w.failing, name)
+	}
+	w.streaming, w.slots = false, 0
+	w.d.client.streams.http.CloseIdleConnections()
+	for _, name := range names {
+		if w.refused[name] {
+			delete(w.refused, name) // covered already
+			continue
+		}
+		w.needRead(ctx, name)
 	}
 }
