@@ -36,7 +36,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +82,7 @@ func main() {
 	flag.StringVar(&a.server, "server", "", "internal: the side's agent address")
 	flag.StringVar(&a.caFile, "ca", "", "internal: the CA of the agent's certificate")
 	flag.IntVar(&a.want, "want", 0, "internal: the targets of a complete state")
-	flag.StringVar(&a.profile, "profile", "", "write a CPU profile of each side into this directory")
+	flag.StringVar(&a.profile, "profile", "", "write a CPU profile of each side into this directory, and one of the agent over each side's window of changes")
 	flag.Parse()
 	if a.side != "" {
 		if err := runSide(a); err != nil {
@@ -118,7 +121,7 @@ func run(cfg benchConfig) error {
 		return err
 	}
 	ctx := context.Background()
-	ca, err := consulagent.Start(ctx, bin, consulagent.Options{TLS: true, MaxConnsPerClient: cfg.agentLimit})
+	ca, err := consulagent.Start(ctx, bin, consulagent.Options{TLS: true, MaxConnsPerClient: cfg.agentLimit, Debug: cfg.profile != ""})
 	if err != nil {
 		return err
 	}
@@ -196,6 +199,8 @@ func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel
 	idle.end(a)
 
 	churn.begin(a)
+	stopProfile := profileAgent(cfg, a, side+"-"+r.proto)
+	defer stopProfile()
 	m.newRun()
 	total := int(cfg.rate * cfg.duration.Seconds())
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.rate))
@@ -228,6 +233,7 @@ func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel
 	// the side may take longer to show them all.
 	<-time.After(churnTail)
 	churn.end(a)
+	stopProfile()
 	c.waitSeen(ids, last.Add(cfg.settle))
 	c.stop()
 	return nil
@@ -236,3 +242,33 @@ func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel
 // churnTail is how long after the last change the window of the changes
 // lasts.
 const churnTail = 5 * time.Second
+
+// profileAgent starts a CPU profile of the agent over the window of the
+// changes (its /debug/pprof, enable_debug) when cfg.profile is set, and
+// returns what ends it and writes <profile>/agent-<name>.cpu.pprof.
+func profileAgent(cfg benchConfig, a *agent, name string) func() {
+	if cfg.profile == "" {
+		return func() {}
+	}
+	secs := int((cfg.duration + churnTail).Seconds())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", a.Addr(), secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "consul-bench: agent profile:", err)
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		f, err := os.Create(filepath.Join(cfg.profile, "agent-"+name+".cpu.pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "consul-bench: agent profile:", err)
+			return
+		}
+		defer func() { _ = f.Close() }()
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			fmt.Fprintln(os.Stderr, "consul-bench: agent profile:", err)
+		}
+	}()
+	return sync.OnceFunc(func() { <-done })
+}

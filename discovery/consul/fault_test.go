@@ -562,7 +562,7 @@ func TestBackoff(t *testing.T) {
 					cancel()
 				}
 				return event{}, 0, errors.New("down")
-			})
+			}, func() time.Duration { return 0 })
 		}()
 		reported := 0
 	loop:
@@ -590,6 +590,54 @@ func TestBackoff(t *testing.T) {
 	})
 }
 
+// TestCatalogPace: an answer with news is followed by the detector's
+// floor, or by its pace when longer; the pace follows the service list's
+// cost up to its cap.
+func TestCatalogPace(t *testing.T) {
+	for _, tc := range []struct{ cost, want time.Duration }{
+		{time.Millisecond, 20 * time.Millisecond},
+		{50 * time.Millisecond, time.Second},
+		{107 * time.Millisecond, maxCatalogPace},
+	} {
+		if got := catalogPace(tc.cost); got != tc.want {
+			t.Errorf("catalogPace(%v) = %v, want %v", tc.cost, got, tc.want)
+		}
+	}
+	for _, pace := range []time.Duration{0, time.Second} {
+		synctest.Test(t, func(t *testing.T) {
+			d := backoffDiscovery(t, 100*time.Millisecond, 2*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			var calls []time.Time
+			events := make(chan event)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				d.detect(ctx, events, evCatalog, 1, func(_ context.Context, idx uint64) (event, uint64, error) {
+					calls = append(calls, time.Now())
+					if len(calls) == 5 {
+						cancel()
+					}
+					return event{}, idx + 1, nil // news every time
+				}, func() time.Duration { return pace })
+			}()
+			for {
+				select {
+				case <-events:
+					continue
+				case <-done:
+				}
+				break
+			}
+			want := max(d.detectFloor, pace)
+			for i := 1; i < len(calls); i++ {
+				if gap := calls[i].Sub(calls[i-1]); gap != want {
+					t.Errorf("pace %v: wait %d = %v, want %v", pace, i, gap, want)
+				}
+			}
+		})
+	}
+}
+
 // TestBackoffCancellable: a long backoff ends as soon as ctx does.
 func TestBackoffCancellable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -603,7 +651,7 @@ func TestBackoffCancellable(t *testing.T) {
 		events := make(chan event, 1)
 		d.detect(ctx, events, evCatalog, 1, func(context.Context, uint64) (event, uint64, error) {
 			return event{}, 0, errors.New("down")
-		})
+		}, func() time.Duration { return 0 })
 		if waited := time.Since(start); waited != time.Second {
 			t.Fatalf("detect returned after %v, want 1s", waited)
 		}

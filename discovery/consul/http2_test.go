@@ -205,6 +205,15 @@ func TestStreamsMeetAgentLimit(t *testing.T) {
 	// The plain watch's four detectors, no stream.
 	waitGauge(t, d, 4)
 	release()
+	// The agent counts a closed connection out a moment later: until then
+	// it refuses the writer's.
+	poll.Fatal(t, 10*time.Second, 20*time.Millisecond, "the agent lets the writer in", func() bool {
+		_, err := w.c.Status().Leader()
+		if err != nil {
+			w.closeIdle()
+		}
+		return err == nil
+	})
 
 	every := func(cond func(string) bool) func([]string) bool {
 		return func(s []string) bool {

@@ -182,11 +182,17 @@ func (w *watcher) startDetector(ctx context.Context, kind eventKind, index uint6
 			return event{nodes: n}, i, err
 		},
 	}[kind]
-	w.wg.Go(func() { d.detect(ctx, w.events, kind, index, fetch) })
+	pace := func() time.Duration { return 0 }
+	if kind == evCatalog {
+		pace = func() time.Duration { return time.Duration(w.catalogPace.Load()) }
+	}
+	w.wg.Go(func() { d.detect(ctx, w.events, kind, index, fetch, pace) })
 }
 
+// detect runs one detector. After an answer with news it waits
+// d.detectFloor, or pace() if longer, before it asks again.
 func (d *Discovery) detect(ctx context.Context, events chan<- event, kind eventKind, index uint64,
-	fetch func(context.Context, uint64) (event, uint64, error),
+	fetch func(context.Context, uint64) (event, uint64, error), pace func() time.Duration,
 ) {
 	send := func(ev event) bool {
 		ev.kind = kind
@@ -234,7 +240,7 @@ func (d *Discovery) detect(ctx context.Context, events chan<- event, kind eventK
 		if !send(ev) {
 			return
 		}
-		next = time.Now().Add(d.detectFloor)
+		next = time.Now().Add(max(d.detectFloor, pace()))
 	}
 }
 
@@ -306,6 +312,8 @@ func (w *watcher) enablePlain(ctx context.Context) {
 		return
 	}
 	w.plain = &plainWatch{checks: map[eventKind]map[checkKey]checkInfo{}, nodeIdx: map[string]uint64{}, insts: map[string]map[string]instRef{}}
+	// The list's answers start the plain watch's probe rounds.
+	w.catalogPace.Store(0)
 	w.startDetector(ctx, evCritical, 0)
 	w.startDetector(ctx, evWarning, 0)
 }

@@ -149,9 +149,15 @@ func TestChecklessChangeNotDelayed(t *testing.T) {
 // issued again sooner than refresh_interval after it started, however
 // short Consul's wait. A change is still seen at once.
 func TestPeriodicReadsFloor(t *testing.T) {
+	for _, m := range watchModes[:2] {
+		t.Run(m.name, func(t *testing.T) { testPeriodicReadsFloor(t, m) })
+	}
+}
+
+func testPeriodicReadsFloor(t *testing.T, m watchMode) {
 	f, server := newFake(t)
 	const floor = 500 * time.Millisecond
-	d := newTestDiscovery(t, fmt.Sprintf("server: %s\nrefresh_interval: %v\n", server, floor))
+	d := newTestDiscovery(t, fmt.Sprintf("server: %s\nrefresh_interval: %v\n", server, floor)+m.yml)
 	d.wait = 20 * time.Millisecond // Consul answers every 20 ms that nothing changed
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
@@ -162,7 +168,13 @@ func TestPeriodicReadsFloor(t *testing.T) {
 	const window = 2 * time.Second
 	<-time.After(window) // the window being measured, not a synchronisation
 	after := f.requests()
-	for _, path := range []string{"/v1/catalog/services", "/v1/health/state/critical", "/v1/health/state/warning", "/v1/catalog/nodes"} {
+	m.check(t, d)
+	// The detectors, and with streams web's own.
+	paths := []string{"/v1/catalog/services", "/v1/health/state/critical", "/v1/health/state/warning", "/v1/catalog/nodes"}
+	if m.streams {
+		paths = []string{"/v1/catalog/services", "/v1/catalog/nodes", "/v1/health/service/web"}
+	}
+	for _, path := range paths {
 		n := after[path] - before[path]
 		if most := int(window/floor) + 1; n > most || n == 0 {
 			t.Errorf("%s: %d requests in %v, want 1 to %d (refresh_interval %v)", path, n, window, most, floor)

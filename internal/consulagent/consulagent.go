@@ -62,6 +62,8 @@ type Options struct {
 	MaxConnsPerClient int
 	// Log receives the agent's output; nil discards it.
 	Log io.Writer
+	// Debug sets enable_debug: the agent serves Go's /debug/pprof.
+	Debug bool
 	// IPv6 makes the HTTP API listen on [::1] too (see Addr6). Consul
 	// limits connections per client IP, so processes that connect over
 	// 127.0.0.1 and [::1] count as two clients.
@@ -261,6 +263,9 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, https = %d, dns = 
 	}
 	if a.opts.MaxConnsPerClient > 0 {
 		hcl += fmt.Sprintf("limits { http_max_conns_per_client = %d }\n", a.opts.MaxConnsPerClient)
+	}
+	if a.opts.Debug {
+		hcl += "enable_debug = true\n"
 	}
 	client := "127.0.0.1"
 	if a.opts.IPv6 {
