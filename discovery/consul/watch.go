@@ -76,13 +76,13 @@ type watcher struct {
 	hashes       map[string]uint64             // hash of the body each group was decoded from
 	complete     bool                          // the full state was sent
 
-	streaming  bool                          // a stream per service, as far as slots allow
-	slots      int                           // HTTP/1.1: the most streams at once; 0: no count (HTTP/2)
+	streaming bool // a stream per service, as far as slots allow
+	slots     int  // HTTP/1.1: the most streams at once; 0: no count (HTTP/2)
 	// catalogPace: the least time between the catalog detector's answers
 	// while the plain watch does not run (see catalogPace); 0 once it does.
 	catalogPace atomic.Int64
-	streams    map[string]context.CancelFunc // running streams
-	firstReads chan struct{}                 // see firstReads
+	streams     map[string]context.CancelFunc // running streams
+	firstReads  chan struct{}                 // see firstReads
 	// started is closed once the watch was first complete (or
 	// d.startGrace after it began): the streams' blocking queries wait for
 	// it. See stream.
