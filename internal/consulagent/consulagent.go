@@ -297,7 +297,8 @@ ports { http = %d, serf_lan = %d, serf_wan = %d, server = %d, https = %d, dns = 
 }
 
 // waitReady polls until there is a leader and the agent's node is in the
-// catalog, so that registrations succeed.
+// catalog as the agent's sync writes it, so that registrations succeed and
+// the node no longer changes.
 func (a *Agent) waitReady(ctx context.Context, done <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -320,8 +321,12 @@ func (a *Agent) waitReady(ctx context.Context, done <-chan struct{}) error {
 			last = fmt.Errorf("leader %q: %v", leader, err)
 			continue
 		}
+		// The agent's node is first written by the leader from serf, then
+		// by the agent's own sync with its tagged addresses and metadata:
+		// a test that read it in between would see the "consul" service's
+		// labels change under it.
 		nodes, err := a.getWithin(ctx, time.Second, "/v1/catalog/nodes")
-		if err != nil || !strings.Contains(nodes, `"sdhub-test"`) {
+		if err != nil || !strings.Contains(nodes, `"sdhub-test"`) || !strings.Contains(nodes, `"lan"`) || !strings.Contains(nodes, `"consul-network-segment"`) {
 			last = fmt.Errorf("nodes %q: %v", nodes, err)
 			continue
 		}
