@@ -373,6 +373,18 @@ func testRunStaleOverIncomplete(t *testing.T, m watchMode) {
 			defer func() { cancel(); <-col.done }()
 			defer m.check(t, d)
 
+			if m.streams && fault.status == noKnownLeader {
+				// A stream asks from index 1 once the client has caught up
+				// (streamIndex), and Consul's streaming backend answers
+				// such a query with X-Consul-KnownLeader: false whatever
+				// the leader: no stream's read is held to it. What guards
+				// the start is the catch-up (TestServerCatchingUp).
+				col.waitFor(t, 5*time.Second, "complete state", hasTarget(label(labelHealth, "passing")))
+				if n := testutilCounter(d.metrics.rpcFailures); n != 0 {
+					t.Fatalf("%v failures counted for a stream's answers without a known leader", n)
+				}
+				return
+			}
 			// Start-up with a failing service: nothing is sent.
 			waitCounter(t, d.metrics.rpcFailures, 2)
 			if got := col.firstFlat(); col.flat() != nil || got != nil {
@@ -380,13 +392,6 @@ func testRunStaleOverIncomplete(t *testing.T, m watchMode) {
 			}
 			setFailing(false)
 			col.waitFor(t, 5*time.Second, "complete state", hasTarget(label(labelHealth, "passing")))
-			if m.streams && fault.status == noKnownLeader {
-				// With streams a change comes with a service's blocking
-				// query, which Consul's streaming backend answers with
-				// X-Consul-KnownLeader: false whatever the leader: only
-				// first reads are held to it.
-				return
-			}
 
 			// A change whose re-read fails: the old target stays.
 			setFailing(true)
@@ -474,9 +479,11 @@ func testServerCatchingUp(t *testing.T, m watchMode) {
 // the first reads before it builds the views of its streaming backend; a
 // service that cannot be read holds them back for startGrace at most.
 func TestStreamsBlockOnceStarted(t *testing.T) {
+	// A stream's first query asks from index 1 (streamIndex): Consul
+	// answers it at once.
 	blocking := func(f *fakeConsul, svc string) bool {
 		return slices.ContainsFunc(f.seen(), func(r seenRequest) bool {
-			return r.path == "/v1/health/service/"+svc && r.query.Has("index")
+			return r.path == "/v1/health/service/"+svc && r.query.Has("index") && r.query.Get("index") != "1"
 		})
 	}
 	waitBlocking := func(f *fakeConsul, svc ...string) {

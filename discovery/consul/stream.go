@@ -99,7 +99,7 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, first chan stru
 		}
 		start := time.Now()
 		d.metrics.watches.Inc()
-		r, err := d.readService(ctx, d.client.streams, dc, name, index, hash)
+		r, err := d.readService(ctx, d.client.streams, dc, name, d.streamIndex(index), hash)
 		d.metrics.watches.Dec()
 		if index == 0 {
 			<-first
@@ -143,6 +143,25 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, first chan stru
 			return
 		}
 	}
+}
+
+// streamIndex is the index a stream's query asks from. Consul answers a
+// blocking query on a service's instances from its streaming backend, which
+// builds a view of the service first, at an index of its own: a blocking
+// query from the index of a plain read returns at once with the same
+// instances, so a stream that began with a plain read paid Consul two reads
+// of every service at start (bench/consul: 10,256 reads of 5,000 services
+// where Prometheus made 5,252). The first query asks from index 1 instead,
+// which the view answers at once with its own index, and the stream blocks
+// from there. A plain read stays first while the client is catching up
+// with a restarted server (client.get): only a read without an index
+// catches up, and a blocking query from index 1 would take a server's
+// state before it has applied its log.
+func (d *Discovery) streamIndex(index uint64) uint64 {
+	if index == 0 && !d.client.catchUp.Load() {
+		return 1
+	}
+	return index
 }
 
 func (w *watcher) onStream(ctx context.Context, r streamResult) {
