@@ -7,6 +7,7 @@ package discovery
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 
@@ -54,6 +55,19 @@ type Options struct {
 	// Priority orders the discoverer's deferrable work (decoding answers)
 	// after the output's; nil orders nothing.
 	Priority *priority.Gate
+	// Tuning is the hub's settings for its native mechanisms.
+	Tuning Tuning
+}
+
+// Tuning holds the hub's settings for its native mechanisms, from flags of
+// `sdhub run` (docs/reference/flags.md); the zero value is every default.
+type Tuning struct {
+	// ConsulServiceListInterval is the least time between two answers of
+	// Consul's service list while every service of a consul_sd_configs
+	// entry has a blocking query of its own, which is how late a new
+	// service can be seen; 0: from the agent's answer time (consul's
+	// catalogPace).
+	ConsulServiceListInterval time.Duration
 }
 
 // Health is where a discoverer reports the state of its source. It is the

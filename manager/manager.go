@@ -64,6 +64,8 @@ type Options struct {
 	// Priority is handed to every discoverer (discovery.Options.Priority);
 	// nil orders nothing.
 	Priority *priority.Gate
+	// Tuning is handed to every discoverer (discovery.Options.Tuning).
+	Tuning discovery.Tuning
 }
 
 // provider is one running discoverer and the jobs it serves.
@@ -118,6 +120,7 @@ type Manager struct {
 	mechMetrics map[string]discovery.Metrics
 	refresh     *discovery.RefreshMetrics
 	priority    *priority.Gate
+	tuning      discovery.Tuning
 	metrics     *metrics
 	syncCh      chan Update
 	trigger     chan struct{} // buffer 1: a pending "state changed"
@@ -154,6 +157,7 @@ func New(o Options) (*Manager, error) {
 		mechMetrics: o.Metrics,
 		refresh:     o.RefreshMetrics,
 		priority:    o.Priority,
+		tuning:      o.Tuning,
 		syncCh:      make(chan Update),
 		trigger:     make(chan struct{}, 1),
 		now:         time.Now,
@@ -377,6 +381,7 @@ func (m *Manager) providerFor(c discovery.Config, job string, fresh []*provider)
 		Metrics:  m.mechMetrics[mech],
 		Health:   h,
 		Priority: m.priority,
+		Tuning:   m.tuning,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s_sd_configs: %w", mech, err)

@@ -74,7 +74,7 @@ func main() {
 		complete   = flag.Duration("peer-timeout", 2*time.Minute, "how long a side may take to complete")
 		agentLimit = flag.Int("agent-limit", 15000, "http_max_conns_per_client of the agent, raised out of Prometheus's way (sdhub stays under Consul's default, 200)")
 		protos     = flag.String("protos", "http,https", "protocols to run, in turn")
-		sides      = flag.String("sides", "sdhub,prometheus", "sides to run: sdhub (its defaults), sdhub-plain (max_connections: 16, which over HTTP/1.1 leaves no connection for a stream per service: the catalog-wide watch alone), prometheus")
+		sides      = flag.String("sides", "sdhub,prometheus", "sides to run: sdhub (its defaults), sdhub-plain (max_connections: 16, which over HTTP/1.1 leaves no connection for a stream per service: the catalog-wide watch alone), sdhub:list=<duration> (sdhub with --consul.service-list-interval), prometheus")
 		seed       = flag.Uint64("seed", 1, "seed of the changes")
 	)
 	flag.StringVar(&a.side, "side", "", "internal: run one side and report on stdout")

@@ -97,7 +97,16 @@ func runSide(a sideArgs) error {
 			}
 		}
 	}()
-	switch a.side {
+	side, list, hasList := strings.Cut(a.side, ":list=")
+	var tuning discovery.Tuning
+	if hasList {
+		d, err := time.ParseDuration(list)
+		if err != nil || side != "sdhub" {
+			return fmt.Errorf("side %q: want sdhub:list=<duration>", a.side)
+		}
+		tuning.ConsulServiceListInterval = d
+	}
+	switch side {
 	case "sdhub", "sdhub-plain":
 		c := consul.DefaultSDConfig
 		c.Server = a.server
@@ -118,7 +127,7 @@ func runSide(a sideArgs) error {
 		}
 		logs := newTally()
 		defer logs.print(os.Stderr, "consul-bench: sdhub over "+a.proto+" logged")
-		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg, slog.New(logs))
+		updates, wait, err := startHub(ctx, &tapped{SDConfig: &c, tap: disc.groups}, reg, slog.New(logs), tuning)
 		if err != nil {
 			return err
 		}
@@ -171,7 +180,7 @@ func runSide(a sideArgs) error {
 			}
 		}
 	default:
-		return fmt.Errorf("unknown side %q (one of: sdhub, sdhub-plain, prometheus)", a.side)
+		return fmt.Errorf("unknown side %q (one of: sdhub, sdhub:list=<duration>, sdhub-plain, prometheus)", a.side)
 	}
 	emit("final %d %.0f %d %.2f", outp.targets(), gathered(reg, "prometheus_sd_consul_rpc_failures_total"), peakRSS(), cpuSeconds())
 	fmt.Fprintf(os.Stderr, "consul-bench: %s over %s sent %s\n", a.side, a.proto, requestMix(reg))
@@ -203,7 +212,7 @@ func requestMix(g prometheus.Gatherer) string {
 // interval. Its updates are what the output stage reads (runSide applies
 // them to one). The channel closes once ctx ends; wait then waits for the
 // manager to stop.
-func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry, logger *slog.Logger) (updates <-chan manager.Update, wait func(), err error) {
+func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registry, logger *slog.Logger, tuning discovery.Tuning) (updates <-chan manager.Update, wait func(), err error) {
 	refresh, err := discovery.NewRefreshMetrics(reg)
 	if err != nil {
 		return nil, nil, err
@@ -212,7 +221,7 @@ func startHub(ctx context.Context, cfg discovery.Config, reg *prometheus.Registr
 	if err != nil {
 		return nil, nil, err
 	}
-	mgr, err := manager.New(manager.Options{Logger: logger, Registerer: reg, Metrics: map[string]discovery.Metrics{consul.Mechanism.Name: cm}, RefreshMetrics: refresh})
+	mgr, err := manager.New(manager.Options{Logger: logger, Registerer: reg, Metrics: map[string]discovery.Metrics{consul.Mechanism.Name: cm}, RefreshMetrics: refresh, Tuning: tuning})
 	if err != nil {
 		return nil, nil, err
 	}

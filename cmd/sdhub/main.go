@@ -61,6 +61,7 @@ type flags struct {
 	routePrefix     string
 	autoReload      bool
 	flushInterval   time.Duration
+	tuning          discovery.Tuning
 	layout          layoutFlags
 	log             promslog.Config
 }
@@ -86,6 +87,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
 	addLayoutFlags(runCmd, &f.layout)
+	runCmd.Flag("consul.service-list-interval", "While every service of a consul_sd_configs entry has a blocking query of its own, the least time between two answers of Consul's service list: "+
+		"how late a new service can be seen, against the agent's CPU (Consul builds the whole list for each answer). 0: twenty times the list's first answer time, at most 1.5s.").
+		Default("0s").DurationVar(&f.tuning.ConsulServiceListInterval)
 	runCmd.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
 	runCmd.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)
 	runCmd.Flag("web.config.file", "Path to a configuration file that can enable TLS or basic authentication on the web endpoints (exporter-toolkit's format).").
@@ -261,6 +265,7 @@ func serve(f flags, logger *slog.Logger) int {
 		Metrics:        mechMetrics,
 		RefreshMetrics: refresh,
 		Priority:       gate,
+		Tuning:         f.tuning,
 	})
 	if err != nil {
 		logger.Error("Cannot start the discovery manager", "err", err)

@@ -61,6 +61,9 @@ type Discovery struct {
 	detectFloor time.Duration // least time between two change-driven queries of one watch
 	probeRate   float64       // node probes per second, at most, over probe rounds (a round may be faster, not more frequent)
 	startGrace  time.Duration // see stream
+	// listInterval: the catalog detector's pace while streams cover every
+	// service (--consul.service-list-interval); 0: catalogPace.
+	listInterval time.Duration
 }
 
 // NewDiscovery returns a Discovery for c. A nil opts.Metrics gets a fresh
@@ -85,6 +88,7 @@ func NewDiscovery(c *SDConfig, opts discovery.Options) (*Discovery, error) {
 		logger:       discard(opts.Logger),
 		health:       discovery.HealthOf(opts),
 		priority:     opts.Priority,
+		listInterval: opts.Tuning.ConsulServiceListInterval,
 		names:        newNameCache(),
 		metrics:      m,
 		tagSeparator: c.TagSeparator,
@@ -355,7 +359,11 @@ func (d *Discovery) Run(ctx context.Context, up chan<- []*targetgroup.Group) {
 	w := newWatcher(d, dc, cat, index, streams)
 	w.slots = slots
 	if streams {
-		w.catalogPace.Store(int64(catalogPace(cost)))
+		pace := catalogPace(cost)
+		if d.listInterval > 0 {
+			pace = d.listInterval
+		}
+		w.catalogPace.Store(int64(pace))
 	}
 	w.run(ctx, up)
 }
