@@ -44,7 +44,7 @@ type stat struct {
 func startChild(a sideArgs, port int) (*child, error) {
 	c := &child{side: a.side, port: port, seen: map[string]map[string]time.Time{"d": {}, "o": {}}, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
-	cmd := exec.Command(os.Args[0], "-side", a.side, "-proto", a.proto, "-server", a.server, "-ca", a.caFile, "-want", strconv.Itoa(a.want), "-profile", a.profile)
+	cmd := exec.Command(os.Args[0], "-side", a.side, "-proto", a.proto, "-server", a.server, "-ca", a.caFile, "-want", strconv.Itoa(a.want), "-profile", a.profile, "-parts", strconv.Itoa(a.parts))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -60,6 +60,7 @@ type benchConfig struct {
 	protos, sides    []string
 	seed             uint64
 	profile          string
+	parts            int
 }
 
 func main() {
@@ -82,6 +83,7 @@ func main() {
 	flag.StringVar(&a.server, "server", "", "internal: the side's agent address")
 	flag.StringVar(&a.caFile, "ca", "", "internal: the CA of the agent's certificate")
 	flag.IntVar(&a.want, "want", 0, "internal: the targets of a complete state")
+	flag.IntVar(&a.parts, "parts", 16, "the parts of sdhub's output of the job, as sdhub run's --output.parts (its default: 16); 1 writes the job as one file")
 	flag.StringVar(&a.profile, "profile", "", "write a CPU profile of each side into this directory, and one of the agent over each side's window of changes")
 	flag.Parse()
 	if a.side != "" {
@@ -91,7 +93,7 @@ func main() {
 		}
 		return
 	}
-	cfg := benchConfig{profile: a.profile, rate: *rate, duration: *duration, idle: *idle, settle: *settle, complete: *complete,
+	cfg := benchConfig{profile: a.profile, parts: a.parts, rate: *rate, duration: *duration, idle: *idle, settle: *settle, complete: *complete,
 		agentLimit: *agentLimit, nodes: *nodes, protos: strings.Split(*protos, ","), sides: strings.Split(*sides, ","), seed: *seed}
 	if _, err := fmt.Sscanf(*size, "%dx%d", &cfg.n, &cfg.m); err != nil || cfg.n <= 0 || cfg.m <= 0 {
 		fmt.Fprintf(os.Stderr, "consul-bench: invalid size %q (want NxM, e.g. 5000x10)\n", *size)
@@ -138,6 +140,7 @@ func run(cfg benchConfig) error {
 	fmt.Printf("consul %s; %d services x %d instances = %d targets on %d nodes, one check per instance but on every tenth service; filled in %v\n",
 		consulagent.Version, cfg.n, cfg.m, cfg.n*cfg.m, cfg.nodes, time.Since(start).Round(time.Second))
 	fmt.Printf("one agent, http_max_conns_per_client %d (Consul's default is 200); the sides run one after the other\n", cfg.agentLimit)
+	fmt.Printf("sdhub's sides write the job as sdhub run does: %d parts (--output.parts), the whole file at most every 5 s\n", cfg.parts)
 	<-time.After(10 * time.Second) // the agent settles after the fill
 	if err := requestCosts(a); err != nil {
 		return err
@@ -177,7 +180,7 @@ type result struct {
 // runSide runs one side on its own: it starts it, waits for it to
 // complete, measures it idle, makes the changes and waits for them.
 func (r *result) runSide(cfg benchConfig, side string, a *agent, m *catalogModel) error {
-	args := sideArgs{side: side, proto: r.proto, server: a.Addr(), caFile: a.CAFile(), want: m.instances(), profile: cfg.profile}
+	args := sideArgs{side: side, proto: r.proto, server: a.Addr(), caFile: a.CAFile(), want: m.instances(), profile: cfg.profile, parts: cfg.parts}
 	port := a.HTTPPort()
 	if r.proto == "https" {
 		args.server, port = a.HTTPSAddr(), a.HTTPSPort()

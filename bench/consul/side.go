@@ -46,6 +46,7 @@ type sideArgs struct {
 	side, proto, server, caFile string
 	want                        int    // targets at start, without the agent's own
 	profile                     string // a directory for a CPU profile of the side; "" for none
+	parts                       int    // sdhub's output layout: the job's parts (--output.parts)
 }
 
 func runSide(a sideArgs) error {
@@ -121,9 +122,16 @@ func runSide(a sideArgs) error {
 			return err
 		}
 		defer func() { _ = os.RemoveAll(dir) }()
-		stage, err := output.New(dir, output.Options{Registerer: reg})
+		// sdhub run's output: the job in parts, the whole file at most
+		// every 5 s (--output.parts, --output.whole-file-interval).
+		stage, err := output.New(dir, output.Options{Registerer: reg, WholeFileInterval: 5 * time.Second})
 		if err != nil {
 			return err
+		}
+		if a.parts > 1 {
+			if err := stage.SetLayout(map[string]int{"bench": a.parts}); err != nil {
+				return err
+			}
 		}
 		logs := newTally()
 		defer logs.print(os.Stderr, "consul-bench: sdhub over "+a.proto+" logged")
@@ -134,7 +142,8 @@ func runSide(a sideArgs) error {
 		var last uint64
 		for u := range updates {
 			// What Stage.Run does with each update: render the job and
-			// write its file. The change is in the file once Apply returns.
+			// write its files. The change is in its part once Apply
+			// returns.
 			if err := stage.Apply(u); err != nil {
 				return err
 			}
