@@ -598,16 +598,31 @@ func TestBackoff(t *testing.T) {
 }
 
 // TestCatalogPace: an answer with news is followed by the detector's
-// floor, or by its pace when longer; the pace follows the service list's
-// cost up to its cap.
+// floor, or by its pace when longer; the pace is refresh_interval, or
+// --consul.service-list-interval (through discovery.Options) when set.
 func TestCatalogPace(t *testing.T) {
-	for _, tc := range []struct{ cost, want time.Duration }{
-		{time.Millisecond, 20 * time.Millisecond},
-		{50 * time.Millisecond, time.Second},
-		{107 * time.Millisecond, maxCatalogPace},
+	for _, tc := range []struct {
+		refresh, interval, want time.Duration
+	}{
+		{0, 0, 30 * time.Second}, // refresh_interval's default
+		{0, 1500 * time.Millisecond, 1500 * time.Millisecond},
+		{time.Minute, 0, time.Minute},
+		{time.Minute, 5 * time.Second, 5 * time.Second},
 	} {
-		if got := catalogPace(tc.cost); got != tc.want {
-			t.Errorf("catalogPace(%v) = %v, want %v", tc.cost, got, tc.want)
+		yml := "server: localhost:8500\n"
+		if tc.refresh > 0 {
+			yml += fmt.Sprintf("refresh_interval: %v\n", tc.refresh)
+		}
+		c, err := decodeConfig(t, []byte(yml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewDiscovery(c, discovery.Options{Tuning: discovery.Tuning{ConsulServiceListInterval: tc.interval}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.listPace(); got != tc.want {
+			t.Errorf("refresh_interval %v, interval %v: listPace() = %v, want %v", tc.refresh, tc.interval, got, tc.want)
 		}
 	}
 	for _, pace := range []time.Duration{0, time.Second} {

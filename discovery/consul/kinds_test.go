@@ -61,6 +61,11 @@ func testEveryKindOfChange(t *testing.T, m watchMode) {
 
 	yml := sdConfig(a, https) + m.yml + noAgent
 	d := newTestDiscovery(t, yml)
+	// With streams, a service registered while the catalog changes is
+	// seen within the service list's pace: refresh_interval by default
+	// (TestNewServiceWithinRefreshInterval), here as with
+	// --consul.service-list-interval=250ms.
+	d.listInterval = 250 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	col := collect(ctx, d)
 	defer func() { cancel(); <-col.done }()

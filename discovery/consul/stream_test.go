@@ -56,6 +56,8 @@ func TestStreamsStartFromTheView(t *testing.T) {
 		}
 		return nil
 	}
+	// The streams' queries end with the test: no log line for each.
+	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
 	srv := httptest.NewServer(proxy)
 	defer srv.Close()
 
@@ -88,4 +90,42 @@ func TestStreamsStartFromTheView(t *testing.T) {
 	in.tags = []string{"new"}
 	w.register(in)
 	col.waitFor(t, 5*time.Second, "svc-0's new tag", hasTarget(label(labelServiceID, "svc-0"), label(labelTags, ",new,")))
+}
+
+// TestNewServiceWithinRefreshInterval: with a stream per service, the
+// service list is asked at most once per refresh_interval after an answer
+// with news (listPace): a service registered after a quiet spell is seen
+// at once, one registered right after another within refresh_interval,
+// and not sooner. On a real agent, over HTTP and HTTPS.
+func TestNewServiceWithinRefreshInterval(t *testing.T) {
+	for _, m := range watchModes[1:] {
+		t.Run(m.name, func(t *testing.T) {
+			a := consulagent.StartT(t, consulagent.Options{TLS: m.https})
+			w := newWriter(t, a)
+			n := node{name: "node-a", addr: "10.9.2.1"}
+			w.register(instance{node: n, id: "web-1", name: "web", port: 80})
+			const refresh = 2 * time.Second
+			d := newTestDiscovery(t, sdConfig(a, m.https)+fmt.Sprintf("refresh_interval: %v\n", refresh)+m.yml+noAgent)
+			ctx, cancel := context.WithCancel(context.Background())
+			col := collect(ctx, d)
+			defer func() { cancel(); <-col.done }()
+			col.waitFor(t, 20*time.Second, "web", hasTarget(label(labelService, "web")))
+			m.check(t, d)
+
+			start := time.Now()
+			w.register(instance{node: n, id: "api-1", name: "api", port: 81})
+			col.waitFor(t, 5*time.Second, "api", hasTarget(label(labelService, "api")))
+			first := time.Since(start)
+			if first > time.Second {
+				t.Errorf("a new service after a quiet spell seen after %v, want under 1s", first)
+			}
+			start = time.Now()
+			w.register(instance{node: n, id: "db-1", name: "db", port: 82})
+			col.waitFor(t, refresh+5*time.Second, "db", hasTarget(label(labelService, "db")))
+			second := time.Since(start)
+			if second > refresh+time.Second || second < refresh-first-500*time.Millisecond {
+				t.Errorf("a new service right after another seen after %v, want about refresh_interval (%v) after the first's answer (%v after it was registered)", second, refresh, first)
+			}
+		})
+	}
 }

@@ -79,7 +79,7 @@ type watcher struct {
 	streaming bool // a stream per service, as far as slots allow
 	slots     int  // HTTP/1.1: the most streams at once; 0: no count (HTTP/2)
 	// catalogPace: the least time between the catalog detector's answers
-	// while the plain watch does not run (see catalogPace); 0 once it does.
+	// while the plain watch does not run (see listPace); 0 once it does.
 	catalogPace atomic.Int64
 	streams     map[string]context.CancelFunc // running streams
 	firstReads  chan struct{}                 // see firstReads
