@@ -65,8 +65,8 @@ type Tuning struct {
 	// ConsulServiceListInterval is the least time between two answers of
 	// Consul's service list while every service of a consul_sd_configs
 	// entry has a blocking query of its own, which is how late a new
-	// service can be seen; 0: from the agent's answer time (consul's
-	// catalogPace).
+	// service can be seen; 0: each entry's refresh_interval (consul's
+	// listPace).
 	ConsulServiceListInterval time.Duration
 }
 

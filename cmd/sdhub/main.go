@@ -88,7 +88,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
 	addLayoutFlags(runCmd, &f.layout)
 	runCmd.Flag("consul.service-list-interval", "While every service of a consul_sd_configs entry has a blocking query of its own, the least time between two answers of Consul's service list: "+
-		"how late a new service can be seen, against the agent's CPU (Consul builds the whole list for each answer). 0: twenty times the list's first answer time, at most 1.5s.").
+		"how late a new service can be seen, against the agent's CPU (Consul builds the whole list for each answer). 0: each entry's refresh_interval.").
 		Default("0s").DurationVar(&f.tuning.ConsulServiceListInterval)
 	runCmd.Flag("web.listen-address", "Address to listen on for the web interface, metrics and lifecycle endpoints.").Default(defaultListen).StringVar(&f.listenAddress)
 	runCmd.Flag("web.enable-lifecycle", "Enable the reload endpoint /-/reload.").BoolVar(&f.enableLifecycle)

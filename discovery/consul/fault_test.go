@@ -475,9 +475,9 @@ func testServerCatchingUp(t *testing.T, m watchMode) {
 }
 
 // TestStreamsBlockOnceStarted: over HTTP/2 the streams' blocking queries
-// wait until every service was read once, so that at start Consul answers
-// the first reads before it builds the views of its streaming backend; a
-// service that cannot be read holds them back for startGrace at most.
+// wait until every service was answered once, so that at start Consul
+// answers every service's first query before the blocking ones; a service
+// that cannot be read holds them back for startGrace at most.
 func TestStreamsBlockOnceStarted(t *testing.T) {
 	// A stream's first query asks from index 1 (streamIndex): Consul
 	// answers it at once.

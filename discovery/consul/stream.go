@@ -53,13 +53,14 @@ func (w *watcher) startStream(ctx context.Context, name string) {
 // 6.0 s: the agent's CPU is the limit past 256.)
 const firstReads = 256
 
-// stream runs one service's stream until ctx ends. Its queries without an
-// index take a slot of first. Its blocking queries wait for started: each
-// makes Consul build a view of the service for its streaming backend,
-// which costs the agent about what a read does, so at start the first
-// reads of every service go first and the watch is complete sooner (a
-// change meanwhile is not missed: the blocking query asks from the first
-// read's index). A service that cannot be read must not hold back the
+// stream runs one service's stream until ctx ends. Its first query (from
+// index 1, or a plain read while the client catches up: streamIndex) takes
+// a slot of first. Its blocking queries wait for started, so that at start
+// every service's first answer goes before them and the watch is complete
+// sooner; after a plain read the first blocking query is what makes Consul
+// build the service's view, which costs the agent about what a read does
+// (a change meanwhile is not missed: the blocking query asks from the first
+// answer's index). A service that cannot be read must not hold back the
 // others' changes for long: started is also closed after d.startGrace.
 func (d *Discovery) stream(ctx context.Context, dc, name string, first chan struct{}, started <-chan struct{}, out chan<- streamResult) {
 	send := func(r streamResult) bool {
@@ -147,13 +148,12 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, first chan stru
 
 // streamIndex is the index a stream's query asks from. Consul answers a
 // blocking query on a service's instances from its streaming backend, which
-// builds a view of the service first, at an index of its own: a blocking
-// query from the index of a plain read returns at once with the same
-// instances, so a stream that began with a plain read paid Consul two reads
-// of every service at start (bench/consul: 10,256 reads of 5,000 services
-// where Prometheus made 5,252). The first query asks from index 1 instead,
-// which the view answers at once with its own index, and the stream blocks
-// from there. A plain read stays first while the client is catching up
+// builds a view of the service first; a plain read (no index) is answered
+// from the state store instead, so a stream that began with a plain read
+// cost the agent a read and then, at its first blocking query, the view.
+// The first query asks from index 1, which the view answers at once with
+// its own index, and the stream blocks from there: one answer per service
+// at start (TestStreamsStartFromTheView). A plain read stays first while the client is catching up
 // with a restarted server (client.get): only a read without an index
 // catches up, and a blocking query from index 1 would take a server's
 // state before it has applied its log.
