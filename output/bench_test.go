@@ -68,14 +68,14 @@ func BenchmarkRenderJob(b *testing.B) {
 		b.Run(shape.name+"/full", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r := newJobRender("big", names)
+				r := newJobRender("big", names, nil)
 				r.apply(gs)
-				s := &Snapshot{entries: r.order, names: names}
+				s := &Snapshot{entries: r.all.order, names: names}
 				s.count()
 			}
 		})
 		b.Run(shape.name+"/one-group", func(b *testing.B) {
-			r := newJobRender("big", names)
+			r := newJobRender("big", names, nil)
 			r.apply(gs)
 			b.ReportAllocs()
 			i := 0
@@ -84,7 +84,7 @@ func BenchmarkRenderJob(b *testing.B) {
 				if !r.apply(changeOne(gs, i%len(gs), i)) {
 					b.Fatal("no change")
 				}
-				s := &Snapshot{entries: r.order, names: names}
+				s := &Snapshot{entries: r.all.order, names: names}
 				s.count()
 			}
 		})

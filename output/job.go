@@ -27,17 +27,22 @@ type jobRender struct {
 	job    string
 	names  *labelNames // the stage's
 	pieces map[groupKey]*piece
-	aggs   map[string]*agg // by label key
-	order  []*entry        // the published entries, sorted; never modified in place
-	gen    uint64          // the manager's JobTargets.Gen last applied, 0 before
-	epoch  uint64          // marks the pieces seen by the apply in progress
+	all    aggSet // the output
+	gen    uint64 // the manager's JobTargets.Gen last applied, 0 before
+	epoch  uint64 // marks the pieces seen by the apply in progress
 
-	targets int // distinct targets in order
+	// With filtering at the hub (filter.go): kept holds the targets the
+	// consumer's relabelling keeps, keptChanged whether the last apply
+	// changed them, hubDropped counts the others.
+	filter      *filterEval
+	kept        *aggSet
+	keptChanged bool
+	hubDropped  int
+
 	dropped int // targets left out because Prometheus would reject them
 	// example is one dropped target of the last apply that dropped any.
 	exampleAddr, exampleReason string
 
-	dirty   []*agg            // aggs touched by the apply in progress
 	scratch []labelPair       // reused per target
 	key     []byte            // reused per target
 	ids     map[string]uint32 // label name ids looked up (names.go)
@@ -54,10 +59,51 @@ type piece struct {
 }
 
 // contrib is what one target contributes: an address to an agg, or nothing
-// (a is nil) when the target was dropped.
+// (a is nil) when the target was dropped; with filtering, to an agg of the
+// kept targets too (k), or not (nil) when the job's rules drop it.
 type contrib struct {
-	a    *agg
+	a, k *agg
 	addr string
+}
+
+// aggSet is a set of aggs and the entries published from them.
+type aggSet struct {
+	aggs    map[string]*agg // by label key
+	order   []*entry        // the published entries, sorted; never modified in place
+	targets int             // distinct targets in order
+	dirty   []*agg          // aggs touched by the apply in progress
+}
+
+func newAggSet() *aggSet { return &aggSet{aggs: map[string]*agg{}} }
+
+// get returns the agg of the label set whose key is key, made if needed
+// (keyLen: the length of its text, computed by keyLen when it is made).
+func (s *aggSet) get(key []byte, keyLen func(string) int) *agg {
+	a := s.aggs[string(key)] // no allocation for the lookup
+	if a == nil {
+		a = &agg{key: string(key)}
+		a.keyLen = keyLen(a.key)
+		s.aggs[a.key] = a
+	}
+	return a
+}
+
+// like returns the agg of s with the label set of o, an agg of another set.
+func (s *aggSet) like(o *agg) *agg {
+	a := s.aggs[o.key]
+	if a == nil {
+		a = &agg{key: o.key, keyLen: o.keyLen}
+		s.aggs[a.key] = a
+	}
+	return a
+}
+
+func (s *aggSet) add(a *agg, addr string, n int32) {
+	a.delta = append(a.delta, targetRef{addr, n})
+	if !a.dirty {
+		a.dirty = true
+		s.dirty = append(s.dirty, a)
+	}
 }
 
 // agg is one distinct label set of a job and the targets that have it.
@@ -76,8 +122,12 @@ type targetRef struct {
 	n    int32
 }
 
-func newJobRender(job string, names *labelNames) *jobRender {
-	return &jobRender{job: job, names: names, pieces: map[groupKey]*piece{}, aggs: map[string]*agg{}, ids: map[string]uint32{}}
+func newJobRender(job string, names *labelNames, filter *FilterSpec) *jobRender {
+	r := &jobRender{job: job, names: names, pieces: map[groupKey]*piece{}, all: *newAggSet(), ids: map[string]uint32{}}
+	if filter != nil {
+		r.filter, r.kept = newFilterEval(job, *filter), newAggSet()
+	}
+	return r
 }
 
 // apply makes the output hold groups, the job's complete state, and reports
@@ -165,8 +215,13 @@ func (r *jobRender) withdraw(c contrib) {
 		r.dropped--
 		return
 	}
-	c.a.delta = append(c.a.delta, targetRef{c.addr, -1})
-	r.touch(c.a)
+	r.all.add(c.a, c.addr, -1)
+	switch {
+	case c.k != nil:
+		r.kept.add(c.k, c.addr, -1)
+	case r.filter != nil:
+		r.hubDropped--
+	}
 }
 
 // contribute adds target t, of a group labelled gl (badGroup: its invalid
@@ -178,23 +233,21 @@ func (r *jobRender) contribute(t, gl model.LabelSet, badGroup string) contrib {
 		return contrib{}
 	}
 	addr := string(address(t, gl))
-	a := r.aggs[string(r.labelKey(t, gl))] // no allocation for the lookup
-	if a == nil {
-		a = &agg{key: string(r.key)}
-		a.keyLen = renderedLen(a.key, r.names.table())
-		r.aggs[a.key] = a
+	a := r.all.get(r.labelKey(t, gl), r.keyLen)
+	r.all.add(a, addr, 1)
+	c := contrib{a: a, addr: addr}
+	if r.filter != nil {
+		if r.filter.keeps(addr, t, gl) {
+			c.k = r.kept.like(a)
+			r.kept.add(c.k, addr, 1)
+		} else {
+			r.hubDropped++
+		}
 	}
-	a.delta = append(a.delta, targetRef{addr, 1})
-	r.touch(a)
-	return contrib{a, addr}
+	return c
 }
 
-func (r *jobRender) touch(a *agg) {
-	if !a.dirty {
-		a.dirty = true
-		r.dirty = append(r.dirty, a)
-	}
-}
+func (r *jobRender) keyLen(key string) int { return renderedLen(key, r.names.table()) }
 
 // labelKey encodes target t's labels, merged over its group's gl, without
 // __address__, as its entry's labels body, into r.key.
@@ -222,35 +275,44 @@ func (r *jobRender) labelKey(t, gl model.LabelSet) []byte {
 	return r.key
 }
 
+// publish publishes the output and, with filtering, the kept targets. It
+// reports whether the output changed.
+func (r *jobRender) publish() bool {
+	if r.kept != nil {
+		r.keptChanged = r.kept.publish(r.names.compareEntries)
+	}
+	return r.all.publish(r.names.compareEntries)
+}
+
 // publish merges the touched aggs' changes, encodes the aggs whose targets
 // changed and rebuilds the order. It reports whether the entries changed.
-func (r *jobRender) publish() bool {
+func (s *aggSet) publish(compare func(a, b *entry) int) bool {
 	var gone, added []*entry
-	for _, a := range r.dirty {
+	for _, a := range s.dirty {
 		a.dirty = false
 		before := len(a.targets)
 		a.merge()
 		if a.pub != nil && sameTargets(a.pub.targets, a.targets) {
 			continue
 		}
-		r.targets += len(a.targets) - before
+		s.targets += len(a.targets) - before
 		if a.pub != nil {
 			gone = append(gone, a.pub)
 			a.pub = nil
 		}
 		if len(a.targets) == 0 {
-			delete(r.aggs, a.key)
+			delete(s.aggs, a.key)
 			continue
 		}
 		a.pub = newEntry(a.key, a.keyLen, a.targets)
 		added = append(added, a.pub)
 	}
-	clear(r.dirty)
-	r.dirty = r.dirty[:0]
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
 	if len(gone) == 0 && len(added) == 0 {
 		return false
 	}
-	r.order = rebuildOrder(r.order, gone, added, r.names.compareEntries)
+	s.order = rebuildOrder(s.order, gone, added, compare)
 	return true
 }
 

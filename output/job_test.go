@@ -44,7 +44,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 		return g
 	}
 	for run := range 50 {
-		r := newJobRender("job", newLabelNames())
+		r := newJobRender("job", newLabelNames(), nil)
 		current := map[groupKey]manager.Group{}
 		for step := range 40 {
 			changes := 1 + rng.IntN(3)
@@ -79,7 +79,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 			gs := slices.Collect(mapValues(current))
 			rng.Shuffle(len(gs), func(i, j int) { gs[i], gs[j] = gs[j], gs[i] })
 			r.apply(gs)
-			got := (&Snapshot{entries: r.order, names: r.names}).withCount().Bytes()
+			got := (&Snapshot{entries: r.all.order, names: r.names}).withCount().Bytes()
 			var plain []*targetgroup.Group
 			for _, g := range gs {
 				plain = append(plain, g.Group)
@@ -100,7 +100,7 @@ func TestIncrementalMatchesRender(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("run %d, step %d: incremental output differs from a full render:\n%s\nwant\n%s", run, step, got, want)
 			}
-			if !slices.IsSortedFunc(r.order, r.names.compareEntries) {
+			if !slices.IsSortedFunc(r.all.order, r.names.compareEntries) {
 				t.Fatalf("run %d, step %d: entries out of order", run, step)
 			}
 		}
@@ -130,9 +130,9 @@ func TestSnapshotShards(t *testing.T) {
 		groups = append(groups, &targetgroup.Group{Source: fmt.Sprint(i), Labels: model.LabelSet{"svc": model.LabelValue(fmt.Sprint(i % 7))},
 			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("h%d:%d", i%13, i%3))}}})
 	}
-	r := newJobRender("job", newLabelNames())
+	r := newJobRender("job", newLabelNames(), nil)
 	r.apply(wrap(groups))
-	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, names: r.names, shards: &shardCache{}}).withCount()
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.all.order, names: r.names, shards: &shardCache{}}).withCount()
 	for _, n := range []int{1, 2, 3, 5} {
 		total := 0
 		for i := range n {
@@ -181,9 +181,9 @@ func TestSnapshotShardReplicas(t *testing.T) {
 	// The same address again, lighter: it weighs 10 (group 9's label).
 	groups = append(groups, &targetgroup.Group{Source: "again", Labels: model.LabelSet{"series": "1"},
 		Targets: []model.LabelSet{{model.AddressLabel: "10.0.0.9:9100"}}})
-	r := newJobRender("job", newLabelNames())
+	r := newJobRender("job", newLabelNames(), nil)
 	r.apply(wrap(groups))
-	s := (&Snapshot{Job: "job", Gen: 1, entries: r.order, names: r.names, shards: &shardCache{}}).withCount()
+	s := (&Snapshot{Job: "job", Gen: 1, entries: r.all.order, names: r.names, shards: &shardCache{}}).withCount()
 	weightOf := func(e Entry) float64 {
 		for _, l := range e.Labels {
 			if l.Name == "series" {

@@ -17,6 +17,7 @@ type metrics struct {
 	lastWrite  *prometheus.GaugeVec
 	targets    *prometheus.GaugeVec
 	dropped    *prometheus.GaugeVec
+	hubDropped *prometheus.GaugeVec
 	waiting    prometheus.Gauge
 	removed    prometheus.Counter
 	ready      prometheus.Gauge
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer, s *Stage, disc func() map[string]mana
 			Name: "sdhub_output_dropped_targets",
 			Help: "Number of targets left out of a job's output because Prometheus would reject them (a label name it does not accept, a label value that is not valid UTF-8).",
 		}, []string{"job"}),
+		hubDropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sdhub_output_hub_dropped_targets",
+			Help: "Number of a job's targets its relabel_configs drop, left out of the job's kept view, which the http_sd endpoint serves to a consumer that names the rules' digest (and the files hold with --output.hub-filter.files); 0 for a job not filtered at the hub.",
+		}, []string{"job"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_output_waiting_jobs",
 			Help: "Number of jobs whose output is not updated because a provider has not delivered its first full set or a config failed to start; their previous output, if any, stays.",
@@ -68,10 +73,10 @@ func newMetrics(reg prometheus.Registerer, s *Stage, disc func() map[string]mana
 		}),
 	}
 	m.counters = []*prometheus.CounterVec{m.writes, m.failures, m.unchanged, m.repairs}
-	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets, m.dropped}
+	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets, m.dropped, m.hubDropped}
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets,
-			m.dropped, m.waiting, m.removed, m.ready, newHealthCollector(s, disc)); err != nil {
+			m.dropped, m.hubDropped, m.waiting, m.removed, m.ready, newHealthCollector(s, disc)); err != nil {
 			return nil, err
 		}
 	}

@@ -33,7 +33,7 @@ func newSnapshot(job string, groups []*targetgroup.Group, names *labelNames) *Sn
 // renderOrder renders groups from scratch into sorted entries, whose labels
 // bodies use names.
 func renderOrder(groups []*targetgroup.Group, names *labelNames) []*entry {
-	r := newJobRender("", names)
+	r := newJobRender("", names, nil)
 	gs := make([]manager.Group, 0, len(groups))
 	for i, g := range groups {
 		if g != nil {
@@ -42,5 +42,5 @@ func renderOrder(groups []*targetgroup.Group, names *labelNames) []*entry {
 		}
 	}
 	r.apply(gs)
-	return r.order
+	return r.all.order
 }

@@ -44,10 +44,56 @@ type Snapshot struct {
 	Parts []*Snapshot
 	Part  int
 
+	// Filter is the job's filtering at the hub (filter.go); nil when its
+	// output is not filtered.
+	Filter *FilterState
+
 	entries []*entry // of a job of several parts: in merged
-	merged  *merged
-	names   *labelNames // the table the entries' labels bodies use
-	shards  *shardCache
+	// Of a filtered job: filtered tells whether this is the job's kept
+	// view, alt is its other view (whose alt is nil), which holds only
+	// content (entries, parts, Gen, counts).
+	filtered bool
+	alt      *Snapshot
+	merged   *merged
+	names    *labelNames // the table the entries' labels bodies use
+	shards   *shardCache
+}
+
+// FilterState is what a job's snapshot knows of its filtering at the hub.
+type FilterState struct {
+	// Digest names the rules the kept targets were chosen with
+	// (FilterDigest).
+	Digest string
+	// Files is true when the job's files hold only the kept targets.
+	Files bool
+	// Kept is the number of targets the job's relabel_configs keep,
+	// DroppedAtHub the number they drop: left out of the kept view.
+	Kept, DroppedAtHub int
+}
+
+func (f *FilterState) dropped() int {
+	if f == nil {
+		return 0
+	}
+	return f.DroppedAtHub
+}
+
+// Whole returns the job's whole output, every target discovered: s unless s
+// is the kept view of a job whose files hold only its kept targets.
+func (s *Snapshot) Whole() *Snapshot {
+	if s.filtered && s.alt != nil {
+		return s.alt
+	}
+	return s
+}
+
+// Kept returns the job's kept view: its output without the targets the
+// job's relabel_configs drop; s itself when the job is not filtered.
+func (s *Snapshot) Kept() *Snapshot {
+	if !s.filtered && s.alt != nil {
+		return s.alt
+	}
+	return s
 }
 
 // list is the output's entries.

@@ -84,11 +84,12 @@ type Stage struct {
 
 	mu      sync.Mutex // serialises Apply and the file checks; guards the fields below
 	renders map[string]*jobState
-	order   []string       // the published jobs, sorted: kept until a job comes or goes
-	parts   map[string]int // jobs of more than one part (SetLayout)
-	last    manager.Update // the update applied last
-	whole   time.Duration  // Options.WholeFileInterval
-	wholeAt time.Time      // when a whole file that waits for its interval is due; zero if none
+	order   []string             // the published jobs, sorted: kept until a job comes or goes
+	parts   map[string]int       // jobs of more than one part (SetLayout)
+	filters map[string]jobFilter // jobs filtered at the hub (SetFilters)
+	last    manager.Update       // the update applied last
+	whole   time.Duration        // Options.WholeFileInterval
+	wholeAt time.Time            // when a whole file that waits for its interval is due; zero if none
 	// wholeWritten is when the whole file of each job of parts was last
 	// written, by the stage's clock.
 	wholeWritten map[string]time.Time
@@ -289,7 +290,7 @@ func (s *Stage) Apply(u manager.Update) error {
 	waiting, joined, left, relaid := 0, false, false, false
 	for job, jt := range u {
 		joined = joined || prev[job] == nil
-		if st := s.renders[job]; st != nil && len(st.parts) != max(s.parts[job], 1) {
+		if st := s.renders[job]; st != nil && (len(st.parts) != max(s.parts[job], 1) || st.refilter(s.filters[job])) {
 			relaid = true
 		}
 		next[job] = s.render(job, jt, prev[job], now)
@@ -376,6 +377,37 @@ func (s *Stage) SetLayout(parts map[string]int) error {
 	return s.Apply(last)
 }
 
+// SetFilters sets the jobs whose output is filtered at the hub, and how
+// (filter.go): the others have none. A job whose filter changes is
+// rendered again at once.
+func (s *Stage) SetFilters(filters map[string]FilterSpec) error {
+	s.mu.Lock()
+	s.filters = make(map[string]jobFilter, len(filters))
+	for job, spec := range filters {
+		s.filters[job] = jobFilter{spec: spec, digest: FilterDigest(job, spec.Settings, spec.Rules)}
+	}
+	last := s.last
+	s.mu.Unlock()
+	if last == nil {
+		return nil
+	}
+	return s.Apply(last)
+}
+
+// jobFilter is a job's FilterSpec and its digest.
+type jobFilter struct {
+	spec   FilterSpec
+	digest string
+}
+
+// refilter reports whether st was rendered with another filter than f.
+func (st *jobState) refilter(f jobFilter) bool {
+	if st.filter == nil {
+		return f.digest != ""
+	}
+	return st.digest != f.digest || st.filter.Files != f.spec.Files
+}
+
 // render returns job's snapshot for jt: old when nothing it shows changed.
 func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now time.Time) *Snapshot {
 	k := max(s.parts[job], 1)
@@ -383,9 +415,15 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	if st == nil {
 		s.metrics.initJob(job)
 	}
-	relaid := st != nil && len(st.parts) != k // the job's number of parts changed
+	f, filtered := s.filters[job]
+	// The job's number of parts or its filter changed.
+	relaid := st != nil && (len(st.parts) != k || st.refilter(f))
 	if st == nil || relaid {
-		st = newJobState(job, k, s.names)
+		var jf *jobFilter
+		if filtered {
+			jf = &f
+		}
+		st = newJobState(job, k, s.names, jf)
 		s.renders[job] = st
 	}
 	if old == nil {
@@ -413,33 +451,81 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	snap := *old
 	snap.Waiting, snap.FailedConfigs = !jt.Complete, jt.FailedConfigs
 	if changed {
-		snap.Gen, snap.Changed = s.nextGen(), now
 		snap.Dropped, _, _ = st.dropped()
-		snap.shards = &shardCache{}
-		snap.entries, snap.Parts, snap.merged = nil, nil, nil
-		if k == 1 {
-			snap.entries = st.parts[0].order
-		} else {
-			snap.Parts = make([]*Snapshot, k)
-			for i, r := range st.parts {
-				if !relaid && !st.changed[i] && len(old.Parts) == k {
-					snap.Parts[i] = old.Parts[i]
-					continue
-				}
-				p := &Snapshot{Job: job, Part: i, Gen: s.nextGen(), Changed: now, entries: r.order, names: s.names}
-				if s.files != nil {
-					p.File.Path = s.files.partPath(job, i)
-				}
-				p.count()
-				snap.Parts[i] = p
+		filesKept := st.filter != nil && st.filter.Files // the files hold the kept view
+		s.fill(&snap, old, st, filesKept, relaid, now, true)
+		snap.Filter, snap.alt, snap.filtered = nil, nil, false
+		if st.filter != nil {
+			alt := &Snapshot{Job: job, names: s.names, filtered: !filesKept}
+			var oldAlt *Snapshot
+			if old.alt != nil && old.alt.filtered == alt.filtered {
+				oldAlt = old.alt
 			}
-			snap.merged = &merged{parts: snap.Parts, names: s.names}
+			if !s.fill(alt, oldAlt, st, !filesKept, relaid, now, false) {
+				alt = oldAlt
+			}
+			snap.filtered, snap.alt = filesKept, alt
+			whole, kept := snap.Whole(), snap.Kept()
+			snap.Filter = &FilterState{Digest: st.digest, Files: filesKept, Kept: kept.Targets, DroppedAtHub: whole.Targets - kept.Targets}
 		}
-		snap.count()
-		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Targets))
+		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Whole().Targets))
 		s.metrics.dropped.WithLabelValues(job).Set(float64(snap.Dropped))
+		s.metrics.hubDropped.WithLabelValues(job).Set(float64(snap.Filter.dropped()))
 	}
 	return &snap
+}
+
+// fill sets snap's content to st's output, or its kept targets when kept:
+// its entries or parts, Gen and counts. Parts whose content did not change
+// since old are old's. With files, the parts get their files' paths. It
+// reports whether the content changed (always when old is nil or relaid).
+func (s *Stage) fill(snap, old *Snapshot, st *jobState, kept, relaid bool, now time.Time, files bool) bool {
+	k := len(st.parts)
+	changedPart := func(i int) bool {
+		if kept {
+			return st.parts[i].keptChanged
+		}
+		return st.changed[i]
+	}
+	order := func(r *jobRender) []*entry {
+		if kept {
+			return r.kept.order
+		}
+		return r.all.order
+	}
+	fresh := old == nil || relaid || old.Gen == 0
+	if !fresh {
+		any := false
+		for i := range k {
+			any = any || changedPart(i)
+		}
+		if !any {
+			return false
+		}
+	}
+	snap.Gen, snap.Changed = s.nextGen(), now
+	snap.shards = &shardCache{}
+	snap.entries, snap.Parts, snap.merged = nil, nil, nil
+	if k == 1 {
+		snap.entries = order(st.parts[0])
+	} else {
+		snap.Parts = make([]*Snapshot, k)
+		for i, r := range st.parts {
+			if !fresh && !changedPart(i) && len(old.Parts) == k {
+				snap.Parts[i] = old.Parts[i]
+				continue
+			}
+			p := &Snapshot{Job: snap.Job, Part: i, Gen: s.nextGen(), Changed: now, entries: order(r), names: s.names}
+			if files && s.files != nil {
+				p.File.Path = s.files.partPath(snap.Job, i)
+			}
+			p.count()
+			snap.Parts[i] = p
+		}
+		snap.merged = &merged{parts: snap.Parts, names: s.names}
+	}
+	snap.count()
+	return true
 }
 
 // sync writes the files of every job whose snapshot they do not hold yet

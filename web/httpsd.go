@@ -17,7 +17,9 @@ import (
 const SDPath = "/api/v1/sd/{job}"
 
 // serveSD answers Prometheus's http_sd_configs with a job's targets: 200 and
-// the bytes of the job's output (or of the asked shard's part), 404 for a
+// the bytes of the job's output (or of the asked shard's part; with
+// ?rules=DIGEST, the digest of the job's rules, only the targets they keep:
+// consumers.view), 404 for a
 // job sdhub does not serve, 503 until the job's first complete state, so that
 // Prometheus keeps the targets it has.
 func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +45,7 @@ func (h *handler) serveSD(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("job %q is waiting for the first full set of targets of every provider", job))
 		return
 	}
-	snap = snap.Shard(sp)
+	snap = h.consumers.view(snap, r.URL.Query().Get("rules"), h.o.Now()).Shard(sp)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(snap.Size))
 	w.Header().Set("Cache-Control", "no-store")

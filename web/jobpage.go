@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/output"
 )
@@ -46,6 +47,9 @@ type targetRow struct {
 	URL     string
 	Dropped bool
 	Err     string
+	// DroppedBy is the rule that dropped the target: its index in the
+	// job's relabel_configs and its text.
+	DroppedBy string
 }
 
 // The values of the job page's show parameter.
@@ -115,10 +119,12 @@ func (p *jobPage) allowedShows() []string {
 
 // list fills the page's rows with the targets of snap its filter keeps.
 func (p *jobPage) list(h *handler, snap *output.Snapshot) {
-	entries := snap.Entries()
+	entries := snap.Whole().Entries()
 	var populated []Target
+	var rules []*relabel.Config
 	if p.Relabel {
-		populated = Populate(p.Job.Name, h.scrape(p.Job.Name), h.o.Relabel(p.Job.Name), entries)
+		rules = h.o.Relabel(p.Job.Name)
+		populated = Populate(p.Job.Name, h.scrape(p.Job.Name), rules, entries)
 	}
 	terms := strings.Fields(strings.ToLower(p.Query))
 	i := 0
@@ -126,7 +132,7 @@ func (p *jobPage) list(h *handler, snap *output.Snapshot) {
 		for _, addr := range e.Targets {
 			row := targetRow{Address: addr, Labels: e.Labels}
 			if populated != nil {
-				row.relabelled(populated[i])
+				row.relabelled(populated[i], rules)
 			}
 			i++
 			p.Total++
@@ -152,12 +158,15 @@ func (p *jobPage) list(h *handler, snap *output.Snapshot) {
 }
 
 // relabelled sets what the consuming job makes of the target.
-func (r *targetRow) relabelled(t Target) {
+func (r *targetRow) relabelled(t Target, rules []*relabel.Config) {
 	switch {
 	case t.Err != nil:
 		r.Err = t.Err.Error()
 	case t.Dropped():
 		r.Dropped = true
+		if t.DroppedBy < len(rules) {
+			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, ruleText(rules[t.DroppedBy]))
+		}
 	default:
 		t.Labels.Range(func(l labels.Label) {
 			if !strings.HasPrefix(l.Name, model.ReservedLabelPrefix) {
@@ -166,6 +175,28 @@ func (r *targetRow) relabelled(t Target) {
 		})
 		r.URL = scrapeURL(t.Labels)
 	}
+}
+
+// ruleText is a relabel rule in one line of YAML, as it would be written.
+func ruleText(r *relabel.Config) string {
+	var parts []string
+	parts = append(parts, "action: "+string(r.Action))
+	if len(r.SourceLabels) > 0 {
+		parts = append(parts, "source_labels: "+fmt.Sprint(r.SourceLabels))
+	}
+	if r.Separator != relabel.DefaultRelabelConfig.Separator {
+		parts = append(parts, fmt.Sprintf("separator: %q", r.Separator))
+	}
+	if re := r.Regex.String(); re != relabel.DefaultRelabelConfig.Regex.String() {
+		parts = append(parts, fmt.Sprintf("regex: %q", re))
+	}
+	if r.Modulus != 0 {
+		parts = append(parts, fmt.Sprintf("modulus: %d", r.Modulus))
+	}
+	if r.TargetLabel != "" {
+		parts = append(parts, "target_label: "+r.TargetLabel)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // scrapeURL is the URL Prometheus scrapes a relabelled target at.

@@ -1,272 +1,32 @@
 package web
 
 import (
-	"errors"
-	"fmt"
-	"maps"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
-
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/sdhub/sdhub/output"
 )
 
-// ScrapeSettings are the settings of the consuming Prometheus's job that its
-// scrape target population sets as labels on every target before the job's
-// relabel_configs run (__scheme__, __metrics_path__, __scrape_interval__,
-// __scrape_timeout__, __param_<name>, and Prometheus 3's histogram
-// settings). A zero field means Prometheus's default.
-type ScrapeSettings struct {
-	Scheme, MetricsPath string
-	Interval, Timeout   model.Duration
-	Params              url.Values
-
-	ScrapeNativeHistograms, ConvertClassicHistogramsToNHCB, AlwaysScrapeClassicHistograms bool
-}
-
-// Prometheus's defaults for a job and a global section that set none.
-const (
-	defaultScheme      = "http"
-	defaultMetricsPath = "/metrics"
-	defaultInterval    = model.Duration(time.Minute)
-	defaultTimeout     = model.Duration(10 * time.Second)
-)
-
-// withDefaults fills the zero fields with Prometheus's defaults.
-func (s ScrapeSettings) withDefaults() ScrapeSettings {
-	if s.Scheme == "" {
-		s.Scheme = defaultScheme
-	}
-	if s.MetricsPath == "" {
-		s.MetricsPath = defaultMetricsPath
-	}
-	if s.Interval == 0 {
-		s.Interval = defaultInterval
-	}
-	if s.Timeout == 0 {
-		s.Timeout = defaultTimeout
-	}
-	return s
-}
-
-// nativeLabels maps the labels under which sdhub's output carries a
-// source's __meta_filepath and __meta_url (the consuming Prometheus sets its
-// own values of those two) back to their names: `sdhub generate
-// prometheus-config` puts the same relabelling first in the consuming job,
-// so the job's own rules see what native service discovery gives them.
-var nativeLabels = map[string]string{
-	output.FilepathLabel: "__meta_filepath",
-	output.URLLabel:      "__meta_url",
-}
+// ScrapeSettings are the settings of the consuming Prometheus's job that
+// it sets as labels on every target before the job's relabel_configs
+// (output.ScrapeSettings).
+type ScrapeSettings = output.ScrapeSettings
 
 // Target is one target of a job's output as the consuming Prometheus's
-// scrape target population makes it, as `promtool check service-discovery`
-// prints it.
-type Target struct {
-	// Discovered are the target's labels before relabelling: the entry's
-	// labels as native service discovery gives them, __address__, and the
-	// labels the job's scrape settings set.
-	Discovered labels.Labels
-	// Labels are the target's labels after relabelling, without the
-	// __meta_ labels and with instance set: empty when the relabelling
-	// dropped the target or Prometheus rejects it (Err).
-	Labels labels.Labels
-	// Err says why Prometheus rejects the target after relabelling (no
-	// address, an invalid one, a bad scrape interval...).
-	Err error
-}
-
-// Dropped reports whether the job's relabelling dropped the target.
-func (t Target) Dropped() bool { return t.Labels.IsEmpty() && t.Err == nil }
-
-// Populate returns what the consuming Prometheus's job makes of each target
-// of entries (a snapshot's Entries), in order: the labels each has before
-// and after rules, the job's relabel_configs. It does what Prometheus's
-// scrape target population does when it reads the job's file or http_sd
-// endpoint.
-//
-// Rules are used as they are; a rule whose label name validation is unset
-// (not validated by Prometheus's config loader) is run with UTF-8
-// validation, Prometheus 3's default.
-func Populate(job string, settings ScrapeSettings, rules []*relabel.Config, entries []output.Entry) []Target {
-	p := newPopulation(job, settings, rules)
-	var out []Target
-	for _, e := range entries {
-		for _, addr := range e.Targets {
-			out = append(out, p.target(addr, e.Labels))
-		}
-	}
-	return out
-}
+// scrape target population makes it (output.Target).
+type Target = output.Target
 
 // RelabelCounts are the targets of a job after the consuming Prometheus's
-// relabelling: kept, dropped by a rule, and rejected after relabelling
-// (Prometheus logs those and scrapes nothing), with the first rejection.
-type RelabelCounts struct {
-	Kept, Dropped, Rejected int
-	FirstError              string
+// relabelling (output.RelabelCounts).
+type RelabelCounts = output.RelabelCounts
+
+// Populate returns what the consuming Prometheus's job makes of each target
+// of entries (output.Populate).
+func Populate(job string, settings ScrapeSettings, rules []*relabel.Config, entries []output.Entry) []Target {
+	return output.Populate(job, settings, rules, entries)
 }
 
 // CountRelabelled counts the targets of entries that the consuming
-// Prometheus's job keeps and drops, as Populate makes them. Prometheus's
-// service-discovery page shows the same counts.
+// Prometheus's job keeps and drops (output.CountRelabelled).
 func CountRelabelled(job string, settings ScrapeSettings, rules []*relabel.Config, entries []output.Entry) RelabelCounts {
-	p := newPopulation(job, settings, rules)
-	var c RelabelCounts
-	for _, e := range entries {
-		for _, addr := range e.Targets {
-			t := p.target(addr, e.Labels)
-			switch {
-			case t.Err != nil:
-				if c.Rejected == 0 {
-					c.FirstError = fmt.Sprintf("%s: %v", addr, t.Err)
-				}
-				c.Rejected++
-			case t.Dropped():
-				c.Dropped++
-			default:
-				c.Kept++
-			}
-		}
-	}
-	return c
-}
-
-// population turns targets into Targets for one job; it is not safe for
-// concurrent use.
-type population struct {
-	defaults []labels.Label
-	rules    []*relabel.Config
-	lb       *labels.Builder
-}
-
-func newPopulation(job string, s ScrapeSettings, rules []*relabel.Config) *population {
-	s = s.withDefaults()
-	p := &population{lb: labels.NewBuilder(labels.EmptyLabels()), rules: rules}
-	p.defaults = []labels.Label{
-		{Name: model.JobLabel, Value: job},
-		{Name: model.ScrapeIntervalLabel, Value: s.Interval.String()},
-		{Name: model.ScrapeTimeoutLabel, Value: s.Timeout.String()},
-		{Name: model.MetricsPathLabel, Value: s.MetricsPath},
-		{Name: model.SchemeLabel, Value: s.Scheme},
-		{Name: convertNHCBLabel, Value: strconv.FormatBool(s.ConvertClassicHistogramsToNHCB)},
-		{Name: alwaysClassicLabel, Value: strconv.FormatBool(s.AlwaysScrapeClassicHistograms)},
-		{Name: nativeHistogramsLabel, Value: strconv.FormatBool(s.ScrapeNativeHistograms)},
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		if v := s.Params[k]; len(v) > 0 {
-			p.defaults = append(p.defaults, labels.Label{Name: model.ParamLabelPrefix + k, Value: v[0]})
-		}
-	}
-	if slices.ContainsFunc(rules, func(r *relabel.Config) bool { return r.NameValidationScheme == model.UnsetValidation }) {
-		p.rules = make([]*relabel.Config, len(rules))
-		for i, r := range rules {
-			c := *r
-			if c.NameValidationScheme == model.UnsetValidation {
-				c.NameValidationScheme = model.UTF8Validation
-			}
-			p.rules[i] = &c
-		}
-	}
-	return p
-}
-
-// The labels Prometheus 3 sets from a job's histogram settings.
-const (
-	convertNHCBLabel      = "__convert_classic_histograms_to_nhcb__"
-	alwaysClassicLabel    = "__always_scrape_classic_histograms__"
-	nativeHistogramsLabel = "__scrape_native_histograms__"
-)
-
-func (p *population) target(addr string, ls []output.LabelPair) Target {
-	lb := p.lb
-	lb.Reset(labels.EmptyLabels())
-	for _, l := range ls {
-		name := l.Name
-		if n, ok := nativeLabels[name]; ok {
-			name = n
-		}
-		lb.Set(name, l.Value)
-	}
-	lb.Set(model.AddressLabel, addr) // a target's own labels win over its group's
-	for _, l := range p.defaults {
-		if lb.Get(l.Name) == "" {
-			lb.Set(l.Name, l.Value)
-		}
-	}
-	t := Target{Discovered: lb.Labels()}
-	if !relabel.ProcessBuilder(lb, p.rules...) {
-		return t
-	}
-	t.Labels, t.Err = finish(lb)
-	if t.Err != nil {
-		t.Labels = labels.EmptyLabels()
-	}
-	return t
-}
-
-// finish checks a relabelled target as Prometheus does before it scrapes
-// it, removes the __meta_ labels and sets instance.
-func finish(lb *labels.Builder) (labels.Labels, error) {
-	addr := lb.Get(model.AddressLabel)
-	if addr == "" {
-		return labels.EmptyLabels(), errors.New("no address")
-	}
-	if strings.Contains(addr, "/") {
-		return labels.EmptyLabels(), fmt.Errorf("%q is not a valid hostname", addr)
-	}
-	interval, err := model.ParseDuration(lb.Get(model.ScrapeIntervalLabel))
-	if err != nil {
-		return labels.EmptyLabels(), fmt.Errorf("error parsing scrape interval: %w", err)
-	}
-	if interval == 0 {
-		return labels.EmptyLabels(), errors.New("scrape interval cannot be 0")
-	}
-	timeout, err := model.ParseDuration(lb.Get(model.ScrapeTimeoutLabel))
-	if err != nil {
-		return labels.EmptyLabels(), fmt.Errorf("error parsing scrape timeout: %w", err)
-	}
-	if timeout == 0 {
-		return labels.EmptyLabels(), errors.New("scrape timeout cannot be 0")
-	}
-	if timeout > interval {
-		return labels.EmptyLabels(), fmt.Errorf("scrape timeout cannot be greater than scrape interval (%q > %q)",
-			lb.Get(model.ScrapeTimeoutLabel), lb.Get(model.ScrapeIntervalLabel))
-	}
-	for _, l := range []struct{ name, desc string }{
-		{convertNHCBLabel, "convert classic histograms to nhcb"},
-		{alwaysClassicLabel, "always scrape classic histograms"},
-		{nativeHistogramsLabel, "scrape native histograms"},
-	} {
-		if v := lb.Get(l.name); v != "" {
-			if _, err := strconv.ParseBool(v); err != nil {
-				return labels.EmptyLabels(), fmt.Errorf("error parsing %s: %w", l.desc, err)
-			}
-		}
-	}
-	lb.Range(func(l labels.Label) {
-		if strings.HasPrefix(l.Name, model.MetaLabelPrefix) {
-			lb.Del(l.Name)
-		}
-	})
-	if lb.Get(model.InstanceLabel) == "" {
-		lb.Set(model.InstanceLabel, addr)
-	}
-	res := lb.Labels()
-	var invalid error
-	res.Range(func(l labels.Label) {
-		if invalid == nil && !model.LabelValue(l.Value).IsValid() {
-			invalid = fmt.Errorf("invalid label value for %q: %q", l.Name, l.Value)
-		}
-	})
-	if invalid != nil {
-		return labels.EmptyLabels(), invalid
-	}
-	return res, nil
+	return output.CountRelabelled(job, settings, rules, entries)
 }

@@ -74,7 +74,32 @@ type jobRow struct {
 	Why []string
 	// SDURL is the job's http_sd URL, "" when sdhub serves no http_sd.
 	SDURL string
+	// Filter is the job's filtering at the hub; nil when not known.
+	Filter *filterRow
 }
+
+// filterRow is what the pages show of a job's filtering at the hub and of
+// the http_sd consumers that asked for it.
+type filterRow struct {
+	// Digest names the rules of a filtered job; "" when the job is not
+	// filtered, and Reason says why.
+	Digest, Reason string
+	Files          bool
+	// Kept and DroppedAtHub count the targets of a filtered job.
+	Kept, DroppedAtHub int
+	// Requests counts the job's http_sd requests by what was served.
+	Requests map[string]float64
+	// The last request that named another digest than the job's, and
+	// whether it was recent (within mismatchRecent).
+	MismatchAt              time.Time
+	MismatchGot, MismatchOf string
+	MismatchRecent          bool
+}
+
+// mismatchRecent is how long after a consumer named another digest than
+// its job's the status page lists it as a problem: longer than any
+// consumer's http_sd refresh_interval (1 m by default).
+const mismatchRecent = 15 * time.Minute
 
 // fileView is what the pages show of a job's file: what it holds against
 // what is pending.
@@ -152,7 +177,7 @@ func (h *handler) collect(root string) *statusPage {
 			r := row(job)
 			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting, snap.Changed
 			if r.Serving {
-				r.Targets, r.Dropped = snap.Targets, snap.Dropped
+				r.Targets, r.Dropped = snap.Whole().Targets, snap.Dropped
 			}
 			f := snap.File
 			r.File = fileView{Path: f.Path, Written: f.Written, OnDisk: r.Serving && snap.OnDisk(),
@@ -168,6 +193,7 @@ func (h *handler) collect(root string) *statusPage {
 				c := h.counts.get(job, snap, h.o.Relabel(job), h.scrape(job))
 				r.Relabel = &c
 			}
+			r.Filter = h.filterRow(job, snap, page.Now)
 		}
 		h.counts.keep(snaps)
 	}
@@ -248,11 +274,39 @@ func (p *statusPage) summarize() {
 			ago(p.Now, p.Reload.Time), p.Reload.Err, ago(p.Now, p.Reload.Loaded))})
 	}
 	for _, j := range p.Jobs {
+		if f := j.Filter; f != nil && f.MismatchRecent {
+			want := "none: the job is not filtered at the hub"
+			if f.MismatchOf != "" {
+				want = f.MismatchOf
+			}
+			p.Problems = append(p.Problems, problem{Class: "warn", Job: j.Name, Text: fmt.Sprintf(
+				"an http_sd consumer asked %s for the targets of relabel rules %q, sdhub's digest is %s: its rules differ from sdhub's copy, so it is served every target; "+
+					"regenerate its config (sdhub generate prometheus-config)", ago(p.Now, f.MismatchAt), f.MismatchGot, want)})
+		}
 		if !j.Healthy {
 			p.Unhealthy++
 			p.Problems = append(p.Problems, problem{Class: "err", Job: j.Name, Text: strings.Join(j.Why, "; ")})
 		}
 	}
+}
+
+// filterRow returns what the pages show of job's filtering at the hub.
+func (h *handler) filterRow(job string, snap *output.Snapshot, now time.Time) *filterRow {
+	f := &filterRow{}
+	switch {
+	case snap.Filter != nil:
+		f.Digest, f.Files, f.Kept, f.DroppedAtHub = snap.Filter.Digest, snap.Filter.Files, snap.Filter.Kept, snap.Filter.DroppedAtHub
+	case h.o.HubFilter != nil:
+		f.Reason = h.o.HubFilter(job).Reason
+	default:
+		f.Reason = "filtering at the hub is not set up"
+	}
+	if st, ok := h.consumers.stats(job); ok {
+		f.Requests = st.counts
+		f.MismatchAt, f.MismatchGot, f.MismatchOf = st.mismatchAt, st.mismatchGot, st.mismatchOf
+		f.MismatchRecent = !st.mismatchAt.IsZero() && now.Sub(st.mismatchAt) < mismatchRecent
+	}
+	return f
 }
 
 // scrape returns the consuming job's scrape settings.
@@ -330,7 +384,7 @@ func (c *countsCache) get(job string, snap *output.Snapshot, rules []*relabel.Co
 	if ok && e.gen == snap.Gen && slices.Equal(e.rules, rules) && reflect.DeepEqual(e.settings, settings) {
 		return e.counts
 	}
-	e = countsEntry{gen: snap.Gen, rules: rules, settings: settings, counts: CountRelabelled(job, settings, rules, snap.Entries())}
+	e = countsEntry{gen: snap.Gen, rules: rules, settings: settings, counts: CountRelabelled(job, settings, rules, snap.Whole().Entries())}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.jobs == nil {

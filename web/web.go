@@ -62,6 +62,9 @@ type Options struct {
 	// the targets the job keeps and drops (Populate). Nil leaves the counts
 	// off the pages.
 	Relabel func(job string) []*relabel.Config
+	// HubFilter says whether a job's output is filtered at the hub, and why
+	// not (output.PlanFilter); nil: filtering is not set up.
+	HubFilter func(job string) output.FilterPlan
 	// Scrape returns the consuming job's scrape settings that Prometheus
 	// sets as labels before relabelling; nil means Prometheus's defaults.
 	Scrape func(job string) ScrapeSettings
@@ -71,6 +74,9 @@ type Options struct {
 	Started time.Time
 	// Now is the status page's clock; nil means time.Now.
 	Now func() time.Time
+	// Registerer registers the handler's metrics; nil leaves them
+	// unregistered.
+	Registerer prometheus.Registerer
 }
 
 // ReloadStatus is the outcome of the last load of the configuration file.
@@ -95,8 +101,9 @@ type Outputs interface {
 }
 
 type handler struct {
-	o      Options
-	counts countsCache
+	o         Options
+	counts    countsCache
+	consumers *consumers
 }
 
 // NewHandler returns the HTTP handler for o.
@@ -107,7 +114,25 @@ func NewHandler(o Options) http.Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &handler{o: o}
+	h := &handler{o: o, consumers: newConsumers(func() map[string]bool {
+		if o.Outputs == nil {
+			return nil
+		}
+		jobs, applied := o.Outputs.Snapshots()
+		if !applied {
+			return nil
+		}
+		served := make(map[string]bool, len(jobs))
+		for job := range jobs {
+			served[job] = true
+		}
+		return served
+	})}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(h.consumers); err != nil {
+			o.Logger.Error("cannot register the http_sd metrics", "err", err)
+		}
+	}
 	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("/-/healthy", h.healthy)

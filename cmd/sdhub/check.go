@@ -11,7 +11,7 @@ import (
 // checkConfig validates config files with the loader the server uses and
 // reports as `promtool check config` does: exit 0 when every file is valid,
 // 1 otherwise.
-func checkConfig(files []string, lf layoutFlags, stdout, stderr io.Writer) int {
+func checkConfig(files []string, lf layoutFlags, ff filterFlags, stdout, stderr io.Writer) int {
 	code := exitOK
 	layout, err := lf.layout()
 	if err != nil {
@@ -46,6 +46,7 @@ func checkConfig(files []string, lf layoutFlags, stdout, stderr io.Writer) int {
 				}
 			}
 			fmt.Fprintf(stdout, "  output layout: %s\n", strings.Join(l, ", "))
+			fmt.Fprintf(stdout, "  hub filter: %s\n", ff.describe(cfg))
 		}
 	}
 	return code

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sdhub/sdhub/config"
+	"github.com/sdhub/sdhub/output"
 )
 
 // checkCases are configs Prometheus rejects, with the FAILED line sdhub's
@@ -110,7 +113,8 @@ func TestCheckConfigServesEveryMechanism(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	want := "Checking " + f + "\n SUCCESS: " + f + " is valid sdhub config file syntax; 3 jobs served: kubernetes/pods, dns, consul\n" +
-		"  output layout: kubernetes/pods 16 parts, dns 16 parts, consul 16 parts\n"
+		"  output layout: kubernetes/pods 16 parts, dns 16 parts, consul 16 parts\n" +
+		"  hub filter: off for kubernetes/pods, dns, consul: no relabel rule that drops targets (keep, drop, keepequal, dropequal)\n"
 	if stdout.String() != want || stderr.Len() != 0 {
 		t.Errorf("stdout:\n%s\nstderr:\n%s\nwant stdout:\n%s", stdout.String(), stderr.String(), want)
 	}
@@ -140,8 +144,47 @@ func TestCheckConfigLayout(t *testing.T) {
 	} {
 		var stdout, stderr bytes.Buffer
 		code := runMain(append([]string{"check", "config", f}, c.args...), &stdout, &stderr)
-		if code != c.code || !strings.HasSuffix(stdout.String(), c.out) || stderr.String() != c.errOut {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout ending %q, stderr %q", c.args, code, stdout.String(), stderr.String(), c.code, c.out, c.errOut)
+		if code != c.code || !strings.Contains(stdout.String(), c.out) || stderr.String() != c.errOut {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr %q", c.args, code, stdout.String(), stderr.String(), c.code, c.out, c.errOut)
+		}
+	}
+}
+
+// check config says which jobs are filtered at the hub with the filter
+// flags run takes, and why the others are not.
+func TestCheckConfigHubFilter(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	writeFile(t, f, `scrape_configs:
+  - job_name: web
+    consul_sd_configs: [{server: "consul:8500"}]
+    relabel_configs:
+      - {source_labels: [__meta_consul_tags], regex: ".*,web,.*", action: keep}
+  - job_name: native
+    consul_sd_configs: [{server: "consul:8500"}]
+    relabel_configs:
+      - {source_labels: [__scrape_native_histograms__], regex: "true", action: drop}
+  - job_name: all
+    consul_sd_configs: [{server: "consul:8500"}]
+`)
+	cfg, err := config.LoadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := output.FilterDigest("web", jobScrape(cfg, "web"), jobRelabel(cfg, "web"))
+	nothing := "all: no relabel rule that drops targets (keep, drop, keepequal, dropequal)"
+	version := "native: relabel_configs[0] reads __scrape_native_histograms__, which Prometheus sets or not by its version"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "  hub filter: on for web (rules " + digest + "); off for " + version + "; off for " + nothing + "\n"},
+		{[]string{"--output.hub-filter.skip-job=web"}, "  hub filter: off for web: the job is skipped (--output.hub-filter.skip-job); off for " + version + "; off for " + nothing + "\n"},
+		{[]string{"--no-output.hub-filter"}, "  hub filter: off for web, native, all: filtering at the hub is off (--no-output.hub-filter)\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runMain(append([]string{"check", "config", f}, c.args...), &stdout, &stderr)
+		if code != exitOK || !strings.HasSuffix(stdout.String(), c.want) || stderr.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 0, stdout ending %q", c.args, code, stdout.String(), stderr.String(), c.want)
 		}
 	}
 }

@@ -191,7 +191,8 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("check config good: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	wantOut := "Checking " + good + "\n SUCCESS: " + good + " is valid sdhub config file syntax; 2 jobs served: static, files\n" +
-		"  output layout: static one file, files 16 parts\n"
+		"  output layout: static one file, files 16 parts\n" +
+		"  hub filter: off for static, files: no relabel rule that drops targets (keep, drop, keepequal, dropequal)\n"
 	if stdout.String() != wantOut {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), wantOut)
 	}

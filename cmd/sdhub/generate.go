@@ -44,6 +44,9 @@ type generateOptions struct {
 	strategy string
 	// query is the http_sd URL's query for shard.
 	query string
+	// digests are the digests of the rules of the jobs filtered at the
+	// hub (filterFlags.plan): their http_sd URLs name them.
+	digests map[string]string
 }
 
 // shardQuery is the query of the http_sd URL of a fleet's server, "" for a
@@ -129,6 +132,13 @@ func (c *generateCommand) run(f flags, stdout, stderr io.Writer) int {
 		return exitBadConfig
 	}
 	opts.parts = layout.Plan(cfg.Splittable())
+	plans, _ := f.filter.plan(cfg)
+	opts.digests = map[string]string{}
+	for job, p := range plans {
+		if p.Digest != "" {
+			opts.digests[job] = p.Digest
+		}
+	}
 	out, warnings, err := generatePrometheusConfig(data, cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "sdhub generate: %v\n", err)
@@ -324,8 +334,12 @@ func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions)
 	if opts.httpSDURL != "" {
 		key = "http_sd_configs"
 		p.endpoint = opts.httpSDURL + "/api/v1/sd/" + url.PathEscape(name)
-		if opts.query != "" {
-			p.endpoint += "?" + opts.query
+		q, _ := url.ParseQuery(opts.query) // made by shardQuery
+		if d := opts.digests[name]; d != "" {
+			q.Set("rules", d)
+		}
+		if len(q) > 0 {
+			p.endpoint += "?" + q.Encode()
 		}
 		p.entries = []*yaml.Node{mapping(str("url"), str(p.endpoint))}
 	}

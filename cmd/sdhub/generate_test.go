@@ -87,15 +87,26 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 				httpURL = "https://sdhub.example:9099"
 				query = "?replicas=2&shard=1&shards=4&strategy=bounded-load&weight_label=__meta_consul_service_metadata_series"
 			}
+			cfg, err := config.LoadFile(generateInput)
+			if err != nil {
+				t.Fatal(err)
+			}
 			parts := map[string]int{}
 			if !slices.Contains(c.args, "--output.parts=1") {
-				cfg, err := config.LoadFile(generateInput)
-				if err != nil {
-					t.Fatal(err)
-				}
 				parts = output.Layout{Parts: 16, MaxEntries: 96}.Plan(cfg.Splittable())
 			}
-			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, query, parts)
+			// A job filtered at the hub names its rules' digest.
+			jobQuery := func(job string) string {
+				q, _ := url.ParseQuery(strings.TrimPrefix(query, "?"))
+				if p := output.PlanFilter(job, jobScrape(cfg, job), jobRelabel(cfg, job)); p.Digest != "" {
+					q.Set("rules", p.Digest)
+				}
+				if len(q) == 0 {
+					return ""
+				}
+				return "?" + q.Encode()
+			}
+			checkRewrite(t, input, stdout.Bytes(), slices.Contains(c.args, "--include-static-jobs"), httpURL, jobQuery, parts)
 		})
 	}
 }
@@ -106,7 +117,7 @@ func TestGeneratePrometheusConfig(t *testing.T) {
 // first in relabel_configs; every other key and section equal. A job of
 // several parts (parts) reads each through an entry of its own. Formatting
 // itself is compared by the golden files.
-func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL, query string, parts map[string]int) {
+func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL string, query func(job string) string, parts map[string]int) {
 	t.Helper()
 	var want, got map[string]any
 	if err := yaml.Unmarshal(in, &want); err != nil {
@@ -137,7 +148,7 @@ func checkRewrite(t *testing.T, in, out []byte, includeStatic bool, httpURL, que
 		endpoint := ""
 		if httpURL != "" {
 			// sdhub's endpoint after the job's own.
-			endpoint = httpURL + "/api/v1/sd/" + url.PathEscape(name) + query
+			endpoint = httpURL + "/api/v1/sd/" + url.PathEscape(name) + query(name)
 			own, _ := job["http_sd_configs"].([]any)
 			job["http_sd_configs"] = append(own, map[string]any{"url": endpoint})
 		} else if n := parts[name]; n > 1 {

@@ -63,6 +63,7 @@ type flags struct {
 	flushInterval   time.Duration
 	tuning          discovery.Tuning
 	layout          layoutFlags
+	filter          filterFlags
 	log             promslog.Config
 }
 
@@ -87,6 +88,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("output.flush-interval", "How long the hub gathers a burst of discovery updates before writing the outputs.").
 		Default(manager.DefaultFlushInterval.String()).DurationVar(&f.flushInterval)
 	addLayoutFlags(runCmd, &f.layout)
+	addFilterFlags(runCmd, &f.filter)
 	runCmd.Flag("consul.service-list-interval", "While every service of a consul_sd_configs entry has a blocking query of its own, the least time between two answers of Consul's service list: "+
 		"how late a new service can be seen, against the agent's CPU (Consul builds the whole list for each answer). 0: each entry's refresh_interval.").
 		Default("0s").DurationVar(&f.tuning.ConsulServiceListInterval)
@@ -105,11 +107,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	checkConfigCmd := checkCmd.Command("config", "Check if the config files are valid or not.")
 	checkFiles := checkConfigCmd.Arg("config-files", "The config files to check.").Required().Strings()
 	addLayoutFlags(checkConfigCmd, &f.layout)
+	addFilterFlags(checkConfigCmd, &f.filter)
 	discoverCmd := newDiscoverCommand(app, &f.log)
 	generateCmd := newGenerateCommand(app)
 	generateCmd.cmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
 	generateCmd.cmd.Flag("output.dir", "sdhub's --output.dir, as the consuming Prometheus reaches it.").Default(defaultOutDir).StringVar(&f.outputDir)
 	addLayoutFlags(generateCmd.cmd, &f.layout)
+	addFilterFlags(generateCmd.cmd, &f.filter)
 	if inspectApp != nil {
 		inspectApp(app)
 	}
@@ -124,7 +128,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case checkConfigCmd.FullCommand():
-		return checkConfig(*checkFiles, f.layout, stdout, stderr)
+		return checkConfig(*checkFiles, f.layout, f.filter, stdout, stderr)
 	case discoverCmd.cmd.FullCommand():
 		return discoverCmd.run(stdout, stderr)
 	case generateCmd.cmd.FullCommand():
@@ -286,13 +290,18 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot write the outputs", "err", err)
 		return exitError
 	}
+	_, filters := f.filter.plan(cfg)
+	if err := outputs.SetFilters(filters); err != nil {
+		logger.Error("Cannot write the outputs", "err", err)
+		return exitError
+	}
 	rl, err := newReloader(f.configFile, cfg, mgr, reg, logger)
 	if err != nil {
 		logger.Error("Cannot register metrics", "err", err)
 		return exitError
 	}
 	rl.outputDir = f.outputDir
-	rl.outputs, rl.layout = outputs, layout
+	rl.outputs, rl.layout, rl.filter = outputs, layout, f.filter
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig
@@ -331,7 +340,12 @@ func serve(f flags, logger *slog.Logger) int {
 		LastReload:      rl.status,
 		Version: &web.Version{Version: version.Version, Revision: version.GetRevision(), Branch: version.Branch,
 			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: version.GoVersion},
-		Started: started,
+		Started:    started,
+		Registerer: reg,
+		HubFilter: func(job string) output.FilterPlan {
+			plans, _ := f.filter.plan(rl.config())
+			return plans[job]
+		},
 	}
 	if jobRelabel != nil {
 		webOpts.Relabel = func(job string) []*relabel.Config { return jobRelabel(rl.config(), job) }

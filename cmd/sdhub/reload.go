@@ -46,6 +46,7 @@ type reloader struct {
 	// outputs, if set, is given every config's layout.
 	outputs *output.Stage
 	layout  output.Layout
+	filter  filterFlags
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -117,6 +118,10 @@ func (rl *reloader) apply(data []byte) error {
 		// new layout; a job whose parts change is written again now.
 		if err := rl.outputs.SetLayout(rl.layout.Plan(cfg.Splittable())); err != nil {
 			rl.logger.Error("Writing the outputs in the config's layout", "err", err)
+		}
+		_, filters := rl.filter.plan(cfg)
+		if err := rl.outputs.SetFilters(filters); err != nil {
+			rl.logger.Error("Writing the outputs with the config's filters", "err", err)
 		}
 	}
 	if err := rl.mgr.ApplyConfig(cfg.Jobs()); err != nil {

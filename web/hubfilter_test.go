@@ -1,0 +1,119 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/relabel"
+
+	"github.com/sdhub/sdhub/manager"
+	"github.com/sdhub/sdhub/output"
+)
+
+// addresses returns the targets of an http_sd answer.
+func addresses(t *testing.T, body string) []string {
+	t.Helper()
+	var groups []*targetgroup.Group
+	if err := json.Unmarshal([]byte(body), &groups); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	var out []string
+	for _, g := range groups {
+		for _, tl := range g.Targets {
+			out = append(out, string(tl[model.AddressLabel]))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A consumer that names the digest of the job's rules gets the targets
+// they keep, and its shards are split over those; one that names none gets
+// every target; one that names another digest gets every target, is
+// counted as a mismatch and shows on the status page.
+func TestHTTPSDHubFilter(t *testing.T) {
+	store := newStage(t)
+	keep := []*relabel.Config{{SourceLabels: model.LabelNames{"env"}, Regex: relabel.MustNewRegexp("prod"), Action: relabel.Keep,
+		Separator: ";", Replacement: "$1", NameValidationScheme: model.UTF8Validation}}
+	if err := store.SetFilters(map[string]output.FilterSpec{"web": {Rules: keep}}); err != nil {
+		t.Fatal(err)
+	}
+	digest := output.FilterDigest("web", output.ScrapeSettings{}, keep)
+	reg := prometheus.NewRegistry()
+	now := time.Date(2026, 12, 8, 2, 0, 0, 0, time.UTC)
+	h := NewHandler(Options{Gatherer: reg, Registerer: reg, Outputs: store, Now: func() time.Time { return now }})
+	var prod []string
+	for i := range 40 {
+		prod = append(prod, "10.0.0."+string(rune('a'+i%26))+string(rune('a'+i/26))+":80")
+	}
+	apply(t, store, manager.Update{"web": job(true,
+		group("a", model.LabelSet{"env": "prod"}, prod...),
+		group("b", model.LabelSet{"env": "dev"}, "10.0.1.1:80", "10.0.1.2:80", "10.0.1.3:80"),
+	)})
+	get := func(query string) []string {
+		t.Helper()
+		code, _, body := do(t, h, http.MethodGet, "/api/v1/sd/web"+query)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", query, code, body)
+		}
+		return addresses(t, body)
+	}
+	if got := get(""); len(got) != 43 {
+		t.Errorf("no digest: %d targets, want every one of 43", len(got))
+	}
+	if got := get("?rules=" + digest); !slices.Equal(got, slices.Sorted(slices.Values(prod))) {
+		t.Errorf("the job's digest: %v, want the prod targets", got)
+	}
+	var sharded []string
+	for i := range 4 {
+		part := get("?rules=" + digest + "&shard=" + string(rune('0'+i)) + "&shards=4&strategy=bounded-load")
+		if len(part) > 11 { // within 1.1 times the mean of the kept targets
+			t.Errorf("shard %d of the kept targets holds %d of 40", i, len(part))
+		}
+		sharded = append(sharded, part...)
+	}
+	if slices.Sort(sharded); !slices.Equal(sharded, slices.Sorted(slices.Values(prod))) {
+		t.Errorf("the shards of the kept view hold %v", sharded)
+	}
+	if got := get("?rules=0123456789abcdef"); len(got) != 43 {
+		t.Errorf("another digest: %d targets, want every one of 43", len(got))
+	}
+	want := `# HELP sdhub_http_sd_requests_total ` + requestsHelp + `
+# TYPE sdhub_http_sd_requests_total counter
+sdhub_http_sd_requests_total{job="web",view="kept"} 5
+sdhub_http_sd_requests_total{job="web",view="mismatch"} 1
+sdhub_http_sd_requests_total{job="web",view="whole"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sdhub_http_sd_requests_total"); err != nil {
+		t.Error(err)
+	}
+	status := func() string {
+		t.Helper()
+		code, _, body := do(t, h, http.MethodGet, "/")
+		if code != http.StatusOK {
+			t.Fatalf("GET /: %d", code)
+		}
+		return body
+	}
+	summary := func(body string) string {
+		if i := strings.Index(body, `<div class="summary err">`); i >= 0 {
+			return body[i : i+strings.Index(body[i:], "</div>")]
+		}
+		return ""
+	}
+	if s := summary(status()); !strings.Contains(s, `relabel rules &#34;0123456789abcdef&#34;, sdhub&#39;s digest is `+digest) {
+		t.Errorf("the status page's problems do not name the mismatch: %q", s)
+	}
+	now = now.Add(mismatchRecent)
+	if s := summary(status()); s != "" {
+		t.Errorf("a mismatch %v ago is still a problem: %q", mismatchRecent, s)
+	}
+}
