@@ -49,6 +49,7 @@ var metrics = map[string][]string{
 	"sdhub_output_repairs_total":            {"job"},
 	"sdhub_output_dropped_targets":          {"job"},
 	"sdhub_output_targets":                  {"job"},
+	"sdhub_http_sd_requests_total":          {"job", "view"},
 }
 
 // pending are metrics the rules read that sdhub does not export yet:
@@ -374,6 +375,12 @@ func TestMetricsExist(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	// An http_sd request, for the series of sdhub_http_sd_requests_total.
+	sd, err := client.Get("http://" + addr + "/api/v1/sd/node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd.Body.Close()
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -305,3 +305,27 @@ func finish(lb *labels.Builder) (labels.Labels, error) {
 	}
 	return res, nil
 }
+
+// RuleText is a relabel rule in one line, its fields as YAML names them,
+// those at their defaults left out.
+func RuleText(r *relabel.Config) string {
+	var parts []string
+	parts = append(parts, "action: "+string(r.Action))
+	if len(r.SourceLabels) > 0 {
+		parts = append(parts, "source_labels: ["+strings.Join(nameStrings(r.SourceLabels), ", ")+"]")
+	}
+	if r.Separator != relabel.DefaultRelabelConfig.Separator {
+		parts = append(parts, fmt.Sprintf("separator: %q", r.Separator))
+	}
+	if re := r.Regex.String(); re != relabel.DefaultRelabelConfig.Regex.String() {
+		parts = append(parts, fmt.Sprintf("regex: %q", re))
+	}
+	if r.Modulus != 0 {
+		parts = append(parts, fmt.Sprintf("modulus: %d", r.Modulus))
+	}
+	if r.TargetLabel != "" {
+		parts = append(parts, "target_label: "+r.TargetLabel)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+

@@ -165,7 +165,7 @@ func (r *targetRow) relabelled(t Target, rules []*relabel.Config) {
 	case t.Dropped():
 		r.Dropped = true
 		if t.DroppedBy < len(rules) {
-			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, ruleText(rules[t.DroppedBy]))
+			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, output.RuleText(rules[t.DroppedBy]))
 		}
 	default:
 		t.Labels.Range(func(l labels.Label) {
@@ -175,28 +175,6 @@ func (r *targetRow) relabelled(t Target, rules []*relabel.Config) {
 		})
 		r.URL = scrapeURL(t.Labels)
 	}
-}
-
-// ruleText is a relabel rule in one line of YAML, as it would be written.
-func ruleText(r *relabel.Config) string {
-	var parts []string
-	parts = append(parts, "action: "+string(r.Action))
-	if len(r.SourceLabels) > 0 {
-		parts = append(parts, "source_labels: "+fmt.Sprint(r.SourceLabels))
-	}
-	if r.Separator != relabel.DefaultRelabelConfig.Separator {
-		parts = append(parts, fmt.Sprintf("separator: %q", r.Separator))
-	}
-	if re := r.Regex.String(); re != relabel.DefaultRelabelConfig.Regex.String() {
-		parts = append(parts, fmt.Sprintf("regex: %q", re))
-	}
-	if r.Modulus != 0 {
-		parts = append(parts, fmt.Sprintf("modulus: %d", r.Modulus))
-	}
-	if r.TargetLabel != "" {
-		parts = append(parts, "target_label: "+r.TargetLabel)
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // scrapeURL is the URL Prometheus scrapes a relabelled target at.

@@ -150,6 +150,8 @@ type sdCheckResult struct {
 	DiscoveredLabels labels.Labels `json:"discoveredLabels"`
 	Labels           labels.Labels `json:"labels"`
 	Error            string        `json:"error,omitempty"`
+	// DroppedBy names the rule that dropped the target, if one did.
+	DroppedBy string `json:"droppedBy,omitempty"`
 }
 
 // printTargets prints each target of snap before and after the job's
@@ -164,10 +166,13 @@ func printTargets(w io.Writer, job string, snap *output.Snapshot, cfg *config.Co
 		settings = jobScrape(cfg, job)
 	}
 	results := []sdCheckResult{}
-	for _, t := range web.Populate(job, settings, rules, snap.Entries()) {
+	for _, t := range web.Populate(job, settings, rules, snap.Whole().Entries()) {
 		r := sdCheckResult{DiscoveredLabels: t.Discovered, Labels: t.Labels}
 		if t.Err != nil {
 			r.Error = t.Err.Error()
+		}
+		if t.Dropped() && t.DroppedBy < len(rules) {
+			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, output.RuleText(rules[t.DroppedBy]))
 		}
 		results = append(results, r)
 	}

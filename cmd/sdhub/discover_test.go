@@ -277,6 +277,9 @@ scrape_configs:
 	if !strings.Contains(stdout.String(), `"error": "\"10.0.0.4/metrics\" is not a valid hostname"`) {
 		t.Errorf("sdhub discover does not say why 10.0.0.4 is rejected:\n%s", stdout.String())
 	}
+	if !strings.Contains(stdout.String(), `"droppedBy": "relabel_configs[0]: {action: drop, source_labels: [env], regex: \"dev\"}"`) {
+		t.Errorf("sdhub discover does not name the rule that dropped 10.0.0.3:\n%s", stdout.String())
+	}
 }
 
 // sdResults returns the labels after relabelling of each target of a

@@ -275,8 +275,11 @@ func restoreRules(endpoint string) []*yaml.Node {
 	first.HeadComment = "sdhub: __meta_filepath and __meta_url as native SD sets them"
 	url := rule([]string{output.URLLabel}, "(.+)", "__meta_url")
 	if endpoint != "" {
-		// Joined by relabel's default separator, ";".
-		url = rule([]string{"__meta_url", output.URLLabel}, regexp.QuoteMeta(endpoint)+";(.*)", "__meta_url")
+		// Joined by relabel's default separator, ";". The endpoint with any
+		// query: one edited by hand (rules= dropped, a shard changed) is
+		// still sdhub's.
+		base, _, _ := strings.Cut(endpoint, "?")
+		url = rule([]string{"__meta_url", output.URLLabel}, regexp.QuoteMeta(base)+`(?:\?[^;]*)?;(.*)`, "__meta_url")
 	}
 	drop := flowMapping(str("regex"), str(strings.TrimSuffix(output.FilepathLabel, "filepath")+"(filepath|url)"), str("action"), str("labeldrop"))
 	return []*yaml.Node{first, url, drop}

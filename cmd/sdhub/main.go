@@ -108,6 +108,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	checkFiles := checkConfigCmd.Arg("config-files", "The config files to check.").Required().Strings()
 	addLayoutFlags(checkConfigCmd, &f.layout)
 	addFilterFlags(checkConfigCmd, &f.filter)
+	checkConsumerCmd := checkCmd.Command("consumer-config", "Check that every job of a consuming Prometheus's config that reads sdhub's http_sd endpoint "+
+		"with ?rules=DIGEST has the relabel rules and scrape settings DIGEST names, as `sdhub generate prometheus-config` wrote them.")
+	consumerFiles := checkConsumerCmd.Arg("config-files", "The consuming Prometheus's config files to check.").Required().Strings()
 	discoverCmd := newDiscoverCommand(app, &f.log)
 	generateCmd := newGenerateCommand(app)
 	generateCmd.cmd.Flag("config.file", "sdhub configuration file: a prometheus.yml.").Default(defaultCfgFile).StringVar(&f.configFile)
@@ -129,6 +132,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case checkConfigCmd.FullCommand():
 		return checkConfig(*checkFiles, f.layout, f.filter, stdout, stderr)
+	case checkConsumerCmd.FullCommand():
+		return checkConsumer(*consumerFiles, stdout, stderr)
 	case discoverCmd.cmd.FullCommand():
 		return discoverCmd.run(stdout, stderr)
 	case generateCmd.cmd.FullCommand():
