@@ -328,4 +328,3 @@ func RuleText(r *relabel.Config) string {
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
-
