@@ -41,3 +41,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSanitizeLabelName$$' -fuzztime $(FUZZTIME) ./output
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderHostile$$' -fuzztime $(FUZZTIME) ./output
 	$(GO) test -run '^$$' -fuzz '^FuzzCompareLabelsBodies$$' -fuzztime $(FUZZTIME) ./output
+	$(GO) test -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME) ./output

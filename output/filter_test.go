@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/labels"
@@ -108,6 +109,10 @@ func checkKept(t *testing.T, w *Stage, job string, spec FilterSpec, whole []*tar
 	}
 	if f := s.Filter; f == nil || f.Kept != s.Kept().Targets || f.DroppedAtHub != s.Whole().Targets-s.Kept().Targets {
 		t.Fatalf("Filter = %+v; kept view %d targets of %d", f, s.Kept().Targets, s.Whole().Targets)
+	}
+	kept, dropped := testutil.ToFloat64(w.metrics.kept.WithLabelValues(job)), testutil.ToFloat64(w.metrics.hubDropped.WithLabelValues(job))
+	if int(kept) != s.Kept().Targets || int(dropped) != s.Filter.DroppedAtHub {
+		t.Fatalf("sdhub_output_kept_targets %v, sdhub_output_hub_dropped_targets %v; want %d, %d", kept, dropped, s.Kept().Targets, s.Filter.DroppedAtHub)
 	}
 }
 

@@ -18,6 +18,7 @@ type metrics struct {
 	targets    *prometheus.GaugeVec
 	dropped    *prometheus.GaugeVec
 	hubDropped *prometheus.GaugeVec
+	kept       *prometheus.GaugeVec
 	waiting    prometheus.Gauge
 	removed    prometheus.Counter
 	ready      prometheus.Gauge
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer, s *Stage, disc func() map[string]mana
 			Name: "sdhub_output_hub_dropped_targets",
 			Help: "Number of a job's targets its relabel_configs drop, left out of the job's kept view, which the http_sd endpoint serves to a consumer that names the rules' digest (and the files hold with --output.hub-filter.files); 0 for a job not filtered at the hub.",
 		}, []string{"job"}),
+		kept: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sdhub_output_kept_targets",
+			Help: "Number of a job's targets its relabel_configs keep: those of its kept view (filtering at the hub); sdhub_output_targets for a job not filtered at the hub.",
+		}, []string{"job"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sdhub_output_waiting_jobs",
 			Help: "Number of jobs whose output is not updated because a provider has not delivered its first full set or a config failed to start; their previous output, if any, stays.",
@@ -73,10 +78,10 @@ func newMetrics(reg prometheus.Registerer, s *Stage, disc func() map[string]mana
 		}),
 	}
 	m.counters = []*prometheus.CounterVec{m.writes, m.failures, m.unchanged, m.repairs}
-	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets, m.dropped, m.hubDropped}
+	m.perJobVecs = []interface{ DeleteLabelValues(...string) bool }{m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets, m.dropped, m.hubDropped, m.kept}
 	if reg != nil {
 		if err := discovery.RegisterAll(reg, m.writes, m.failures, m.unchanged, m.repairs, m.lastWrite, m.targets,
-			m.dropped, m.hubDropped, m.waiting, m.removed, m.ready, newHealthCollector(s, disc)); err != nil {
+			m.dropped, m.hubDropped, m.kept, m.waiting, m.removed, m.ready, newHealthCollector(s, disc)); err != nil {
 			return nil, err
 		}
 	}

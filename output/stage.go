@@ -471,6 +471,7 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Whole().Targets))
 		s.metrics.dropped.WithLabelValues(job).Set(float64(snap.Dropped))
 		s.metrics.hubDropped.WithLabelValues(job).Set(float64(snap.Filter.dropped()))
+		s.metrics.kept.WithLabelValues(job).Set(float64(snap.Kept().Targets))
 	}
 	return &snap
 }

@@ -117,3 +117,28 @@ sdhub_http_sd_requests_total{job="web",view="whole"} 1
 		t.Errorf("a mismatch %v ago is still a problem: %q", mismatchRecent, s)
 	}
 }
+
+// With the files filtered too, the job's snapshot is its kept view: the
+// pages still count every target, and follow a change of dropped targets
+// only.
+func TestStatusCountsWholeWithFilesFiltered(t *testing.T) {
+	store := newStage(t)
+	keep := []*relabel.Config{{SourceLabels: model.LabelNames{"env"}, Regex: relabel.MustNewRegexp("prod"), Action: relabel.Keep,
+		Separator: ";", Replacement: "$1", NameValidationScheme: model.UTF8Validation}}
+	if err := store.SetFilters(map[string]output.FilterSpec{"web": {Rules: keep, Files: true}}); err != nil {
+		t.Fatal(err)
+	}
+	h := &handler{o: Options{Outputs: store, Now: time.Now, Relabel: func(string) []*relabel.Config { return keep }}, consumers: newConsumers(nil)}
+	for _, dev := range [][]string{{"10.0.1.1:80"}, {"10.0.1.1:80", "10.0.1.2:80"}} {
+		apply(t, store, manager.Update{"web": job(true,
+			group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80"),
+			group("b", model.LabelSet{"env": "dev"}, dev...),
+		)})
+		page := h.collect("./")
+		r := page.Jobs[0]
+		if r.Targets != 2+len(dev) || r.Relabel == nil || r.Relabel.Kept != 2 || r.Relabel.Dropped != len(dev) ||
+			r.Filter == nil || !r.Filter.Files || r.Filter.Kept != 2 || r.Filter.DroppedAtHub != len(dev) {
+			t.Errorf("%d dev targets: row %d targets, relabel %+v, filter %+v", len(dev), r.Targets, r.Relabel, r.Filter)
+		}
+	}
+}

@@ -175,7 +175,7 @@ func (h *handler) collect(root string) *statusPage {
 		snaps, page.Ready = h.o.Outputs.Snapshots()
 		for job, snap := range snaps {
 			r := row(job)
-			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting, snap.Changed
+			r.Serving, r.Waiting, r.Changed = snap.Serving(), snap.Waiting, snap.Whole().Changed
 			if r.Serving {
 				r.Targets, r.Dropped = snap.Whole().Targets, snap.Dropped
 			}
@@ -378,13 +378,14 @@ type countsEntry struct {
 }
 
 func (c *countsCache) get(job string, snap *output.Snapshot, rules []*relabel.Config, settings ScrapeSettings) RelabelCounts {
+	snap = snap.Whole() // in files filtered at the hub, snap is the kept view
 	c.mu.Lock()
 	e, ok := c.jobs[job]
 	c.mu.Unlock()
 	if ok && e.gen == snap.Gen && slices.Equal(e.rules, rules) && reflect.DeepEqual(e.settings, settings) {
 		return e.counts
 	}
-	e = countsEntry{gen: snap.Gen, rules: rules, settings: settings, counts: CountRelabelled(job, settings, rules, snap.Whole().Entries())}
+	e = countsEntry{gen: snap.Gen, rules: rules, settings: settings, counts: CountRelabelled(job, settings, rules, snap.Entries())}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.jobs == nil {

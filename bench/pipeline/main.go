@@ -68,6 +68,7 @@ func main() {
 	flag.IntVar(&cfg.soakChanges, "soak-changes", 10_000, "soak: changes, each to another group (at most -soak-targets)")
 	flag.Float64Var(&cfg.soakRate, "soak-rate", 20, "soak: changes per second")
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "how long to wait for a side to show the complete set or a change")
+	flag.StringVar(&cfg.keep, "keep", "", "the jobs' relabel_configs keep the targets whose __meta_consul_metadata_rack (r0 to r6) matches this regex, so that sdhub filters them at the hub (default: no relabel_configs)")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	flag.Parse()
 	if err := run(cfg, os.Stdout); err != nil {
@@ -85,6 +86,7 @@ type config struct {
 	soakChanges      int
 	soakRate         float64
 	timeout          time.Duration
+	keep             string
 	dir              string
 }
 
@@ -119,7 +121,7 @@ func run(cfg config, w io.Writer) error {
 		var results []bigResult
 		for _, b := range bins {
 			results = append(results, runBig(cfg, b.name, filepath.Join(dir, "big-"+b.name), func(in string) (*side, error) {
-				return startSdhub(b.name, b.path, filepath.Join(dir, "big-"+b.name), in, cfg.targets)
+				return startSdhub(b.name, b.path, filepath.Join(dir, "big-"+b.name), in, cfg.targets, cfg.keep)
 			}))
 		}
 		if !cfg.noProm {
@@ -139,7 +141,7 @@ func run(cfg config, w io.Writer) error {
 		for _, b := range bins {
 			sub := filepath.Join(dir, "soak-"+b.name)
 			results = append(results, runSoak(cfg, b.name, sub, func(in string) (*side, error) {
-				return startSdhub(b.name, b.path, sub, in, cfg.soakTargets)
+				return startSdhub(b.name, b.path, sub, in, cfg.soakTargets, cfg.keep)
 			}))
 		}
 		printSoak(w, cfg, results)

@@ -139,14 +139,19 @@ type side struct {
 
 // startSdhub runs the sdhub binary bin on a prometheus.yml whose one job,
 // "big", reads input with file_sd_configs, writing into outDir, and watches
-// the job's output file there.
-func startSdhub(name, bin, dir, input string, want int) (*side, error) {
+// the job's output file there. With keep, the job's relabel_configs keep
+// the targets whose rack matches it: sdhub filters the job at the hub.
+func startSdhub(name, bin, dir, input string, want int, keep string) (*side, error) {
 	outDir := filepath.Join(dir, "out")
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n", input), 0o644); err != nil {
+	job := fmt.Appendf(nil, "scrape_configs:\n  - job_name: big\n    file_sd_configs:\n      - files: [%q]\n", input)
+	if keep != "" {
+		job = fmt.Appendf(job, "    relabel_configs:\n      - {source_labels: [__meta_consul_metadata_rack], regex: %q, action: keep}\n", keep)
+	}
+	if err := os.WriteFile(cfg, job, 0o644); err != nil {
 		return nil, err
 	}
 	s := &side{name: name, kind: "sdhub", obs: newObserver(want), done: make(chan struct{})}
