@@ -54,6 +54,9 @@ type Snapshot struct {
 	// content (entries, parts, Gen, counts).
 	filtered bool
 	alt      *Snapshot
+	// spec is the filter of a job's kept view: a weight label may be one
+	// its rules set.
+	spec *FilterSpec
 	merged   *merged
 	names    *labelNames // the table the entries' labels bodies use
 	shards   *shardCache
@@ -308,20 +311,31 @@ func (s *Snapshot) inShard(sp ShardSpec) func(addr string) bool {
 	}
 	split := s.shards.split(sp, func() map[string][]int {
 		weight := map[string]float64{}
+		var pop *population
+		if s.spec != nil && sp.WeightLabel != "" {
+			pop = newPopulation(s.Job, s.spec.Settings, s.spec.Rules)
+		}
 		for _, e := range s.list() {
 			w := 1.0
+			var ls []LabelPair
 			if sp.WeightLabel != "" {
-				for _, l := range s.names.labelsOf(e.labels) {
+				ls = s.names.labelsOf(e.labels)
+				for _, l := range ls {
 					if l.Name == sp.WeightLabel {
-						if v, err := strconv.ParseFloat(l.Value, 64); err == nil && v > 0 && !math.IsInf(v, 0) {
-							w = v
-						}
+						w = weightOf(l.Value)
 						break
 					}
 				}
 			}
 			for _, t := range e.targets {
-				weight[t] = max(weight[t], w)
+				tw := w
+				if pop != nil {
+					// A label the job's rules set wins over the discovered one.
+					if v := pop.target(t, ls).Labels.Get(sp.WeightLabel); v != "" {
+						tw = weightOf(v)
+					}
+				}
+				weight[t] = max(weight[t], tw)
 			}
 		}
 		keys := make([]string, 0, len(weight))
@@ -339,6 +353,15 @@ func (s *Snapshot) inShard(sp ShardSpec) func(addr string) bool {
 		return m
 	})
 	return func(addr string) bool { return slices.Contains(split[addr], sp.Shard) }
+}
+
+// weightOf is a target's weight from a label's value: a positive number,
+// else 1.
+func weightOf(v string) float64 {
+	if w, err := strconv.ParseFloat(v, 64); err == nil && w > 0 && !math.IsInf(w, 0) {
+		return w
+	}
+	return 1
 }
 
 // count sets Targets and Size from the entries, or from the parts' (each

@@ -454,9 +454,12 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 		snap.Dropped, _, _ = st.dropped()
 		filesKept := st.filter != nil && st.filter.Files // the files hold the kept view
 		s.fill(&snap, old, st, filesKept, relaid, now, true)
-		snap.Filter, snap.alt, snap.filtered = nil, nil, false
+		snap.Filter, snap.alt, snap.filtered, snap.spec = nil, nil, false, nil
 		if st.filter != nil {
 			alt := &Snapshot{Job: job, names: s.names, filtered: !filesKept}
+			if !filesKept {
+				alt.spec = st.filter // the kept view
+			}
 			var oldAlt *Snapshot
 			if old.alt != nil && old.alt.filtered == alt.filtered {
 				oldAlt = old.alt
@@ -465,6 +468,9 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 				alt = oldAlt
 			}
 			snap.filtered, snap.alt = filesKept, alt
+			if filesKept {
+				snap.spec = st.filter
+			}
 			whole, kept := snap.Whole(), snap.Kept()
 			snap.Filter = &FilterState{Digest: st.digest, Files: filesKept, Kept: kept.Targets, DroppedAtHub: whole.Targets - kept.Targets}
 		}

@@ -142,3 +142,69 @@ func TestStatusCountsWholeWithFilesFiltered(t *testing.T) {
 		}
 	}
 }
+
+// With the rules' digest, a bounded-load split can weigh targets by a label
+// the job's rules set: the shards are even in weight.
+func TestHTTPSDWeightFromRules(t *testing.T) {
+	store := newStage(t)
+	var rs []*relabel.Config
+	for _, r := range []relabel.Config{
+		{SourceLabels: model.LabelNames{"env"}, Regex: relabel.MustNewRegexp("prod"), Action: relabel.Keep},
+		{SourceLabels: model.LabelNames{"__meta_cost"}, Regex: relabel.MustNewRegexp("(.*)"), TargetLabel: "__tmp_weight", Replacement: "$1", Action: relabel.Replace},
+	} {
+		r.Separator, r.NameValidationScheme = ";", model.UTF8Validation
+		if r.Replacement == "" {
+			r.Replacement = "$1"
+		}
+		rs = append(rs, &r)
+	}
+	if err := store.SetFilters(map[string]output.FilterSpec{"web": {Rules: rs}}); err != nil {
+		t.Fatal(err)
+	}
+	digest := output.FilterDigest("web", output.ScrapeSettings{}, rs)
+	h := NewHandler(Options{Gatherer: prometheus.NewRegistry(), Outputs: store})
+	var heavy, light []string
+	for i := range 4 {
+		heavy = append(heavy, "10.0.9."+string(rune('a'+i))+":80")
+	}
+	for i := range 36 {
+		light = append(light, "10.0.0."+string(rune('a'+i%26))+string(rune('a'+i/26))+":80")
+	}
+	apply(t, store, manager.Update{"web": job(true,
+		group("h", model.LabelSet{"env": "prod", "__meta_cost": "100"}, heavy...),
+		group("l", model.LabelSet{"env": "prod", "__meta_cost": "1"}, light...),
+		group("d", model.LabelSet{"env": "dev", "__meta_cost": "100"}, "10.0.1.1:80"),
+	)})
+	weight := map[string]float64{}
+	for _, a := range heavy {
+		weight[a] = 100
+	}
+	for _, a := range light {
+		weight[a] = 1
+	}
+	heaviest := func(label string) float64 {
+		t.Helper()
+		most, total := 0.0, 0.0
+		for i := range 4 {
+			code, _, body := do(t, h, http.MethodGet, "/api/v1/sd/web?rules="+digest+"&shard="+string(rune('0'+i))+"&shards=4&strategy=bounded-load&weight_label="+label)
+			if code != http.StatusOK {
+				t.Fatalf("%d %s", code, body)
+			}
+			sum := 0.0
+			for _, a := range addresses(t, body) {
+				sum += weight[a]
+			}
+			most, total = max(most, sum), total+sum
+		}
+		if total != 436 {
+			t.Fatalf("the shards weigh %v in all, want 436: every kept target once", total)
+		}
+		return most / (total / 4)
+	}
+	if r := heaviest("__tmp_weight"); r > 1.1 {
+		t.Errorf("weighed by the label the rules set, the heaviest shard is %.2fx the mean", r)
+	}
+	if r := heaviest("__tmp_unset"); r <= 1.1 { // the input must tell the two apart
+		t.Fatalf("by count alone the heaviest shard is %.2fx the mean: the test's targets do not show weights at work", r)
+	}
+}
