@@ -56,10 +56,10 @@ type Snapshot struct {
 	alt      *Snapshot
 	// spec is the filter of a job's kept view: a weight label may be one
 	// its rules set.
-	spec *FilterSpec
-	merged   *merged
-	names    *labelNames // the table the entries' labels bodies use
-	shards   *shardCache
+	spec   *FilterSpec
+	merged *merged
+	names  *labelNames // the table the entries' labels bodies use
+	shards *shardCache
 }
 
 // FilterState is what a job's snapshot knows of its filtering at the hub.
