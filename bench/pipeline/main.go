@@ -68,7 +68,7 @@ func main() {
 	flag.IntVar(&cfg.soakChanges, "soak-changes", 10_000, "soak: changes, each to another group (at most -soak-targets)")
 	flag.Float64Var(&cfg.soakRate, "soak-rate", 20, "soak: changes per second")
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "how long to wait for a side to show the complete set or a change")
-	flag.StringVar(&cfg.keep, "keep", "", "the jobs' relabel_configs keep the targets whose __meta_consul_metadata_rack (r0 to r6) matches this regex, so that sdhub filters them at the hub (default: no relabel_configs)")
+	flag.StringVar(&cfg.keep, "keep", "", "also run each sdhub with its job's relabel_configs keeping the targets whose __meta_consul_metadata_rack (r0 to r6) matches this regex, so that it filters them at the hub (side <name>-filtered)")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	flag.Parse()
 	if err := run(cfg, os.Stdout); err != nil {
@@ -90,8 +90,9 @@ type config struct {
 	dir              string
 }
 
-// binary is an sdhub binary under test.
-type binary struct{ name, path string }
+// binary is an sdhub binary under test, and the regex of its job's keep
+// rule ("" for none).
+type binary struct{ name, path, keep string }
 
 func run(cfg config, w io.Writer) error {
 	if cfg.soakChanges > cfg.soakTargets {
@@ -113,6 +114,13 @@ func run(cfg config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.keep != "" { // each binary also with its job filtered at the hub, in the same run
+		var both []binary
+		for _, b := range bins {
+			both = append(both, b, binary{name: b.name + "-filtered", path: b.path, keep: cfg.keep})
+		}
+		bins = both
+	}
 	workloads := strings.Split(cfg.workloads, ",")
 	if err := benchreport.New("bench/pipeline", benchreport.Module("github.com/prometheus/prometheus")).Write(w); err != nil {
 		return err
@@ -121,7 +129,7 @@ func run(cfg config, w io.Writer) error {
 		var results []bigResult
 		for _, b := range bins {
 			results = append(results, runBig(cfg, b.name, filepath.Join(dir, "big-"+b.name), func(in string) (*side, error) {
-				return startSdhub(b.name, b.path, filepath.Join(dir, "big-"+b.name), in, cfg.targets, cfg.keep)
+				return startSdhub(b.name, b.path, filepath.Join(dir, "big-"+b.name), in, cfg.targets, b.keep)
 			}))
 		}
 		if !cfg.noProm {
@@ -141,7 +149,7 @@ func run(cfg config, w io.Writer) error {
 		for _, b := range bins {
 			sub := filepath.Join(dir, "soak-"+b.name)
 			results = append(results, runSoak(cfg, b.name, sub, func(in string) (*side, error) {
-				return startSdhub(b.name, b.path, sub, in, cfg.soakTargets, cfg.keep)
+				return startSdhub(b.name, b.path, sub, in, cfg.soakTargets, b.keep)
 			}))
 		}
 		printSoak(w, cfg, results)
@@ -161,7 +169,7 @@ func binaries(list, dir string) ([]binary, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []binary{{"sdhub", bin}}, nil
+		return []binary{{name: "sdhub", path: bin}}, nil
 	}
 	var bins []binary
 	for _, item := range strings.Split(list, ",") {
@@ -169,7 +177,7 @@ func binaries(list, dir string) ([]binary, error) {
 		if !ok || name == "" || path == "" || name == "prometheus" {
 			return nil, fmt.Errorf("invalid -sdhub item %q (want name=path, name not \"prometheus\")", item)
 		}
-		bins = append(bins, binary{name, path})
+		bins = append(bins, binary{name: name, path: path})
 	}
 	return bins, nil
 }
