@@ -232,3 +232,60 @@ func TestFilteringDocDigest(t *testing.T) {
 		t.Errorf("docs/filtering.md does not show %q (plan %+v)", want, p)
 	}
 }
+
+// A reload that changes a job's rules changes its digest at once: a
+// consumer still naming the old one is served every target, and counted.
+func TestHubFilterReload(t *testing.T) {
+	cfgFile, outDir, inDir := hubDir(t, "")
+	total := hubFilterInput(t, inDir)
+	config := func(regex string) string {
+		return fmt.Sprintf("scrape_configs:\n  - job_name: tags\n    file_sd_configs:\n      - files: [%q]\n    relabel_configs:\n"+
+			"      - {source_labels: [__meta_consul_tags], regex: %q, action: keep}\n", filepath.Join(inDir, "*.json"), regex)
+	}
+	writeFile(t, cfgFile, config(".*,metrics,.*"))
+	p := startSdhub(t, "--config.file="+cfgFile, "--output.dir="+outDir, "--web.enable-lifecycle")
+	digest := func() string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := runMain([]string{"check", "config", cfgFile}, &stdout, &stderr); code != exitOK {
+			t.Fatalf("check config: %d %s", code, stderr.String())
+		}
+		_, after, ok := strings.Cut(stdout.String(), "on for tags (rules ")
+		if !ok {
+			t.Fatalf("check config does not filter job tags:\n%s", stdout.String())
+		}
+		return after[:16]
+	}
+	count := func(query string) int {
+		t.Helper()
+		code, body := p.get(t, "/api/v1/sd/tags"+query)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", query, code, body)
+		}
+		return strings.Count(body, `"127.0.0.1:`)
+	}
+	old := digest()
+	eventually(t, "job tags served", func() bool { code, _ := p.get(t, "/api/v1/sd/tags"); return code == http.StatusOK })
+	metrics := count("?rules=" + old)
+	if metrics == 0 || metrics == total || count("") != total {
+		t.Fatalf("with the digest %d targets, without %d; want some and all %d", metrics, count(""), total)
+	}
+
+	writeFile(t, cfgFile, config(".*,db,.*"))
+	if code, body := httpDo(t, http.MethodPost, "http://"+p.addr+"/-/reload"); code != http.StatusOK {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	now := digest()
+	if now == old {
+		t.Fatal("the digest did not change with the rules")
+	}
+	if got := count("?rules=" + old); got != total {
+		t.Errorf("the old digest after the reload: %d targets, want every one of %d", got, total)
+	}
+	if got := count("?rules=" + now); got == 0 || got == total || got == metrics {
+		t.Errorf("the new digest: %d targets, want those tagged db", got)
+	}
+	if _, body := p.get(t, "/metrics"); !strings.Contains(body, `sdhub_http_sd_requests_total{job="tags",view="mismatch"} 1`) {
+		t.Errorf("the request with the old digest is not counted as a mismatch")
+	}
+}
