@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/sdhub/sdhub/internal/consulfill"
 )
 
 // catalog writes the benchmark's catalog through Consul's transaction
@@ -49,81 +50,39 @@ func checkOp(node, id, svc, status string) *api.TxnOp {
 	}}}
 }
 
-// fill registers everything, 64 operations per transaction, 4 at a time.
+// fill registers everything through consulfill: the nodes, then the
+// services, each instance with its check in one unit.
 func (c *catalog) fill(ctx context.Context) error {
-	var ops api.TxnOps
-	for i := range c.nodes {
-		ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
-			Node: nodeName(i), Address: nodeAddr(i, 0), Meta: map[string]string{"rack": fmt.Sprintf("r%d", i%5)},
-		}}})
-		if len(ops) == 64 || i == c.nodes-1 {
-			if err := c.txn(ctx, ops); err != nil {
-				return err
+	err := consulfill.Fill(ctx, c.c, func(yield func(api.TxnOps) bool) {
+		for i := range c.nodes {
+			if !yield(api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
+				Node: nodeName(i), Address: nodeAddr(i, 0), Meta: map[string]string{"rack": fmt.Sprintf("r%d", i%5)},
+			}}}}) {
+				return
 			}
-			ops = nil
 		}
+	})
+	if err != nil {
+		return err
 	}
-	batches := make(chan api.TxnOps)
-	errs := make(chan error, 4)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for b := range batches {
-				if err := c.txn(ctx, b); err != nil {
-					errs <- err
+	return consulfill.Fill(ctx, c.c, func(yield func(api.TxnOps) bool) {
+		for s := range c.n {
+			for i := range c.m {
+				node := nodeName(c.instanceNode(s, i))
+				ops := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node,
+					Service: api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + i,
+						Tags: []string{"bench", fmt.Sprintf("shard-%d", s%10)}, Meta: map[string]string{"instance": fmt.Sprint(i)}}}}}
+				if !checkless(s) {
+					ops = append(ops, checkOp(node, instanceID(s, i), serviceName(s), fillStatus(s, i)))
+				}
+				if !yield(ops) {
 					return
 				}
 			}
-		})
-	}
-	ops = nil
-	var err error
-loop:
-	for s := range c.n {
-		for i := range c.m {
-			node := nodeName(c.instanceNode(s, i))
-			ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node,
-				Service: api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + i,
-					Tags: []string{"bench", fmt.Sprintf("shard-%d", s%10)}, Meta: map[string]string{"instance": fmt.Sprint(i)}}}})
-			if !checkless(s) {
-				ops = append(ops, checkOp(node, instanceID(s, i), serviceName(s), fillStatus(s, i)))
-			}
-			if len(ops) >= 64 {
-				select {
-				case batches <- ops:
-				case err = <-errs:
-					break loop
-				}
-				ops = nil
-			}
 		}
-	}
-	if err == nil && len(ops) > 0 {
-		select {
-		case batches <- ops:
-		case err = <-errs:
-		}
-	}
-	close(batches)
-	wg.Wait()
-	if err != nil {
-		return err
-	}
-	select {
-	case err = <-errs:
-		return err
-	default:
-		return nil
-	}
+	})
 }
 
 func (c *catalog) txn(ctx context.Context, ops api.TxnOps) error {
-	ok, resp, _, err := c.c.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("transaction failed: %v", resp.Errors[0].What)
-	}
-	return nil
+	return consulfill.Txn(ctx, c.c, ops)
 }

@@ -11,16 +11,24 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/relabel"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sdhub/sdhub/internal/consulagent"
 )
 
 // jobName is the benchmark's one job.
 const jobName = "big"
 
-// rulesYAML are the job's relabel_configs: keep the targets tagged
-// "scrape", then give them the labels a consul job typically sets. The
-// last rule reads __meta_filepath, which the consumer's file_sd sets on
-// native targets and sdhub's restore rules put back on its own.
-const rulesYAML = `- source_labels: [__meta_consul_tags]
+// fileRules are the job's relabel_configs with the file source: keep the
+// targets tagged "scrape", then give them the labels a consul job
+// typically sets. The last rule reads __meta_filepath, which the
+// consumer's file_sd sets on native targets and sdhub's restore rules put
+// back on its own.
+const fileRules = keepRules + `- source_labels: [__meta_filepath]
+  target_label: file
+`
+
+// keepRules are the rules both sources' jobs start with.
+const keepRules = `- source_labels: [__meta_consul_tags]
   regex: .*,scrape,.*
   action: keep
 - source_labels: [__meta_consul_service]
@@ -29,12 +37,11 @@ const rulesYAML = `- source_labels: [__meta_consul_tags]
   target_label: node
 - regex: __meta_consul_service_metadata_(.+)
   action: labelmap
-- source_labels: [__meta_filepath]
-  target_label: file
 `
 
-// parseRules returns rulesYAML as Prometheus's config package loads it.
-func parseRules() ([]*relabel.Config, error) {
+// parseRules returns rules (YAML) as Prometheus's config package loads
+// them.
+func parseRules(rulesYAML string) ([]*relabel.Config, error) {
 	var rules []*relabel.Config
 	if err := yaml.Unmarshal([]byte(rulesYAML), &rules); err != nil {
 		return nil, fmt.Errorf("parsing the job's relabel_configs: %w", err)
@@ -45,6 +52,39 @@ func parseRules() ([]*relabel.Config, error) {
 		}
 	}
 	return rules, nil
+}
+
+// job is the benchmark's one job as its source sets it up.
+type job struct {
+	promYML string // the prometheus.yml of native and of sdhub
+	targets int    // the targets the job's discovery finds
+	kept    int    // the targets its relabel_configs keep
+	about   string // what "The job:" says of it
+	method  string // what "Method:" says of the source first, if anything
+
+	pop   *population        // the file source's, for the in-process stage
+	rules []*relabel.Config  // the file source's, for the in-process stage
+	agent *consulagent.Agent // the consul source's
+	close func()
+}
+
+// fileJob writes the file source's job into dir/in.
+func fileJob(cfg benchConfig, dir string) (*job, error) {
+	rules, err := parseRules(fileRules)
+	if err != nil {
+		return nil, err
+	}
+	pop := newPopulation(cfg.targets, cfg.services, cfg.keep)
+	glob, err := pop.writeFiles(filepath.Join(dir, "in"), cfg.files)
+	if err != nil {
+		return nil, err
+	}
+	return &job{
+		promYML: promConfig(fmt.Sprintf("    file_sd_configs:\n      - files: [%q]\n", glob), fileRules),
+		targets: cfg.targets, kept: pop.keptCount(), pop: &pop, rules: rules, close: func() {},
+		about: fmt.Sprintf("%d targets labelled like consul_sd's (%d services on %d nodes, %d labels each), in %d file_sd files, one group per target",
+			cfg.targets, pop.services(), min(nodes, cfg.targets), pop.labelCount(), cfg.files),
+	}, nil
 }
 
 // population is the job's targets: target i is instance i%nodes of service
@@ -170,15 +210,16 @@ func (p population) group(s, changed, round int) *targetgroup.Group {
 }
 
 // promConfig is the prometheus.yml of the native side and of sdhub: the
-// job reads the files of glob, scrapes what it keeps every 5 minutes.
-func promConfig(glob string) string {
+// job discovers its targets with sd (a *_sd_configs block, indented),
+// relabels them with rules and scrapes what it keeps every 5 minutes.
+func promConfig(sd, rules string) string {
 	var b strings.Builder
 	b.WriteString("global:\n  scrape_interval: 5m\n  scrape_timeout: 10s\n  evaluation_interval: 5m\n")
 	b.WriteString("scrape_configs:\n")
 	fmt.Fprintf(&b, "  - job_name: %s\n    scrape_interval: 5m\n    scrape_timeout: 10s\n", jobName)
-	fmt.Fprintf(&b, "    file_sd_configs:\n      - files: [%q]\n", glob)
+	b.WriteString(sd)
 	b.WriteString("    relabel_configs:\n")
-	for _, l := range strings.SplitAfter(strings.TrimSuffix(rulesYAML, "\n"), "\n") {
+	for _, l := range strings.SplitAfter(strings.TrimSuffix(rules, "\n"), "\n") {
 		b.WriteString("      " + l)
 	}
 	b.WriteString("\n")

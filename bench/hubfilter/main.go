@@ -3,29 +3,51 @@
 // job's relabel_configs keep, and what it costs sdhub, side by side in one
 // run.
 //
-// The job has -targets targets labelled like consul_sd's (one service per
-// -targets/-services targets, on 2,000 nodes, loopback addresses nobody
-// listens on), in -files file_sd input files, and relabel_configs that keep
-// the fraction -keep of them (a keep on the tag "scrape") and label the
-// rest. Each side is a real Prometheus (-prometheus: $SDHUB_PROMETHEUS_BIN,
-// else prometheus on PATH) with its own storage: "native" reads the input
-// files itself; "sdhub, filtered" reads sdhub's http_sd endpoint through
-// the config `sdhub generate prometheus-config --http-sd-url` prints (its
-// URL names the digest of the job's rules: sdhub serves only the kept
-// targets); "sdhub, unfiltered" the same with --no-output.hub-filter (no
-// digest: every target). One sdhub (-sdhub, or ./cmd/sdhub built here)
+// The job's targets come from -source:
+//
+//   - file (the default): -targets targets labelled like consul_sd's (one
+//     service per -targets/-services targets, on 2,000 nodes), in -files
+//     file_sd input files, one group per target.
+//   - consul: a real Consul agent on loopback (package consulagent; the
+//     binary from $SDHUB_CONSUL_BIN, consul on PATH or the cache of
+//     scripts/deps/consul.sh), its http_max_conns_per_client raised to
+//     15,000 out of the way of Prometheus's consul_sd (a blocking query per
+//     service), its catalog filled through the transaction endpoint
+//     (package consulfill) with -services (default 5,000) services of
+//     -instances instances on 50 external nodes, each instance with
+//     service metadata, tags and a passing check; the job reads it with
+//     consul_sd_configs. The consul source needs Prometheus 3 (Debian's
+//     2.42 has no consul_sd).
+//
+// Either way the targets are at loopback addresses nobody listens on, and
+// the job's relabel_configs keep the fraction -keep of them (a keep on the
+// tag "scrape") and label the rest. Each side is a real Prometheus
+// (-prometheus; by default, with the file source $SDHUB_PROMETHEUS_BIN,
+// else prometheus on PATH; with the consul source $SDHUB_PROMETHEUS3_BIN,
+// else the binary scripts/deps/prometheus3.sh caches) with its own
+// storage: "native" runs the job's discovery itself (reads the input
+// files, or queries the agent); "sdhub, filtered" reads sdhub's http_sd
+// endpoint through the config `sdhub generate prometheus-config
+// --http-sd-url` prints (its URL names the digest of the job's rules: sdhub
+// serves only the kept targets); "sdhub, unfiltered" the same with
+// --no-output.hub-filter (no digest: every target). One sdhub (-sdhub, or
+// ./cmd/sdhub built here) runs the same prometheus.yml as native and
 // serves both sdhub sides.
 //
 // It prints each side's RSS -settle after its start, its active and
-// dropped targets and sdhub's RSS; whether the active targets of each sdhub
-// side are those of native, label for label (it exits 1 when not); the
-// filtered side's RSS over native's; the kept targets in -shards
-// bounded-load shards; and, in process, the output stage's time and CPU per
-// change of one group with the job filtered and not (-changes changes to a
-// job of -services groups).
+// dropped targets and sdhub's RSS (with the consul source also the agent's,
+// and the connections native and sdhub hold to it); whether the active
+// targets of each sdhub side are those of native, label for label (it
+// exits 1 when not); the filtered side's RSS over native's; the kept
+// targets in -shards bounded-load shards; and, with the file source only,
+// in process, the output stage's time and CPU per change of one group with
+// the job filtered and not (-changes changes to a job of -services
+// groups).
 //
 //	go run ./bench/hubfilter
 //	go run ./bench/hubfilter -targets 5000 -files 10 -settle 20s -changes 50
+//	go run ./bench/hubfilter -source consul
+//	go run ./bench/hubfilter -source consul -services 500 -instances 4 -settle 30s
 package main
 
 import (
@@ -45,29 +67,36 @@ import (
 
 	"github.com/sdhub/sdhub/internal/benchproc"
 	"github.com/sdhub/sdhub/internal/benchreport"
+	"github.com/sdhub/sdhub/internal/consulagent"
 	"github.com/sdhub/sdhub/internal/poll"
 )
 
 type benchConfig struct {
+	source                   string
 	targets, files, services int
+	instances                int
 	keep                     float64
 	settle                   time.Duration
 	serial                   bool
 	changes, shards          int
 	prometheus, sdhub, dir   string
+	consul                   string // the consul source's agent binary
 }
 
 func main() {
 	var cfg benchConfig
-	flag.IntVar(&cfg.targets, "targets", 100_000, "targets of the job")
-	flag.IntVar(&cfg.files, "files", 100, "file_sd input files the targets are spread over")
-	flag.IntVar(&cfg.services, "services", 1000, "consul services the targets belong to: the groups of the in-process job")
+	flag.StringVar(&cfg.source, "source", "file", "where the job's targets come from: file (file_sd input files) or consul (a real Consul agent)")
+	flag.IntVar(&cfg.targets, "targets", 100_000, "targets of the job (file source)")
+	flag.IntVar(&cfg.files, "files", 100, "file_sd input files the targets are spread over (file source)")
+	flag.IntVar(&cfg.services, "services", 0, "consul services: with the file source those the targets belong to, the groups of the in-process job (default 1000); with the consul source the catalog's (default 5000)")
+	flag.IntVar(&cfg.instances, "instances", 10, "instances of each service (consul source)")
 	flag.Float64Var(&cfg.keep, "keep", 0.05, "fraction of the targets the job's relabel_configs keep")
 	flag.DurationVar(&cfg.settle, "settle", 2*time.Minute, "how long after its start each Prometheus's RSS is read")
 	flag.BoolVar(&cfg.serial, "serial", false, "run the sides one after another (default: together)")
-	flag.IntVar(&cfg.changes, "changes", 200, "changes of one group timed in the in-process stage, with filtering and without")
+	flag.IntVar(&cfg.changes, "changes", 200, "changes of one group timed in the in-process stage, with filtering and without (file source)")
 	flag.IntVar(&cfg.shards, "shards", 4, "bounded-load shards the kept targets are split into")
-	flag.StringVar(&cfg.prometheus, "prometheus", os.Getenv("SDHUB_PROMETHEUS_BIN"), "Prometheus binary of the sides (default: prometheus on PATH)")
+	flag.StringVar(&cfg.prometheus, "prometheus", "", "Prometheus binary of the sides (default: with the file source $SDHUB_PROMETHEUS_BIN, else prometheus on PATH; "+
+		"with the consul source $SDHUB_PROMETHEUS3_BIN, else the binary scripts/deps/prometheus3.sh caches)")
 	flag.StringVar(&cfg.sdhub, "sdhub", "", "sdhub binary (default: build ./cmd/sdhub)")
 	flag.StringVar(&cfg.dir, "dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	flag.Parse()
@@ -75,6 +104,56 @@ func main() {
 		fmt.Fprintln(os.Stderr, "hubfilter:", err)
 		os.Exit(1)
 	}
+}
+
+// resolve fills in the defaults that depend on the source, finds the
+// binaries and checks the sizes.
+func (cfg *benchConfig) resolve() error {
+	switch cfg.source {
+	case "", "file":
+		cfg.source = "file"
+		if cfg.services == 0 {
+			cfg.services = 1000
+		}
+		if cfg.prometheus == "" {
+			cfg.prometheus = os.Getenv("SDHUB_PROMETHEUS_BIN")
+		}
+		if cfg.prometheus == "" {
+			p, err := exec.LookPath("prometheus")
+			if err != nil {
+				return fmt.Errorf("no Prometheus: set -prometheus or $SDHUB_PROMETHEUS_BIN")
+			}
+			cfg.prometheus = p
+		}
+		if cfg.files < 1 || cfg.targets < cfg.files || cfg.services < 1 || cfg.services > cfg.targets || cfg.changes < 1 {
+			return fmt.Errorf("want -targets >= -files >= 1, -targets >= -services >= 1 and -changes >= 1")
+		}
+	case "consul":
+		if cfg.services == 0 {
+			cfg.services = 5000
+		}
+		if cfg.prometheus == "" {
+			p, err := prometheus3()
+			if err != nil {
+				return err
+			}
+			cfg.prometheus = p
+		}
+		bin, ok, why := consulagent.Binary()
+		if !ok {
+			return fmt.Errorf("no consul binary: %s", why)
+		}
+		cfg.consul = bin
+		if cfg.services < 1 || cfg.services > maxConsulServices || cfg.instances < 1 || cfg.instances > consulNodes {
+			return fmt.Errorf("want 1 <= -services <= %d and 1 <= -instances <= %d (the nodes)", maxConsulServices, consulNodes)
+		}
+	default:
+		return fmt.Errorf("invalid -source %q (one of: file, consul)", cfg.source)
+	}
+	if cfg.keep <= 0 || cfg.keep > 1 || cfg.shards < 2 {
+		return fmt.Errorf("want 0 < -keep <= 1 and -shards >= 2")
+	}
+	return nil
 }
 
 // side is one consuming Prometheus and what was measured of it.
@@ -88,19 +167,14 @@ type side struct {
 	rssAt           time.Duration // since its start
 	usage           benchproc.Usage
 	active          []string
-	dropped         int
+	dropped         int // the dropped targets /api/v1/targets lists
+	droppedCount    int // its droppedTargetCounts (Prometheus 2.43 and later), -1 when absent
+	agentConns      int // its TCP connections to the consul source's agent at the RSS reading
 }
 
 func run(cfg benchConfig, w io.Writer) (err error) {
-	if cfg.prometheus == "" {
-		p, err := exec.LookPath("prometheus")
-		if err != nil {
-			return fmt.Errorf("no Prometheus: set -prometheus or $SDHUB_PROMETHEUS_BIN")
-		}
-		cfg.prometheus = p
-	}
-	if cfg.files < 1 || cfg.targets < cfg.files || cfg.services < 1 || cfg.services > cfg.targets || cfg.keep <= 0 || cfg.keep > 1 || cfg.shards < 2 || cfg.changes < 1 {
-		return fmt.Errorf("want -targets >= -files >= 1, -targets >= -services >= 1, 0 < -keep <= 1, -shards >= 2 and -changes >= 1")
+	if err := cfg.resolve(); err != nil {
+		return err
 	}
 	dir := cfg.dir
 	if dir == "" {
@@ -119,25 +193,32 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 			return fmt.Errorf("building sdhub: %v\n%s", err, out)
 		}
 	}
-	rules, err := parseRules()
-	if err != nil {
-		return err
-	}
 	defer client.CloseIdleConnections()
 	defer headClient.CloseIdleConnections()
-	header := benchreport.New("bench/hubfilter", benchreport.Program("Prometheus (the sides)", cfg.prometheus, "--version"),
-		benchreport.Module("github.com/prometheus/prometheus"))
+	prom := benchreport.Program("Prometheus (the sides)", cfg.prometheus, "--version")
+	tools := []benchreport.Tool{prom}
+	if cfg.source == "consul" {
+		if strings.Contains(prom.Version, "version  (") { // a build of the module, as scripts/deps/prometheus3.sh makes, has no version stamp
+			prom.Version = filepath.Base(cfg.prometheus) + " (a build of the module: no version stamp)"
+		}
+		tools = []benchreport.Tool{prom, benchreport.Program("Consul", cfg.consul, "version")}
+	}
+	header := benchreport.New("bench/hubfilter", append(tools, benchreport.Module("github.com/prometheus/prometheus"))...)
 	if err := header.Write(w); err != nil {
 		return err
 	}
 
-	pop := newPopulation(cfg.targets, cfg.services, cfg.keep)
-	kept := pop.keptCount()
-	glob, err := pop.writeFiles(filepath.Join(dir, "in"), cfg.files)
+	var j *job
+	if cfg.source == "consul" {
+		j, err = consulJob(cfg, dir)
+	} else {
+		j, err = fileJob(cfg, dir)
+	}
 	if err != nil {
 		return err
 	}
-	promYML := promConfig(glob)
+	defer j.close()
+	kept, promYML := j.kept, j.promYML
 	hubCfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(hubCfg, []byte(promYML), 0o644); err != nil {
 		return err
@@ -182,11 +263,15 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 	if cfg.serial {
 		mode = "one after another (native, sdhub filtered, sdhub unfiltered), each stopped before the next starts; sdhub runs throughout"
 	}
-	fmt.Fprintf(w, "The job: %d targets labelled like consul_sd's (%d services on %d nodes, %d labels each), in %d file_sd files, one group per target; "+
-		"its relabel_configs keep the targets tagged \"scrape\": %d (%.1f%%). scrape_interval 5m, scrape_timeout 10s, on loopback addresses nobody listens on. "+
-		"sdhub's digest of the job's rules: %s.\n\n", cfg.targets, pop.services(), min(nodes, cfg.targets), pop.labelCount(), cfg.files, kept, 100*float64(kept)/float64(cfg.targets), digest)
-	fmt.Fprintf(w, "Method: the sides run %s. Each side's RSS (VmRSS) and CPU are read %s after its start, once its discovery has every target it is served; "+
-		"then its /api/v1/targets. sdhub's RSS is read once, after the sides'.\n\n", mode, cfg.settle)
+	fmt.Fprintf(w, "The job: %s; its relabel_configs keep the targets tagged \"scrape\": %d (%.1f%%). "+
+		"scrape_interval 5m, scrape_timeout 10s, on loopback addresses nobody listens on. sdhub's digest of the job's rules: %s.\n\n",
+		j.about, kept, 100*float64(kept)/float64(j.targets), digest)
+	sidesRun := "the sides run"
+	if j.method != "" {
+		sidesRun = j.method + " The sides run"
+	}
+	fmt.Fprintf(w, "Method: %s %s. Each side's RSS (VmRSS) and CPU are read %s after its start, once its discovery has every target it is served; "+
+		"then its /api/v1/targets. sdhub's RSS is read once, after the sides'.\n\n", sidesRun, mode, cfg.settle)
 
 	hub, err := start(hubDir, "sdhub.log", "sdhub", hubAddr, cfg.sdhub, "run", "--config.file="+hubCfg, "--output.dir="+outDir,
 		"--web.listen-address="+hubAddr, "--log.level=warn")
@@ -203,9 +288,9 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 	hubReady := time.Since(hubStart)
 
 	sides := []*side{
-		{name: "native", config: promYML, served: cfg.targets},
+		{name: "native", config: promYML, served: j.targets},
 		{name: "sdhub, filtered", config: filteredYML, served: kept},
-		{name: "sdhub, unfiltered", config: unfilteredYML, served: cfg.targets},
+		{name: "sdhub, unfiltered", config: unfilteredYML, served: j.targets},
 	}
 	defer func() {
 		for _, s := range sides {
@@ -227,7 +312,7 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 			if err := discover([]*side{s}, cfg.settle); err != nil {
 				return err
 			}
-			if err := s.settle(cfg.settle); err != nil {
+			if err := s.settle(cfg.settle, j.agent); err != nil {
 				return err
 			}
 			if err := s.targets(kept); err != nil {
@@ -245,7 +330,7 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 			return err
 		}
 		for _, s := range sides {
-			if err := s.settle(cfg.settle); err != nil {
+			if err := s.settle(cfg.settle, j.agent); err != nil {
 				return err
 			}
 		}
@@ -268,12 +353,31 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 		if s.rssAt > cfg.settle+time.Second { // discovery took longer than -settle
 			at = " at " + benchproc.Ms(s.rssAt)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %d MiB%s | %.1f s | %d | %d |\n", s.name, s.served, benchproc.Ms(s.discoveredAfter),
-			s.usage.RSS>>20, at, s.usage.CPU, len(s.active), s.dropped)
+		dropped := fmt.Sprint(s.dropped)
+		if s.droppedCount >= 0 && s.droppedCount != s.dropped {
+			dropped += fmt.Sprintf(" (counted: %d)", s.droppedCount)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %d MiB%s | %.1f s | %d | %s |\n", s.name, s.served, benchproc.Ms(s.discoveredAfter),
+			s.usage.RSS>>20, at, s.usage.CPU, len(s.active), dropped)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "- sdhub: RSS %d MiB (peak %d MiB) with the job's output and its kept view, both sdhub sides served; it served the job %s after its start.\n",
 		hubUsage.RSS>>20, hubUsage.Peak>>20, benchproc.Ms(hubReady))
+	if j.agent != nil {
+		if err := writeAgent(w, j.agent, hub, sides); err != nil {
+			return err
+		}
+	}
+	if sides[0].droppedCount >= 0 { // Prometheus 2.43 and later: keep_dropped_targets
+		all := "the list holds every dropped target (keep_dropped_targets unset: no limit)"
+		for _, s := range sides {
+			if s.dropped != s.droppedCount {
+				all = "the list is cut short (keep_dropped_targets)"
+			}
+		}
+		fmt.Fprintf(w, "- dropped targets: /api/v1/targets?state=dropped lists %d, %d and %d (native, sdhub filtered, sdhub unfiltered), its droppedTargetCounts of the job says %d, %d and %d: %s\n",
+			sides[0].dropped, sides[1].dropped, sides[2].dropped, sides[0].droppedCount, sides[1].droppedCount, sides[2].droppedCount, all)
+	}
 	var diffErr error
 	for _, s := range sides[1:] {
 		d := firstDifference(sides[0].active, s.active, sides[0].name, s.name)
@@ -293,7 +397,7 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 	fmt.Fprintf(w, "- RSS of sdhub, filtered / native: %.2fx (target: at most 0.5x); sdhub, unfiltered / native: %.2fx\n\n",
 		float64(sides[1].usage.RSS)/float64(sides[0].usage.RSS), float64(sides[2].usage.RSS)/float64(sides[0].usage.RSS))
 
-	if err := writeShards(w, hubAddr, digest, cfg.shards, kept, cfg.targets); err != nil {
+	if err := writeShards(w, hubAddr, digest, cfg.shards, kept, j.targets); err != nil {
 		return errors.Join(diffErr, err)
 	}
 	hub.stop()
@@ -301,7 +405,11 @@ func run(cfg benchConfig, w io.Writer) (err error) {
 		s.p.stop()
 	}
 
-	if err := writeStage(w, pop, rules, cfg.changes); err != nil {
+	if j.pop == nil {
+		fmt.Fprintf(w, "The in-process part (the output stage's cost per change of one group) is run with -source file only: it times package output on groups made in process, whatever the source.\n")
+		return diffErr
+	}
+	if err := writeStage(w, *j.pop, j.rules, cfg.changes); err != nil {
 		return errors.Join(diffErr, err)
 	}
 	return diffErr
@@ -332,14 +440,20 @@ func discover(sides []*side, settle time.Duration) error {
 	return nil
 }
 
-// settle reads s's usage settle after its start.
-func (s *side) settle(settle time.Duration) error {
+// settle reads s's usage settle after its start, and its connections to
+// agent when there is one.
+func (s *side) settle(settle time.Duration, agent *consulagent.Agent) error {
 	time.Sleep(time.Until(s.p.started.Add(settle))) // the time of the measurement, not a wait for a state
 	u, err := benchproc.ReadUsage(s.p.cmd.Process.Pid)
 	if err != nil {
 		return fmt.Errorf("%s's usage: %w", s.name, err)
 	}
 	s.usage, s.rssAt = u, time.Since(s.p.started)
+	if agent != nil {
+		if s.agentConns, err = consulagent.Established(s.p.cmd.Process.Pid, agent.HTTPPort()); err != nil {
+			return fmt.Errorf("%s's connections to the agent: %w", s.name, err)
+		}
+	}
 	return nil
 }
 
@@ -354,7 +468,7 @@ func (s *side) targets(kept int) error {
 	if err != nil {
 		return fmt.Errorf("%s's active targets: %w", s.name, err)
 	}
-	if s.dropped, err = s.p.dropped(); err != nil {
+	if s.dropped, s.droppedCount, err = s.p.dropped(); err != nil {
 		return fmt.Errorf("%s's dropped targets: %w", s.name, err)
 	}
 	return nil

@@ -155,11 +155,13 @@ func (p *proc) active() ([]string, error) {
 	return slices.Compact(out), nil // a set
 }
 
-// dropped is the number of p's dropped targets of the job.
-func (p *proc) dropped() (int, error) {
+// dropped returns the number of p's dropped targets of the job that
+// /api/v1/targets lists, and that its droppedTargetCounts says (-1 when it
+// has none: Prometheus before 2.43).
+func (p *proc) dropped() (listed, counted int, err error) {
 	resp, err := client.Get("http://" + p.addr + "/api/v1/targets?state=dropped")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -168,19 +170,24 @@ func (p *proc) dropped() (int, error) {
 				Discovered struct {
 					Job string `json:"job"`
 				} `json:"discoveredLabels"`
+				Pool string `json:"scrapePool"`
 			} `json:"droppedTargets"`
+			Counts map[string]int `json:"droppedTargetCounts"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, fmt.Errorf("decoding %s's dropped targets: %w", p.addr, err)
+		return 0, 0, fmt.Errorf("decoding %s's dropped targets: %w", p.addr, err)
 	}
-	n := 0
 	for _, t := range r.Data.Dropped {
-		if t.Discovered.Job == jobName {
-			n++
+		if t.Pool == jobName || (t.Pool == "" && t.Discovered.Job == jobName) {
+			listed++
 		}
 	}
-	return n, nil
+	counted = -1
+	if r.Data.Counts != nil {
+		counted = r.Data.Counts[jobName]
+	}
+	return listed, counted, nil
 }
 
 // labelString writes a label set as {a="x", b="y"}, sorted by name.
