@@ -47,6 +47,7 @@ var docCommands = []struct{ cmd, how string }{
 	{"go run ./bench/shards", "external: the shard split's figures, about 30 s; go test ./bench/shards runs it small"},
 	{"go run ./bench/discoveronce", "external: the discover-once benchmark, several minutes of real Prometheus servers"},
 	{"go run ./bench/hubfilter", "external: three Prometheus servers of 100,000 targets for 2 minutes; go test ./bench/hubfilter (TestSmoke) runs it at 2,000 targets"},
+	{"go run ./bench/hubfilter -source consul", "external: a Consul agent of 50,000 instances and three Prometheus 3 servers (a build of minutes, not a CI dependency); TestSmokeConsul runs it at 50 x 2 where Prometheus 3 is installed"},
 	{"go test -run '^$' -bench 'BenchmarkRenderJob|BenchmarkApply|BenchmarkApplyManyJobs|BenchmarkApplyNodeChange' -benchmem -count 3 ./output/", "external: benchmarks, minutes of a shared machine (go test ./output builds them)"},
 	{"go test -run '^$' -bench 'Decode100k|Change100k' -benchmem ./discovery/file", "external: benchmarks, minutes of a shared machine (go test ./discovery/file builds them)"},
 }
