@@ -18,6 +18,7 @@ import (
 
 	"github.com/sdhub/sdhub/discovery"
 	"github.com/sdhub/sdhub/internal/consulagent"
+	"github.com/sdhub/sdhub/internal/consulfill"
 )
 
 // writer registers catalog entries on a real agent. It is the consul api
@@ -87,33 +88,27 @@ func (w *writer) registerNode(n node) {
 	}
 }
 
-// registerMany writes instances on existing nodes, 64 operations per
-// transaction; each instance has at most its service checks.
+// registerMany writes instances on existing nodes through Consul's
+// transaction endpoint (internal/consulfill); each instance has at most its
+// service checks.
 func (w *writer) registerMany(ins []instance) {
 	w.t.Helper()
-	var ops api.TxnOps
-	flush := func() {
-		if len(ops) == 0 {
-			return
-		}
-		ok, resp, _, err := w.c.Txn().Txn(ops, nil)
-		if err != nil || !ok {
-			w.t.Fatalf("transaction: %v %v", err, resp)
-		}
-		ops = nil
-	}
-	for _, in := range ins {
-		ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: in.node.name,
-			Service: api.AgentService{ID: in.id, Service: in.name, Address: in.addr, Port: in.port, Tags: in.tags, Meta: in.meta}}})
-		for _, id := range slices.Sorted(maps.Keys(in.checks)) {
-			ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
-				Node: in.node.name, CheckID: id, Name: id, Status: in.checks[id], ServiceID: in.id, ServiceName: in.name}}})
-		}
-		if len(ops) >= 60 {
-			flush()
+	units := func(yield func(api.TxnOps) bool) {
+		for _, in := range ins {
+			ops := api.TxnOps{&api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: in.node.name,
+				Service: api.AgentService{ID: in.id, Service: in.name, Address: in.addr, Port: in.port, Tags: in.tags, Meta: in.meta}}}}
+			for _, id := range slices.Sorted(maps.Keys(in.checks)) {
+				ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+					Node: in.node.name, CheckID: id, Name: id, Status: in.checks[id], ServiceID: in.id, ServiceName: in.name}}})
+			}
+			if !yield(ops) {
+				return
+			}
 		}
 	}
-	flush()
+	if err := consulfill.Fill(context.Background(), w.c, units); err != nil {
+		w.t.Fatalf("registering %d instances: %v", len(ins), err)
+	}
 }
 
 func (w *writer) deregister(nodeName, serviceID string) {
