@@ -221,30 +221,26 @@ func (p *population) setDefaults(addr string) {
 	}
 }
 
-// setOutput sets a discovered label as the consumer reads it from sdhub's
-// output: under its native name, and not at all when the output leaves it
-// out. Addresses are set by relabel.
-func (p *population) setOutput(name, value string) {
-	if name == model.AddressLabel {
-		return
+// keeps reports whether the job's rules keep target t of a group labelled
+// gl, at address addr, as the consumer reads it from sdhub's output: each
+// label under its native name, none that the output leaves out.
+func (p *population) keeps(addr string, t, gl model.LabelSet) bool {
+	p.lb.Reset(labels.EmptyLabels())
+	for _, ls := range []model.LabelSet{gl, t} { // a target's labels win over its group's
+		for n, v := range ls {
+			name := outputLabelName(string(n))
+			if n == model.AddressLabel || name == "" {
+				continue
+			}
+			if native, ok := nativeLabels[name]; ok {
+				name = native
+			}
+			p.lb.Set(name, string(v))
+		}
 	}
-	if name = outputLabelName(name); name == "" {
-		return
-	}
-	if n, ok := nativeLabels[name]; ok {
-		name = n
-	}
-	p.lb.Set(name, value)
-}
-
-// relabel reports whether the job's rules keep the target in p.lb, at
-// address addr.
-func (p *population) relabel(addr string) bool {
 	p.setDefaults(addr)
 	return relabel.ProcessBuilder(p.lb, p.rules...)
 }
-
-var emptyLabels = labels.EmptyLabels()
 
 // finish checks a relabelled target as Prometheus does before it scrapes
 // it, removes the __meta_ labels and sets instance.
@@ -304,6 +300,15 @@ func finish(lb *labels.Builder) (labels.Labels, error) {
 		return labels.EmptyLabels(), invalid
 	}
 	return res, nil
+}
+
+// DroppedByText names the rule of rules, the job's, that dropped t, as
+// "relabel_configs[1]: {action: drop, ...}"; "" when t was not dropped.
+func DroppedByText(t Target, rules []*relabel.Config) string {
+	if !t.Dropped() || t.DroppedBy >= len(rules) {
+		return ""
+	}
+	return fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, RuleText(rules[t.DroppedBy]))
 }
 
 // RuleText is a relabel rule in one line, its fields as YAML names them,

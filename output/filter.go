@@ -138,28 +138,3 @@ func nameStrings(ns model.LabelNames) []string {
 	}
 	return out
 }
-
-// filterEval judges the targets of one job for the stage; not safe for
-// concurrent use.
-type filterEval struct {
-	pop *population
-}
-
-func newFilterEval(job string, spec FilterSpec) *filterEval {
-	return &filterEval{pop: newPopulation(job, spec.Settings, spec.Rules)}
-}
-
-// keeps reports whether the consuming Prometheus's relabelling keeps target
-// t of a group labelled gl, at address addr, as it reads it from sdhub's
-// output.
-func (f *filterEval) keeps(addr string, t, gl model.LabelSet) bool {
-	lb := f.pop.lb
-	lb.Reset(emptyLabels)
-	for n, v := range gl {
-		f.pop.setOutput(string(n), string(v))
-	}
-	for n, v := range t {
-		f.pop.setOutput(string(n), string(v))
-	}
-	return f.pop.relabel(addr)
-}

@@ -31,13 +31,12 @@ type jobRender struct {
 	gen    uint64 // the manager's JobTargets.Gen last applied, 0 before
 	epoch  uint64 // marks the pieces seen by the apply in progress
 
-	// With filtering at the hub (filter.go): kept holds the targets the
-	// consumer's relabelling keeps, keptChanged whether the last apply
-	// changed them, hubDropped counts the others.
-	filter      *filterEval
+	// With filtering at the hub (filter.go): filter judges each target,
+	// kept holds those the consumer's relabelling keeps, keptChanged
+	// whether the last apply changed them.
+	filter      *population
 	kept        *aggSet
 	keptChanged bool
-	hubDropped  int
 
 	dropped int // targets left out because Prometheus would reject them
 	// example is one dropped target of the last apply that dropped any.
@@ -125,7 +124,7 @@ type targetRef struct {
 func newJobRender(job string, names *labelNames, filter *FilterSpec) *jobRender {
 	r := &jobRender{job: job, names: names, pieces: map[groupKey]*piece{}, all: *newAggSet(), ids: map[string]uint32{}}
 	if filter != nil {
-		r.filter, r.kept = newFilterEval(job, *filter), newAggSet()
+		r.filter, r.kept = newPopulation(job, filter.Settings, filter.Rules), newAggSet()
 	}
 	return r
 }
@@ -216,11 +215,8 @@ func (r *jobRender) withdraw(c contrib) {
 		return
 	}
 	r.all.add(c.a, c.addr, -1)
-	switch {
-	case c.k != nil:
+	if c.k != nil {
 		r.kept.add(c.k, c.addr, -1)
-	case r.filter != nil:
-		r.hubDropped--
 	}
 }
 
@@ -236,13 +232,9 @@ func (r *jobRender) contribute(t, gl model.LabelSet, badGroup string) contrib {
 	a := r.all.get(r.labelKey(t, gl), r.keyLen)
 	r.all.add(a, addr, 1)
 	c := contrib{a: a, addr: addr}
-	if r.filter != nil {
-		if r.filter.keeps(addr, t, gl) {
-			c.k = r.kept.like(a)
-			r.kept.add(c.k, addr, 1)
-		} else {
-			r.hubDropped++
-		}
+	if r.filter != nil && r.filter.keeps(addr, t, gl) {
+		c.k = r.kept.like(a)
+		r.kept.add(c.k, addr, 1)
 	}
 	return c
 }

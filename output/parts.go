@@ -137,9 +137,8 @@ func (l Layout) Plan(splittable map[string]bool) map[string]int {
 
 // jobState is one job's render: a jobRender per part.
 type jobState struct {
-	gen     uint64 // the manager's JobTargets.Gen last applied, 0 before
-	filter  *FilterSpec
-	digest  string // the filter's, "" without one
+	gen     uint64     // the manager's JobTargets.Gen last applied, 0 before
+	filter  *jobFilter // nil: not filtered at the hub
 	parts   []*jobRender
 	buckets [][]manager.Group // reused per apply
 	changed []bool            // per part, by the last apply
@@ -147,11 +146,13 @@ type jobState struct {
 
 func newJobState(job string, parts int, names *labelNames, f *jobFilter) *jobState {
 	st := &jobState{parts: make([]*jobRender, parts), buckets: make([][]manager.Group, parts), changed: make([]bool, parts)}
-	if f != nil {
-		st.filter, st.digest = &f.spec, f.digest
-	}
+	st.filter = f
 	for i := range st.parts {
-		st.parts[i] = newJobRender(job, names, st.filter)
+		var spec *FilterSpec
+		if f != nil {
+			spec = &f.spec
+		}
+		st.parts[i] = newJobRender(job, names, spec)
 	}
 	return st
 }

@@ -405,7 +405,7 @@ func (st *jobState) refilter(f jobFilter) bool {
 	if st.filter == nil {
 		return f.digest != ""
 	}
-	return st.digest != f.digest || st.filter.Files != f.spec.Files
+	return st.filter.digest != f.digest || st.filter.spec.Files != f.spec.Files
 }
 
 // render returns job's snapshot for jt: old when nothing it shows changed.
@@ -452,13 +452,13 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 	snap.Waiting, snap.FailedConfigs = !jt.Complete, jt.FailedConfigs
 	if changed {
 		snap.Dropped, _, _ = st.dropped()
-		filesKept := st.filter != nil && st.filter.Files // the files hold the kept view
+		filesKept := st.filter != nil && st.filter.spec.Files // the files hold the kept view
 		s.fill(&snap, old, st, filesKept, relaid, now, true)
 		snap.Filter, snap.alt, snap.filtered, snap.spec = nil, nil, false, nil
 		if st.filter != nil {
 			alt := &Snapshot{Job: job, names: s.names, filtered: !filesKept}
 			if !filesKept {
-				alt.spec = st.filter // the kept view
+				alt.spec = &st.filter.spec // the kept view
 			}
 			var oldAlt *Snapshot
 			if old.alt != nil && old.alt.filtered == alt.filtered {
@@ -469,10 +469,10 @@ func (s *Stage) render(job string, jt *manager.JobTargets, old *Snapshot, now ti
 			}
 			snap.filtered, snap.alt = filesKept, alt
 			if filesKept {
-				snap.spec = st.filter
+				snap.spec = &st.filter.spec
 			}
 			whole, kept := snap.Whole(), snap.Kept()
-			snap.Filter = &FilterState{Digest: st.digest, Files: filesKept, Kept: kept.Targets, DroppedAtHub: whole.Targets - kept.Targets}
+			snap.Filter = &FilterState{Digest: st.filter.digest, Files: filesKept, Kept: kept.Targets, DroppedAtHub: whole.Targets - kept.Targets}
 		}
 		s.metrics.targets.WithLabelValues(job).Set(float64(snap.Whole().Targets))
 		s.metrics.dropped.WithLabelValues(job).Set(float64(snap.Dropped))
