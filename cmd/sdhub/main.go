@@ -295,11 +295,6 @@ func serve(f flags, logger *slog.Logger) int {
 		logger.Error("Cannot write the outputs", "err", err)
 		return exitError
 	}
-	_, filters := f.filter.plan(cfg)
-	if err := outputs.SetFilters(filters); err != nil {
-		logger.Error("Cannot write the outputs", "err", err)
-		return exitError
-	}
 	rl, err := newReloader(f.configFile, cfg, mgr, reg, logger)
 	if err != nil {
 		logger.Error("Cannot register metrics", "err", err)
@@ -307,6 +302,10 @@ func serve(f flags, logger *slog.Logger) int {
 	}
 	rl.outputDir = f.outputDir
 	rl.outputs, rl.layout, rl.filter = outputs, layout, f.filter
+	if err := rl.setFilters(cfg); err != nil {
+		logger.Error("Cannot write the outputs", "err", err)
+		return exitError
+	}
 	if err := mgr.ApplyConfig(cfg.Jobs()); err != nil {
 		logger.Error("Cannot apply the config", "err", err)
 		return exitBadConfig
@@ -347,10 +346,7 @@ func serve(f flags, logger *slog.Logger) int {
 			BuildUser: version.BuildUser, BuildDate: version.BuildDate, GoVersion: version.GoVersion},
 		Started:    started,
 		Registerer: reg,
-		HubFilter: func(job string) output.FilterPlan {
-			plans, _ := f.filter.plan(rl.config())
-			return plans[job]
-		},
+		HubFilter:  rl.filterPlan,
 	}
 	if jobRelabel != nil {
 		webOpts.Relabel = func(job string) []*relabel.Config { return jobRelabel(rl.config(), job) }

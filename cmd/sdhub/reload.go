@@ -47,6 +47,23 @@ type reloader struct {
 	outputs *output.Stage
 	layout  output.Layout
 	filter  filterFlags
+	plans   atomic.Pointer[map[string]output.FilterPlan] // each job's filtering at the hub (setFilters)
+}
+
+// setFilters gives the output stage cfg's filters at the hub, and keeps
+// every job's plan for the pages.
+func (rl *reloader) setFilters(cfg *config.Config) error {
+	plans, specs := rl.filter.plan(cfg)
+	rl.plans.Store(&plans)
+	return rl.outputs.SetFilters(specs)
+}
+
+// filterPlan is job's filtering at the hub, or why it has none.
+func (rl *reloader) filterPlan(job string) output.FilterPlan {
+	if p := rl.plans.Load(); p != nil {
+		return (*p)[job]
+	}
+	return output.FilterPlan{}
 }
 
 func newReloader(file string, cfg *config.Config, mgr *manager.Manager, reg prometheus.Registerer, logger *slog.Logger) (*reloader, error) {
@@ -119,8 +136,7 @@ func (rl *reloader) apply(data []byte) error {
 		if err := rl.outputs.SetLayout(rl.layout.Plan(cfg.Splittable())); err != nil {
 			rl.logger.Error("Writing the outputs in the config's layout", "err", err)
 		}
-		_, filters := rl.filter.plan(cfg)
-		if err := rl.outputs.SetFilters(filters); err != nil {
+		if err := rl.setFilters(cfg); err != nil {
 			rl.logger.Error("Writing the outputs with the config's filters", "err", err)
 		}
 	}
