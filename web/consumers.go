@@ -27,8 +27,9 @@ type consumers struct {
 	mu   sync.Mutex
 	jobs map[string]*consumerStats
 	desc *prometheus.Desc
-	// served lists the jobs to collect; nil: every job seen.
-	served func() map[string]bool
+	// outputs lists the jobs configured: the series of the others are
+	// dropped when collected. Nil: every job seen is collected.
+	outputs Outputs
 }
 
 // consumerStats are one job's http_sd requests.
@@ -44,11 +45,11 @@ type consumerStats struct {
 const requestsHelp = "Number of a job's http_sd requests answered, by what was served: kept (the consumer named the digest of the job's relabel rules: the targets they keep), " +
 	"whole (the consumer named no digest: every target), mismatch (the consumer named another digest: every target, and its rules differ from sdhub's copy)."
 
-func newConsumers(served func() map[string]bool) *consumers {
+func newConsumers(outputs Outputs) *consumers {
 	return &consumers{
-		jobs:   map[string]*consumerStats{},
-		served: served,
-		desc:   prometheus.NewDesc("sdhub_http_sd_requests_total", requestsHelp, []string{"job", "view"}, nil),
+		jobs:    map[string]*consumerStats{},
+		outputs: outputs,
+		desc:    prometheus.NewDesc("sdhub_http_sd_requests_total", requestsHelp, []string{"job", "view"}, nil),
 	}
 }
 
@@ -105,14 +106,15 @@ func (c *consumers) stats(job string) (consumerStats, bool) {
 func (c *consumers) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *consumers) Collect(ch chan<- prometheus.Metric) {
-	var served map[string]bool
-	if c.served != nil {
-		served = c.served()
+	var jobs map[string]*output.Snapshot
+	applied := false
+	if c.outputs != nil {
+		jobs, applied = c.outputs.Snapshots()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for job, st := range c.jobs {
-		if served != nil && !served[job] {
+		if applied && jobs[job] == nil {
 			delete(c.jobs, job) // the job left the config
 			continue
 		}

@@ -116,6 +116,11 @@ sdhub_http_sd_requests_total{job="web",view="whole"} 1
 	if s := summary(status()); s != "" {
 		t.Errorf("a mismatch %v ago is still a problem: %q", mismatchRecent, s)
 	}
+	// The job leaves the config: its series go.
+	apply(t, store, manager.Update{"db": job(true, group("c", nil, "10.0.2.1:80"))})
+	if n, err := testutil.GatherAndCount(reg, "sdhub_http_sd_requests_total"); err != nil || n != 0 {
+		t.Errorf("after job web left: %d series of sdhub_http_sd_requests_total (%v), want none", n, err)
+	}
 }
 
 // With the files filtered too, the job's snapshot is its kept view: the
@@ -128,7 +133,7 @@ func TestStatusCountsWholeWithFilesFiltered(t *testing.T) {
 	if err := store.SetFilters(map[string]output.FilterSpec{"web": {Rules: keep, Files: true}}); err != nil {
 		t.Fatal(err)
 	}
-	h := &handler{o: Options{Outputs: store, Now: time.Now, Relabel: func(string) []*relabel.Config { return keep }}, consumers: newConsumers(nil)}
+	h := &handler{o: Options{Outputs: store, Now: time.Now, Relabel: func(string) []*relabel.Config { return keep }}, consumers: newConsumers(store)}
 	for _, dev := range [][]string{{"10.0.1.1:80"}, {"10.0.1.1:80", "10.0.1.2:80"}} {
 		apply(t, store, manager.Update{"web": job(true,
 			group("a", model.LabelSet{"env": "prod"}, "10.0.0.1:80", "10.0.0.2:80"),

@@ -163,10 +163,7 @@ func (r *targetRow) relabelled(t Target, rules []*relabel.Config) {
 	case t.Err != nil:
 		r.Err = t.Err.Error()
 	case t.Dropped():
-		r.Dropped = true
-		if t.DroppedBy < len(rules) {
-			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, output.RuleText(rules[t.DroppedBy]))
-		}
+		r.Dropped, r.DroppedBy = true, output.DroppedByText(t, rules)
 	default:
 		t.Labels.Range(func(l labels.Label) {
 			if !strings.HasPrefix(l.Name, model.ReservedLabelPrefix) {

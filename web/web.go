@@ -114,20 +114,7 @@ func NewHandler(o Options) http.Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &handler{o: o, consumers: newConsumers(func() map[string]bool {
-		if o.Outputs == nil {
-			return nil
-		}
-		jobs, applied := o.Outputs.Snapshots()
-		if !applied {
-			return nil
-		}
-		served := make(map[string]bool, len(jobs))
-		for job := range jobs {
-			served[job] = true
-		}
-		return served
-	})}
+	h := &handler{o: o, consumers: newConsumers(o.Outputs)}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(h.consumers); err != nil {
 			o.Logger.Error("cannot register the http_sd metrics", "err", err)

@@ -171,9 +171,7 @@ func printTargets(w io.Writer, job string, snap *output.Snapshot, cfg *config.Co
 		if t.Err != nil {
 			r.Error = t.Err.Error()
 		}
-		if t.Dropped() && t.DroppedBy < len(rules) {
-			r.DroppedBy = fmt.Sprintf("relabel_configs[%d]: %s", t.DroppedBy, output.RuleText(rules[t.DroppedBy]))
-		}
+		r.DroppedBy = output.DroppedByText(t, rules)
 		results = append(results, r)
 	}
 	out, err := json.MarshalIndent(results, "", "  ")
