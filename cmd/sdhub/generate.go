@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"regexp"
@@ -43,34 +44,34 @@ type generateOptions struct {
 	shard    output.ShardSpec
 	strategy string
 	// query is the http_sd URL's query for shard.
-	query string
+	query url.Values
 	// digests are the digests of the rules of the jobs filtered at the
 	// hub (filterFlags.plan): their http_sd URLs name them.
 	digests map[string]string
 }
 
-// shardQuery is the query of the http_sd URL of a fleet's server, "" for a
+// shardQuery is the query of the http_sd URL of a fleet's server, none for a
 // server that reads whole jobs.
-func shardQuery(opts generateOptions) (string, error) {
+func shardQuery(opts generateOptions) (url.Values, error) {
 	sp := opts.shard
 	strategy, err := shard.ParseStrategy(opts.strategy)
 	if err != nil {
-		return "", fmt.Errorf("--strategy: %w", err)
+		return nil, fmt.Errorf("--strategy: %w", err)
 	}
 	if sp.Shards <= 1 && sp.Shard == 0 && max(sp.Replicas, 1) == 1 && strategy == shard.Rendezvous && sp.WeightLabel == "" {
-		return "", nil
+		return nil, nil
 	}
 	if opts.httpSDURL == "" {
-		return "", fmt.Errorf("--shards, --shard, --replicas, --strategy and --weight-label split jobs through http_sd: they need --http-sd-url")
+		return nil, fmt.Errorf("--shards, --shard, --replicas, --strategy and --weight-label split jobs through http_sd: they need --http-sd-url")
 	}
 	if err := shard.Validate(sp.Shard, sp.Shards); err != nil {
-		return "", fmt.Errorf("--shard and --shards: %w", err)
+		return nil, fmt.Errorf("--shard and --shards: %w", err)
 	}
 	if err := shard.ValidateReplicas(max(sp.Replicas, 1), sp.Shards); err != nil {
-		return "", fmt.Errorf("--replicas: %w", err)
+		return nil, fmt.Errorf("--replicas: %w", err)
 	}
 	if sp.WeightLabel != "" && strategy != shard.BoundedLoad {
-		return "", fmt.Errorf("--weight-label needs --strategy=%s", shard.BoundedLoad)
+		return nil, fmt.Errorf("--weight-label needs --strategy=%s", shard.BoundedLoad)
 	}
 	q := url.Values{}
 	q.Set("shard", strconv.Itoa(sp.Shard))
@@ -84,7 +85,7 @@ func shardQuery(opts generateOptions) (string, error) {
 	if sp.WeightLabel != "" {
 		q.Set("weight_label", sp.WeightLabel)
 	}
-	return q.Encode(), nil
+	return q, nil
 }
 
 func newGenerateCommand(app *kingpin.Application) *generateCommand {
@@ -337,7 +338,10 @@ func planJob(job *yaml.Node, name string, sdKeys []string, opts generateOptions)
 	if opts.httpSDURL != "" {
 		key = "http_sd_configs"
 		p.endpoint = opts.httpSDURL + "/api/v1/sd/" + url.PathEscape(name)
-		q, _ := url.ParseQuery(opts.query) // made by shardQuery
+		q := maps.Clone(opts.query)
+		if q == nil {
+			q = url.Values{}
+		}
 		if d := opts.digests[name]; d != "" {
 			q.Set("rules", d)
 		}
