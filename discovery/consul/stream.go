@@ -153,10 +153,10 @@ func (d *Discovery) stream(ctx context.Context, dc, name string, first chan stru
 // cost the agent a read and then, at its first blocking query, the view.
 // The first query asks from index 1, which the view answers at once with
 // its own index, and the stream blocks from there: one answer per service
-// at start (TestStreamsStartFromTheView). A plain read stays first while the client is catching up
-// with a restarted server (client.get): only a read without an index
-// catches up, and a blocking query from index 1 would take a server's
-// state before it has applied its log.
+// at start (TestStreamsStartFromTheView). A plain read stays first while
+// the client is catching up with a restarted server (client.get): only a
+// read without an index catches up, and a blocking query from index 1
+// would take a server's state before it has applied its log.
 func (d *Discovery) streamIndex(index uint64) uint64 {
 	if index == 0 && !d.client.catchUp.Load() {
 		return 1
